@@ -1,0 +1,15 @@
+"""Run and supervise a cloudflared tunnel from a Jupyter Server, and report its state over REST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+
+__all__ = ["__version__"]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    from .app import ColabTunnelApp
+
+    return [{"module": "jupyter_colab_tunnel.app", "app": ColabTunnelApp}]

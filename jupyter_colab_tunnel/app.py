@@ -1,0 +1,241 @@
+"""ColabTunnelApp: the configuration surface of the extension and its start/stop wiring."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from copy import deepcopy
+from typing import Any
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets.config import Config
+from traitlets.traitlets import TraitError
+
+from .config_errors import ConfigError
+from .status import StatusReporter
+
+
+class ColabTunnelApp(ExtensionApp):
+    """Expose this Jupyter Server through a supervised cloudflared tunnel."""
+
+    name = "jupyter_colab_tunnel"
+    description = __doc__ or ""
+    load_other_extensions = True
+
+    tunnel_mode = Enum(
+        ["quick", "named", "off"],
+        help=(
+            "Which tunnel to run. 'quick' opens a free trycloudflare.com tunnel with a new random "
+            "URL on every start; 'named' runs the Cloudflare Tunnel of `tunnel_token` under your "
+            "own hostname; 'off' runs none. Default: 'named' when a tunnel token is configured "
+            "(tunnel_token, tunnel_token_file or $TUNNEL_TOKEN), else 'quick'."
+        ),
+    ).tag(config=True)
+
+    autostart = Bool(
+        True,
+        help="Start the tunnel when the server starts. When False, start it with POST /colab/tunnel.",
+    ).tag(config=True)
+
+    cloudflared_path = Unicode(
+        "",
+        help=(
+            "Path of the cloudflared executable. Empty: use `cloudflared` on PATH, else the "
+            "binary managed by pycloudflared (downloaded on first use)."
+        ),
+    ).tag(config=True)
+
+    tunnel_token = Unicode(
+        help=(
+            "Token of a named Cloudflare Tunnel (secret). Defaults to $TUNNEL_TOKEN. It is passed "
+            "to cloudflared only through its environment, never on its command line."
+        ),
+    ).tag(config=True)
+
+    tunnel_token_file = Unicode(
+        "",
+        help="File holding the named-tunnel token (read at each start). Used when tunnel_token is empty.",
+    ).tag(config=True)
+
+    public_hostname = Unicode(
+        "",
+        help=(
+            "Public hostname routed to this server in the named tunnel's dashboard "
+            "(e.g. 'jupyter.example.com'); reported as https://<public_hostname>."
+        ),
+    ).tag(config=True)
+
+    protocol = Enum(
+        ["auto", "quic", "http2"],
+        default_value="auto",
+        help="Transport between cloudflared and Cloudflare's edge. Use 'http2' where UDP 7844 is blocked.",
+    ).tag(config=True)
+
+    edge_ip_version = Enum(
+        ["auto", "4", "6"],
+        default_value="auto",
+        help="IP version used to reach Cloudflare's edge.",
+    ).tag(config=True)
+
+    extra_args = List(
+        Unicode(),
+        help=(
+            "Extra tunnel-level flags for cloudflared, placed before `--url`/`run` "
+            "(e.g. ['--edge', 'region1.v2.argotunnel.com:7844']). Never put the token here."
+        ),
+    ).tag(config=True)
+
+    restart_backoff_initial = Float(
+        1.0, min=0.0, help="Seconds to wait before the first restart after cloudflared exits."
+    ).tag(config=True)
+
+    restart_backoff_max = Float(
+        60.0, min=0.0, help="Upper bound in seconds of the exponential restart backoff."
+    ).tag(config=True)
+
+    max_restarts = Int(
+        10,
+        min=0,
+        help="Give up (state 'failed', kind 'crash_loop') after more exits than this within crash_window.",
+    ).tag(config=True)
+
+    crash_window = Float(
+        600.0, min=1.0, help="Seconds over which exits are counted against max_restarts."
+    ).tag(config=True)
+
+    url_timeout = Float(
+        30.0, min=1.0, help="Seconds to wait for the tunnel URL before restarting cloudflared."
+    ).tag(config=True)
+
+    health_interval = Float(
+        5.0, min=0.05, help="Seconds between health checks of cloudflared's /ready endpoint."
+    ).tag(config=True)
+
+    stop_timeout = Float(
+        5.0,
+        min=0.0,
+        help="Seconds cloudflared gets to exit after SIGTERM (also its --grace-period) before SIGKILL.",
+    ).tag(config=True)
+
+    log_lines = Int(
+        1000, min=10, help="How many of cloudflared's log lines to keep in memory."
+    ).tag(config=True)
+
+    allow_unauthenticated = Bool(
+        False,
+        help=(
+            "Allow a public tunnel to a server that has neither a token nor a password. "
+            "Anyone who learns the URL could then run code on this machine."
+        ),
+    ).tag(config=True)
+
+    gpu_cache_ttl = Float(
+        1.0, min=0.0, help="Seconds an NVML sample is reused by /colab/gpu and /colab/status."
+    ).tag(config=True)
+
+    @default("tunnel_token")
+    def _default_tunnel_token(self) -> str:
+        return os.environ.get("TUNNEL_TOKEN", "")
+
+    @default("tunnel_mode")
+    def _default_tunnel_mode(self) -> str:
+        return "named" if (self.tunnel_token or self.tunnel_token_file) else "quick"
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.config_errors: list[ConfigError] = []
+        self.started_at = time.time()
+        super().__init__(**kwargs)
+
+    def _load_config(
+        self,
+        cfg: Config,
+        section_names: list[str] | None = None,
+        traits: dict[str, Any] | None = None,
+    ) -> None:
+        """Load config; a bad value is recorded and its trait keeps its default.
+
+        traitlets raises on the first invalid value, which would make the extension fail to load
+        and take the /colab endpoints with it. Loading key by key keeps every valid setting and
+        reports the invalid ones where users look: the log and GET /colab/tunnel.
+        """
+        try:
+            super()._load_config(cfg, section_names, traits)
+            return
+        except TraitError:
+            pass
+        mine = self._find_my_config(cfg)
+        for key, value in mine.items():
+            single = Config({type(self).__name__: {key: deepcopy(value)}})
+            try:
+                super()._load_config(single, section_names, traits)
+            except TraitError as e:
+                self._record_config_error(key, e)
+
+    def parse_command_line(self, argv: list[str] | None = None) -> None:
+        """Parse CLI config, keeping our `extra_args` trait.
+
+        `traitlets.Application` uses a trait of the same name for unparsed positional
+        arguments and overwrites it after parsing; an extension has none, so restore ours.
+        """
+        configured = list(self.extra_args)
+        super().parse_command_line(argv)
+        mine = self.config.get(type(self).__name__, {})
+        if "extra_args" in mine:
+            value = mine["extra_args"]
+            self.extra_args = list(value.get_value([]) if hasattr(value, "get_value") else value)
+        else:
+            self.extra_args = configured
+
+    def _record_config_error(self, trait: str, error: TraitError) -> None:
+        name = f"{type(self).__name__}.{trait}"
+        if trait in _SECRET_TRAITS:
+            # The rejected value may be the secret itself: never echo it.
+            message = f"Invalid value for {name}: expected a string. It is ignored."
+        else:
+            message = f"Invalid value for {name}: {error}"
+            allowed = _allowed_values(self.traits().get(trait))
+            if allowed:
+                message += f" Allowed: {allowed}."
+            message += f" Using the default ({self.trait_defaults(trait)!r})."
+        if any(e.trait == trait for e in self.config_errors):
+            return
+        self.config_errors.append(ConfigError(trait, message))
+
+    def initialize_settings(self) -> None:
+        self.started_at = time.time()
+        for error in self.config_errors:
+            self.log.error(error.message)
+        assert self.serverapp is not None
+        self.status_reporter = StatusReporter(
+            self.serverapp, self.started_at, self._tunnel_section, self._gpu_section
+        )
+
+    async def _tunnel_section(self) -> dict[str, Any]:
+        return {}
+
+    async def _gpu_section(self) -> dict[str, Any]:
+        return {}
+
+    def initialize_handlers(self) -> None:
+        from .handlers import default_handlers
+
+        self.handlers.extend(default_handlers)
+
+
+_SECRET_TRAITS = frozenset({"tunnel_token"})
+
+
+def _allowed_values(trait: Any) -> str:
+    values: Iterable[Any] | None = getattr(trait, "values", None)
+    if values is not None:
+        return ", ".join(repr(v) for v in values)
+    low, high = getattr(trait, "min", None), getattr(trait, "max", None)
+    if high is not None and high == float("inf"):
+        high = None
+    if low is not None and high is not None:
+        return f"a number from {low} to {high}"
+    if low is not None:
+        return f"a number >= {low}"
+    return ""

@@ -1,0 +1,124 @@
+"""The extension loads, and every setting is a validated, documented trait."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+
+from jupyter_colab_tunnel import __version__, _jupyter_server_extension_points
+from jupyter_colab_tunnel.app import ColabTunnelApp
+
+TRAITS = {
+    "tunnel_mode": "quick",
+    "autostart": True,
+    "cloudflared_path": "",
+    "tunnel_token": "",
+    "tunnel_token_file": "",
+    "public_hostname": "",
+    "protocol": "auto",
+    "edge_ip_version": "auto",
+    "extra_args": [],
+    "restart_backoff_initial": 1.0,
+    "restart_backoff_max": 60.0,
+    "max_restarts": 10,
+    "crash_window": 600.0,
+    "url_timeout": 30.0,
+    "health_interval": 5.0,
+    "stop_timeout": 5.0,
+    "log_lines": 1000,
+    "allow_unauthenticated": False,
+    "gpu_cache_ttl": 1.0,
+}
+
+
+def make_app(monkeypatch: pytest.MonkeyPatch, **config: Any) -> ColabTunnelApp:
+    monkeypatch.delenv("TUNNEL_TOKEN", raising=False)
+    return ColabTunnelApp(config=Config({"ColabTunnelApp": config}))
+
+
+def test_extension_points() -> None:
+    (point,) = _jupyter_server_extension_points()
+    assert point == {"module": "jupyter_colab_tunnel.app", "app": ColabTunnelApp}
+    assert __version__.count(".") == 2
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(monkeypatch)
+    for name, value in TRAITS.items():
+        assert getattr(app, name) == value, name
+    assert app.config_errors == []
+
+
+def test_every_trait_is_configurable_and_documented() -> None:
+    own = {n for n, t in ColabTunnelApp.class_traits(config=True).items() if n in TRAITS}
+    assert own == set(TRAITS)
+    for name in TRAITS:
+        trait = ColabTunnelApp.class_traits()[name]
+        assert len(trait.help) > 20, name
+
+
+def test_docs_list_every_trait() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    for name in TRAITS:
+        assert f"`{name}`" in doc, name
+
+
+def test_mode_defaults_to_named_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert make_app(monkeypatch, tunnel_token="x").tunnel_mode == "named"
+    assert make_app(monkeypatch, tunnel_token_file="/t").tunnel_mode == "named"
+    monkeypatch.setenv("TUNNEL_TOKEN", "from-env")
+    app = ColabTunnelApp(config=Config())
+    assert app.tunnel_token == "from-env"
+    assert app.tunnel_mode == "named"
+    assert make_app(monkeypatch, tunnel_mode="off").tunnel_mode == "off"
+
+
+def test_command_line_sets_traits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNNEL_TOKEN", raising=False)
+    app = ColabTunnelApp()
+    app.parse_command_line(
+        [
+            "--ColabTunnelApp.protocol=http2",
+            "--ColabTunnelApp.max_restarts=3",
+            "--ColabTunnelApp.extra_args=--edge",
+            "--ColabTunnelApp.extra_args=region1.v2.argotunnel.com:7844",
+        ]
+    )
+    assert app.protocol == "http2"
+    assert app.max_restarts == 3
+    assert app.extra_args == ["--edge", "region1.v2.argotunnel.com:7844"]
+
+
+@pytest.mark.parametrize(
+    ("trait", "value", "expected"),
+    [
+        ("tunnel_mode", "fast", "'quick', 'named', 'off'"),
+        ("protocol", "udp", "'auto', 'quic', 'http2'"),
+        ("edge_ip_version", "5", "'auto', '4', '6'"),
+        ("restart_backoff_initial", -1.0, "a number >= 0.0"),
+        ("max_restarts", -2, "a number >= 0"),
+        ("health_interval", 0.0, "a number >= 0.05"),
+        ("autostart", "maybe", ""),
+    ],
+)
+def test_invalid_values_are_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, trait: str, value: Any, expected: str
+) -> None:
+    app = make_app(monkeypatch, **{trait: value, "stop_timeout": 2.5})
+    # The bad value is rejected and named; the good one next to it is kept.
+    assert app.stop_timeout == 2.5
+    assert getattr(app, trait) == TRAITS[trait]
+    (error,) = app.config_errors
+    assert error.trait == trait
+    assert f"ColabTunnelApp.{trait}" in error.message
+    assert expected in error.message
+
+
+def test_invalid_token_type_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(monkeypatch, tunnel_token=123456789)
+    (error,) = app.config_errors
+    assert "123456789" not in error.message
+    assert error.trait == "tunnel_token"
