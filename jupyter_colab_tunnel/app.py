@@ -6,15 +6,27 @@ import os
 import time
 from collections.abc import Iterable
 from copy import deepcopy
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from jupyter_server.extension.application import ExtensionApp
+from tornado import web
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
 
 from .config_errors import ConfigError
+from .connect import TOKEN_PLACEHOLDER, connect_info
+from .gpu import GpuSampler, NvmlReader
+from .gpu import summary as gpu_summary
+from .runtime import runtime_info
+from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
+from .tunnel.errors import TunnelError
+from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
 
 
 class ColabTunnelApp(ExtensionApp):
@@ -145,6 +157,7 @@ class ColabTunnelApp(ExtensionApp):
 
     def __init__(self, **kwargs: Any) -> None:
         self.config_errors: list[ConfigError] = []
+        self._tunnel_host: str | None = None
         self.started_at = time.time()
         super().__init__(**kwargs)
 
@@ -183,8 +196,8 @@ class ColabTunnelApp(ExtensionApp):
         super().parse_command_line(argv)
         mine = self.config.get(type(self).__name__, {})
         if "extra_args" in mine:
-            value = mine["extra_args"]
-            self.extra_args = list(value.get_value([]) if hasattr(value, "get_value") else value)
+            # Load it again the way traitlets loads config (CLI values arrive as strings).
+            self._load_config(Config({type(self).__name__: {"extra_args": mine["extra_args"]}}))
         else:
             self.extra_args = configured
 
@@ -208,15 +221,135 @@ class ColabTunnelApp(ExtensionApp):
         for error in self.config_errors:
             self.log.error(error.message)
         assert self.serverapp is not None
+        serverapp = self.serverapp
+        runtime = runtime_info()
+        self.gpu_sampler = GpuSampler(
+            NvmlReader(tpu_type=runtime["tpu_type"]), cache_ttl=self.gpu_cache_ttl
+        )
+        self.supervisor = TunnelSupervisor(
+            self._supervisor_settings(),
+            self.log,
+            origin=lambda: origin_url(serverapp),
+            preflight=self._refuse_insecure,
+            on_url=self._allow_tunnel_host,
+            on_ready=self._announce,
+        )
         self.status_reporter = StatusReporter(
-            self.serverapp, self.started_at, self._tunnel_section, self._gpu_section
+            serverapp, self.started_at, runtime, self._tunnel_section, self._gpu_section
+        )
+
+    def _supervisor_settings(self) -> SupervisorSettings:
+        return SupervisorSettings(
+            mode=self.tunnel_mode,
+            cloudflared_path=self.cloudflared_path,
+            token=self.tunnel_token,
+            token_file=self.tunnel_token_file,
+            public_hostname=self.public_hostname,
+            protocol=self.protocol,
+            edge_ip_version=self.edge_ip_version,
+            extra_args=list(self.extra_args),
+            restart_backoff_initial=self.restart_backoff_initial,
+            restart_backoff_max=max(self.restart_backoff_max, self.restart_backoff_initial),
+            max_restarts=self.max_restarts,
+            crash_window=self.crash_window,
+            url_timeout=self.url_timeout,
+            health_interval=self.health_interval,
+            stop_timeout=self.stop_timeout,
+            log_lines=self.log_lines,
+        )
+
+    def _refuse_insecure(self) -> TunnelError | None:
+        assert self.serverapp is not None
+        if auth_enabled(self.serverapp) or self.allow_unauthenticated:
+            return None
+        return TunnelError(
+            "insecure_config",
+            "refusing to open a public tunnel to a Jupyter server without a token or password",
+            retry=False,
+        )
+
+    def _allow_tunnel_host(self, url: str | None) -> None:
+        """Accept the tunnel's public Host header, and only that one.
+
+        cloudflared forwards `Host: <tunnel host>`; Jupyter blocks non-local hosts unless
+        allow_remote_access. Adding exactly this hostname to `local_hostnames` lets gateway
+        clients and browsers in (a browser's Origin then matches its Host) while every other
+        foreign Host stays blocked.
+        """
+        assert self.serverapp is not None
+        settings = self.serverapp.web_app.settings
+        if self._tunnel_host:
+            hosts = [h for h in settings.get("local_hostnames", []) if h != self._tunnel_host]
+            settings["local_hostnames"] = hosts
+            self._tunnel_host = None
+        if url:
+            host = urlparse(url).hostname
+            if host:
+                settings["local_hostnames"] = [*settings.get("local_hostnames", []), host]
+                self._tunnel_host = host
+
+    def _announce(self, supervisor: TunnelSupervisor) -> None:
+        """Print the URL and the connect command the first time the tunnel is ready."""
+        if supervisor.announced or not supervisor.url:
+            return
+        supervisor.announced = True
+        assert self.serverapp is not None
+        idp = self.serverapp.identity_provider
+        # Like Jupyter's own start-up banner: show a token only if it was generated here.
+        token = idp.token if (idp.token and idp.token_generated) else TOKEN_PLACEHOLDER
+        info = connect_info(supervisor.url, self.serverapp.base_url, token)
+        assert info is not None
+        self.log.info(
+            "Tunnel ready: %s\n    Connect from your machine with:\n    %s",
+            info["gateway_url"],
+            info["command"],
         )
 
     async def _tunnel_section(self) -> dict[str, Any]:
-        return {}
+        return self.supervisor.summary()
 
     async def _gpu_section(self) -> dict[str, Any]:
-        return {}
+        return gpu_summary(await self.gpu_sampler.get(processes=False))
+
+    def tunnel_snapshot(self, logs: int = 0) -> dict[str, Any]:
+        assert self.serverapp is not None
+        body = self.supervisor.snapshot(logs=logs)
+        body["connect"] = connect_info(self.supervisor.url, self.serverapp.base_url)
+        body["config_errors"] = [e.as_dict() for e in self.config_errors]
+        return body
+
+    async def tunnel_action(self, action: str) -> None:
+        """start | stop | restart, as asked through POST /colab/tunnel."""
+        if self.tunnel_mode == "off":
+            raise web.HTTPError(
+                409, "tunnel_mode is 'off': set it to 'quick' or 'named' to run a tunnel"
+            )
+        if action == "start":
+            await self.supervisor.start()
+        elif action == "stop":
+            await self.supervisor.stop()
+        else:
+            await self.supervisor.restart()
+
+    async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
+        """Runs once the IOLoop is up. Never waits on cloudflared: the server starts at once."""
+        if self.tunnel_mode == "off":
+            return
+        if self.config_errors:
+            self.supervisor.fail(
+                TunnelError(
+                    "invalid_config",
+                    "; ".join(e.message for e in self.config_errors),
+                    retry=False,
+                )
+            )
+            return
+        if self.autostart:
+            await self.supervisor.start()
+
+    async def stop_extension(self) -> None:
+        await self.supervisor.stop()
+        await self.gpu_sampler.close()
 
     def initialize_handlers(self) -> None:
         from .handlers import default_handlers

@@ -38,6 +38,65 @@ class StatusHandler(ColabHandler):
         self.write_json(await self.colab.status_reporter.status())
 
 
+def _flag(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise web.HTTPError(400, f"{name} must be true or false, not {value!r}")
+
+
+class GpuHandler(ColabHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        processes = _flag(self.get_query_argument("processes", "true"), "processes")
+        self.write_json(await self.colab.gpu_sampler.get(processes=processes))
+
+
+TUNNEL_ACTIONS = ("start", "stop", "restart")
+MAX_LOG_LINES = 100_000
+
+
+class TunnelHandler(ColabHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        raw = self.get_query_argument("logs", "0")
+        try:
+            logs = int(raw)
+        except ValueError:
+            raise web.HTTPError(400, f"logs must be a whole number, not {raw!r}") from None
+        if not 0 <= logs <= MAX_LOG_LINES:
+            raise web.HTTPError(400, f"logs must be between 0 and {MAX_LOG_LINES}")
+        self.write_json(self.colab.tunnel_snapshot(logs=logs))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"")
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPError(
+                400, 'body must be JSON: {"action": "start|stop|restart"}'
+            ) from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, 'body must be a JSON object: {"action": "start|stop|restart"}')
+        action = body.get("action")
+        if not isinstance(action, str) or action not in TUNNEL_ACTIONS:
+            raise web.HTTPError(
+                400, f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {action!r}"
+            )
+        unknown = sorted(set(body) - {"action"})
+        if unknown:
+            raise web.HTTPError(400, f"unknown fields: {', '.join(map(str, unknown))}")
+        await self.colab.tunnel_action(action)
+        self.write_json(self.colab.tunnel_snapshot())
+
+
 default_handlers: list[tuple[str, type[ColabHandler]]] = [
     ("/colab/status", StatusHandler),
+    ("/colab/gpu", GpuHandler),
+    ("/colab/tunnel", TunnelHandler),
 ]

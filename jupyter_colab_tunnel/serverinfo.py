@@ -38,7 +38,11 @@ def server_token(serverapp: ServerApp) -> str:
 
 
 def origin_url(serverapp: ServerApp) -> str:
-    """This server's own address as cloudflared should reach it (loopback where possible)."""
+    """This server's address as cloudflared should reach it (loopback where possible).
+
+    No path: cloudflared forwards each request's path unchanged, so base_url stays in the URL
+    clients use (`https://<tunnel host><base_url>`).
+    """
     scheme = "https" if serverapp.certfile else "http"
     ip = serverapp.ip
     if ip in ("", "0.0.0.0", "localhost", "*"):
@@ -49,7 +53,7 @@ def origin_url(serverapp: ServerApp) -> str:
         host = f"[{ip}]"
     else:
         host = ip
-    return f"{scheme}://{host}:{serverapp.port}{serverapp.base_url}"
+    return f"{scheme}://{host}:{serverapp.port}"
 
 
 def server_section(serverapp: ServerApp, started_at: str, uptime_s: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .cache import SharedSample
-from .runtime import resources, runtime_info
+from .runtime import resources
 from .serverinfo import server_section
 
 if TYPE_CHECKING:
@@ -33,12 +33,13 @@ class StatusReporter:
         self,
         serverapp: ServerApp,
         started_at: float,
+        runtime: dict[str, Any],
         tunnel_section: Section,
         gpu_section: Section,
     ) -> None:
         self._serverapp = serverapp
         self._started_at = started_at
-        self._runtime = runtime_info()
+        self._runtime = runtime
         root_dir = serverapp.root_dir
         self._resources = SharedSample(lambda: resources(root_dir), RESOURCES_TTL)
         self._tunnel_section = tunnel_section

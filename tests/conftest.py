@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from traitlets.config import Config
 
@@ -15,6 +17,7 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 sys.path.insert(0, str(Path(__file__).parent))
 
 from server_process import ServerProcess, start_server  # noqa: E402
+from tunnel_env import TunnelServer, start_tunnel_server  # noqa: E402
 
 
 @pytest.fixture
@@ -58,3 +61,24 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
     yield factory
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def tunnel_server(tmp_path: Path) -> Iterator[Any]:
+    """Start real servers with the cloudflared stand-in; at teardown none may be left."""
+    started: list[TunnelServer] = []
+
+    def factory(**kwargs: Any) -> TunnelServer:
+        ts = start_tunnel_server(tmp_path / f"tunnel{len(started)}", **kwargs)
+        started.append(ts)
+        return ts
+
+    yield factory
+    leftovers: list[int] = []
+    for ts in started:
+        ts.server.stop()
+        for pid in ts.alive_spawned():
+            leftovers.append(pid)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+    assert not leftovers, f"cloudflared stand-ins left behind: {leftovers}"

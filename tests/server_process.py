@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -140,10 +141,8 @@ class ServerProcess:
                 self.proc.wait()
         _, alive = psutil.wait_procs(children, timeout=3)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         return self.proc.returncode
 
 

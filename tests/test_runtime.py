@@ -16,7 +16,9 @@ from jupyter_colab_tunnel.runtime import (
 )
 
 
-def probe(env: dict[str, str], paths: tuple[str, ...] = (), colab_pkg: bool = False) -> RuntimeProbe:
+def probe(
+    env: dict[str, str], paths: tuple[str, ...] = (), colab_pkg: bool = False
+) -> RuntimeProbe:
     return RuntimeProbe(
         environ=env,
         exists=lambda p: p in paths,

@@ -38,8 +38,18 @@ def test_auto_enabled_and_ok(tmp_path: Path) -> None:
 
 def test_wheel_ships_the_enable_file(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
         check=True,
         timeout=120,
     )
@@ -49,7 +59,9 @@ def test_wheel_ships_the_enable_file(tmp_path: Path) -> None:
     assert data + "jupyter_colab_tunnel.json" in names
     assert "jupyter_colab_tunnel/py.typed" in names
     with zipfile.ZipFile(wheel).open(data + "jupyter_colab_tunnel.json") as f:
-        assert json.load(f) == {"ServerApp": {"jpserver_extensions": {"jupyter_colab_tunnel": True}}}
+        assert json.load(f) == {
+            "ServerApp": {"jpserver_extensions": {"jupyter_colab_tunnel": True}}
+        }
 
 
 def test_real_server_status(server_factory: Any) -> None:
@@ -84,4 +96,3 @@ def test_invalid_config_still_serves(server_factory: Any) -> None:
     assert "Invalid value for ColabTunnelApp.tunnel_mode" in log
     assert "'quick', 'named', 'off'" in log
     assert "Invalid value for ColabTunnelApp.max_restarts" in log
-

@@ -62,7 +62,9 @@ async def test_status_fields(
     assert runtime["colab"] is False
     assert runtime["accelerator"] == "none"
     assert runtime["tpu_type"] is None
-    assert runtime["python"] and runtime["platform"].startswith("Linux") and runtime["user"]
+    assert runtime["python"]
+    assert runtime["platform"].startswith("Linux")
+    assert runtime["user"]
 
     res = body["resources"]
     assert res["cpu_count"] == psutil.cpu_count()
@@ -70,7 +72,8 @@ async def test_status_fields(
     assert 0 < res["memory"]["used"] < res["memory"]["total"]
     assert res["disk"]["path"] == str(jp_root_dir)
     assert res["disk"]["total"] == psutil.disk_usage(str(jp_root_dir)).total
-    assert isinstance(body["tunnel"], dict) and isinstance(body["gpu"], dict)
+    assert isinstance(body["tunnel"], dict)
+    assert isinstance(body["gpu"], dict)
 
 
 async def test_resources_are_read_once_per_second(jp_fetch: Any, colab_app: Any) -> None:

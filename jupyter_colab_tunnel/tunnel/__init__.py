@@ -1,0 +1,1 @@
+"""Running cloudflared: find it, build its command, read its logs, supervise it."""

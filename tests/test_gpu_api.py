@@ -1,0 +1,113 @@
+"""GET /colab/gpu and the status `gpu` section through a server, real and patched NVML."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from fake_nvml import FakeGpu, FakeProcess, install
+from tornado.httpclient import HTTPClientError
+
+
+async def get_json(jp_fetch: Any, *path: str, **kwargs: Any) -> Any:
+    r = await jp_fetch(*path, **kwargs)
+    assert r.code == 200
+    assert r.headers["Content-Type"].startswith("application/json")
+    return json.loads(r.body)
+
+
+async def test_real_no_gpu_path(jp_fetch: Any, colab_app: Any) -> None:
+    # No patching: this machine has no NVIDIA driver library.
+    body = await get_json(jp_fetch, "colab", "gpu")
+    assert body["available"] is False
+    assert body["count"] == 0
+    assert body["devices"] == []
+    assert body["error"]["kind"] == "no_library"
+    assert "NVML Shared Library Not Found" in body["error"]["message"]
+    assert body["error"]["hint"]
+    status = await get_json(jp_fetch, "colab", "status")
+    assert status["gpu"] == {
+        "available": False,
+        "count": 0,
+        "names": [],
+        "memory_total": 0,
+        "memory_used": 0,
+        "error": "no_library",
+    }
+
+
+async def test_gpu_needs_credentials(jp_fetch: Any, colab_app: Any) -> None:
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("colab", "gpu", headers={"Authorization": ""})
+    assert e.value.code == 403
+
+
+async def test_patched_devices_and_status_summary(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    gpus = [FakeGpu.t4(processes=[FakeProcess(os.getpid())]), FakeGpu.a100_mig()]
+    install(monkeypatch, gpus)
+    body = await get_json(jp_fetch, "colab", "gpu")
+    assert body["available"] is True
+    assert body["count"] == 2
+    assert body["driver_version"] == "550.54.15"
+    assert body["cuda_driver_version"] == "12.4"
+    t4, a100 = body["devices"]
+    assert t4["fan_percent"] is None  # NotSupported on a fanless card: null, not an error
+    assert t4["processes"][0]["pid"] == os.getpid()
+    assert t4["processes"][0]["name"]
+    assert a100["mig_mode"]["current"] is True
+    assert a100["utilization"]["gpu"] is None
+    status = await get_json(jp_fetch, "colab", "status")
+    assert status["gpu"]["count"] == 2
+    assert status["gpu"]["names"] == [t4["name"], a100["name"]]
+    assert status["gpu"]["memory_total"] == gpus[0].memory_total + gpus[1].memory_total
+
+
+async def test_processes_false(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = install(monkeypatch, [FakeGpu.t4(processes=[FakeProcess(1)])])
+    body = await get_json(jp_fetch, "colab", "gpu", params={"processes": "false"})
+    assert body["devices"][0]["processes"] is None
+    assert not any("Processes" in name for name in fake.calls)
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("colab", "gpu", params={"processes": "sometimes"})
+    assert e.value.code == 400
+
+
+async def test_concurrent_requests_share_one_sample(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.01)
+    colab_app.gpu_sampler.cache_ttl = 5.0
+    before = colab_app.gpu_sampler.samples_taken
+    bodies = await asyncio.gather(*(get_json(jp_fetch, "colab", "gpu") for _ in range(16)))
+    assert colab_app.gpu_sampler.samples_taken - before == 1
+    assert len({b["sampled_at"] for b in bodies}) == 1
+
+
+async def test_slow_driver_does_not_block_the_server(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = install(monkeypatch, [FakeGpu.t4()] * 4, per_call_delay=0.05)
+    colab_app.gpu_sampler.cache_ttl = 0.0
+    order: list[str] = []
+
+    async def gpu() -> None:
+        await get_json(jp_fetch, "colab", "gpu")
+        order.append("gpu")
+
+    async def api_status() -> None:
+        # Start once the slow sample is really in flight on the NVML thread.
+        while not fake.calls:
+            await asyncio.sleep(0.001)
+        await get_json(jp_fetch, "api", "status")
+        order.append("api")
+
+    await asyncio.gather(gpu(), api_status())
+    assert order == ["api", "gpu"]

@@ -1,0 +1,183 @@
+"""The pure pieces of the tunnel: argv/env building, line parsing, exit classification."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from jupyter_colab_tunnel.connect import connect_info, gateway_url
+from jupyter_colab_tunnel.tunnel.command import (
+    TunnelCommand,
+    build_argv,
+    build_env,
+    check_extra_args,
+)
+from jupyter_colab_tunnel.tunnel.logs import (
+    RATE_LIMIT_DELAY,
+    classify_exit,
+    parse_line,
+    redact,
+    split_level,
+)
+
+TS = "2026-11-25T22:46:51Z"
+TOKEN = "eyJhIjoiYWNjb3VudCIsInQiOiI2ZmY0MmFlMiIsInMiOiJzZWNyZXQifQ=="
+
+
+def test_quick_argv_per_reference() -> None:
+    cmd = TunnelCommand(mode="quick", binary="/bin/cloudflared", origin="http://127.0.0.1:8888")
+    assert build_argv(cmd) == [
+        "/bin/cloudflared", "tunnel", "--no-autoupdate", "--metrics", "127.0.0.1:0",
+        "--loglevel", "info", "--grace-period", "5s", "--url", "http://127.0.0.1:8888",
+    ]  # fmt: skip
+
+
+def test_named_argv_keeps_token_out() -> None:
+    cmd = TunnelCommand(
+        mode="named",
+        binary="cloudflared",
+        origin="http://127.0.0.1:8888",
+        protocol="http2",
+        edge_ip_version="4",
+        extra_args=("--edge", "region1.v2.argotunnel.com:7844"),
+        stop_timeout=2.5,
+        token=TOKEN,
+    )
+    argv = build_argv(cmd)
+    assert argv == [
+        "cloudflared", "tunnel", "--no-autoupdate", "--metrics", "127.0.0.1:0",
+        "--loglevel", "info", "--grace-period", "2.5s", "--protocol", "http2",
+        "--edge-ip-version", "4", "--edge", "region1.v2.argotunnel.com:7844", "run",
+    ]  # fmt: skip
+    assert TOKEN not in " ".join(argv)
+    assert TOKEN not in repr(cmd)
+    env = build_env(cmd, {"PATH": "/bin", "TUNNEL_METRICS": "x", "TUNNEL_TOKEN": "stray"})
+    assert env == {"PATH": "/bin", "TUNNEL_TOKEN": TOKEN}
+
+
+def test_quick_env_drops_a_stray_token() -> None:
+    cmd = TunnelCommand(mode="quick", binary="c", origin="o")
+    assert "TUNNEL_TOKEN" not in build_env(cmd, {"TUNNEL_TOKEN": TOKEN})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--token", "x"], ["--token=x"], ["-token", "x"], ["--url", "http://x"], ["--loglevel=x"]],
+)
+def test_forbidden_extra_args(args: list[str]) -> None:
+    error = check_extra_args(args)
+    assert error is not None
+    assert error.kind == "bad_arguments"
+    assert not error.retry
+    flag = args[0].split("=")[0]
+    assert f"-{flag.lstrip('-')}" in error.message
+    assert "x" not in error.message.split(":")[0].replace("extra_args", "")
+
+
+def test_allowed_extra_args() -> None:
+    assert check_extra_args(["--edge", "a:1", "--retries", "3", "--metrics", "127.0.0.1:1"]) is None
+
+
+def test_url_from_the_box_not_from_the_error_line() -> None:
+    box = f"{TS} INF |  https://sample-words-here-test.trycloudflare.com                 |"
+    assert parse_line(box) is not None
+    assert parse_line(box).url == "https://sample-words-here-test.trycloudflare.com"  # type: ignore[union-attr]
+    dns = (
+        'failed to request quick Tunnel: Post "https://api.trycloudflare.com/tunnel": dial tcp: '
+        "lookup api.trycloudflare.com on 10.255.255.53:53: no such host"
+    )
+    event = parse_line(dns)
+    assert event is None or event.url is None
+
+
+def test_metrics_and_registered_lines() -> None:
+    m = parse_line(f"{TS} INF Starting metrics server on 127.0.0.1:42749/metrics")
+    assert m is not None
+    assert m.metrics == "127.0.0.1:42749"
+    r = parse_line(
+        f"{TS} INF Registered tunnel connection connIndex=0 connection=abc event=0 "
+        "ip=198.41.200.13 location=fra08 protocol=quic"
+    )
+    assert r is not None
+    assert r.registered
+
+
+def test_json_lines() -> None:
+    line = '{"level":"info","message":"Starting metrics server on 127.0.0.1:5/metrics","time":"t"}'
+    assert split_level(line)[0] == "INF"
+    event = parse_line(line)
+    assert event is not None
+    assert event.metrics == "127.0.0.1:5"
+    assert split_level('{"level":"error","message":"boom"}') == ("ERR", "boom")
+
+
+def test_redact() -> None:
+    assert redact(f"token={TOKEN} ok", [TOKEN]) == "token=***** ok"
+    assert redact("nothing", [""]) == "nothing"
+
+
+def test_classify_usage_error_exit_zero() -> None:
+    stdout = ["Incorrect Usage. flag provided but not defined: -bogus", "", "NAME:"]
+    e = classify_exit(0, [], stdout)
+    assert (e.kind, e.retry) == ("bad_arguments", False)
+    assert e.message == "Incorrect Usage. flag provided but not defined: -bogus"
+    assert e.hint
+
+
+def test_classify_invalid_token() -> None:
+    e = classify_exit(
+        255, ["Provided Tunnel token is not valid.", "See 'cloudflared tunnel run --help'."], []
+    )
+    assert (e.kind, e.retry) == ("invalid_token", False)
+    assert e.message == "Provided Tunnel token is not valid."
+
+
+def test_classify_dns_failure() -> None:
+    line = (
+        'failed to request quick Tunnel: Post "https://api.trycloudflare.com/tunnel": dial tcp: '
+        "lookup api.trycloudflare.com on 10.255.255.53:53: no such host"
+    )
+    e = classify_exit(
+        1, [f"{TS} INF Requesting new quick Tunnel on trycloudflare.com...", line], []
+    )
+    assert (e.kind, e.retry, e.message) == ("network", True, line)
+
+
+def test_classify_rate_limit() -> None:
+    lines = [
+        f"{TS} ERR Error unmarshaling QuickTunnel response: <html>error code: 1015</html> "
+        'error="invalid character \'<\' looking for beginning of value" status_code="429 Too Many Requests"',
+        "failed to unmarshal quick Tunnel: invalid character '<' looking for beginning of value",
+    ]
+    e = classify_exit(1, lines, [])
+    assert e.kind == "rate_limited"
+    assert e.retry
+    assert e.min_delay == RATE_LIMIT_DELAY
+
+
+def test_classify_metrics_port_in_use() -> None:
+    line = (
+        f'{TS} ERR Error opening metrics server listener error="failed to bind to address '
+        '(127.0.0.1:20241): listen tcp 127.0.0.1:20241: bind: address already in use"'
+    )
+    assert classify_exit(1, [line], []).kind == "metrics_port_in_use"
+
+
+def test_classify_signal_and_unknown() -> None:
+    e = classify_exit(-signal.SIGKILL, [], [])
+    assert (e.kind, e.message) == ("crashed", "cloudflared was killed by signal SIGKILL")
+    assert classify_exit(3, [f"{TS} ERR something odd"], []).message == "something odd"
+    assert classify_exit(0, [], []).kind == "crashed"
+
+
+def test_connect_info() -> None:
+    assert gateway_url("https://a.trycloudflare.com", "/") == "https://a.trycloudflare.com"
+    assert gateway_url("https://a.trycloudflare.com", "/u/x/") == "https://a.trycloudflare.com/u/x"
+    info = connect_info("https://a.trycloudflare.com", "/", "T")
+    assert info is not None
+    assert info["command"] == (
+        "jupyter lab --gateway-url=https://a.trycloudflare.com --GatewayClient.auth_token=T"
+    )
+    assert info["mcp"]["mcpServers"]["jupyter"]["env"]["JUPYTER_URL"] == "http://localhost:8888"
+    assert connect_info(None, "/") is None
