@@ -10,13 +10,20 @@ Test controls, all through the environment:
 ``FAKE_CLOUDFLARED_FAULT``
     comma-separated ``name`` or ``name=value`` items, see ``FAULT_NAMES``.
 ``FAKE_CLOUDFLARED_STATE_DIR``
-    write ``<pid>.json`` there (atomically, rewritten on every change), see ``_write_state``.
+    write ``<pid>.json`` there (atomically, rewritten on every change): ``pid argv mode
+    hostname url edge metrics token_seen url_printed_at registered_at ready``, see
+    ``Tunnel.write_state``. Tests use ``edge`` (``http://127.0.0.1:<port>``) in place of DNS.
 ``FAKE_CLOUDFLARED_ORIGIN``
     origin of a named tunnel when no ``--url`` is given.
 ``FAKE_CLOUDFLARED_HOSTNAME``
     public hostname of a named tunnel (default ``tunnel.example.com``).
 ``FAKE_CLOUDFLARED_EDGE_PORT``
     port of the local edge listener (default 0: random).
+``FAKE_CLOUDFLARED_DEBUG``
+    non-empty: let Python/aiohttp tracebacks through to stderr (normally silenced).
+
+Times in faults (``crash_after``, ``exit_clean_after``) count from process start;
+``stall_after`` counts from registration.
 
 Importing this module has no side effects; ``install(bin_dir)`` writes an executable
 ``cloudflared`` wrapper that runs ``main()``.

@@ -181,3 +181,19 @@ def test_connect_info() -> None:
     )
     assert info["mcp"]["mcpServers"]["jupyter"]["env"]["JUPYTER_URL"] == "http://localhost:8888"
     assert connect_info(None, "/") is None
+
+
+def test_line_splitter_bounds_lines() -> None:
+    from jupyter_colab_tunnel.tunnel.lines import LineSplitter
+
+    s = LineSplitter(max_line=8)
+    assert s.feed(b"ab") == []
+    assert s.feed(b"c\nde\nf") == [b"abc", b"de"]
+    # An overlong line: its head once, the rest dropped up to the newline.
+    assert s.feed(b"ghijklmnopq") == [b"fghijklm"]
+    assert s.feed(b"rstuvwxyz" * 1000) == []
+    assert s.feed(b"z\nnext\n") == [b"next"]
+    assert s.feed(b"tail without newline") == [b"tail wit"]
+    assert s.close() == []
+    s.feed(b"last")
+    assert s.close() == [b"last"]

@@ -18,6 +18,7 @@ METRICS_RE = re.compile(r"Starting metrics server on (\S+?)/metrics")
 REGISTERED_RE = re.compile(r"Registered tunnel connection\b")
 LEVEL_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DBG|INF|WRN|ERR|FTL) ")
 
+_LEVELS = frozenset({"DBG", "INF", "WRN", "ERR", "FTL"})
 RATE_LIMIT_DELAY = 60.0
 
 
@@ -46,6 +47,11 @@ def split_level(line: str) -> tuple[str, str]:
             message = str(record.get("message", ""))
             return ("ERR" if level in ("ERR", "FAT") else level), f"{message} {extra}".strip()
         return "", line
+    # Fast path for the default format, "2026-11-25T22:46:51Z INF message": floods are common.
+    if len(line) > 24 and line[19] == "Z" and line[20] == " " and line[24] == " ":
+        level = line[21:24]
+        if level in _LEVELS:
+            return level, line[25:]
     m = LEVEL_RE.match(line)
     if m:
         return m.group(1), line[m.end() :]
@@ -64,8 +70,7 @@ def parse_line(line: str) -> LogEvent | None:
             return LogEvent(metrics=m.group(1))
     if "Registered tunnel connection" in line and REGISTERED_RE.search(line):
         return LogEvent(registered=True)
-    level, _ = split_level(line)
-    if level in ("ERR", "FTL"):
+    if " ERR " in line[:26] or (line.startswith("{") and split_level(line)[0] == "ERR"):
         return LogEvent(error=True)
     return None
 

@@ -25,6 +25,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from .binary import Binary, BinaryUnavailable, resolve
 from .command import TunnelCommand, build_argv, build_env, check_extra_args
 from .errors import TunnelError
+from .lines import LineSplitter
 from .logs import classify_exit, classify_line, parse_line, redact
 
 STATES = ("off", "starting", "connecting", "ready", "backoff", "stopping", "stopped", "failed")
@@ -33,6 +34,7 @@ HEALTH_TIMEOUT = 2.0
 # Consecutive unready checks after being ready before the tunnel counts as stalled.
 STALL_CHECKS = 3
 MAX_LINE = 4096
+READ_CHUNK = 1 << 16
 PR_SET_PDEATHSIG = 1
 
 
@@ -113,7 +115,6 @@ class TunnelSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._child: _Child | None = None
         self._wake = asyncio.Event()
-        self._http = AsyncHTTPClient()
         self.binary: Binary | None = None
         self.state = "off" if settings.mode == "off" else "stopped"
         self.url: str | None = None
@@ -436,31 +437,19 @@ class TunnelSupervisor:
         tail: deque[str],
         secrets: list[str],
     ) -> None:
+        splitter = LineSplitter(MAX_LINE)
         while True:
-            try:
-                raw = await stream.readuntil(b"\n")
-            except asyncio.IncompleteReadError as e:
-                raw = e.partial
-                if not raw:
-                    return
-            except asyncio.LimitOverrunError as e:
-                # An overlong line: keep its head, drop the rest up to the newline.
-                raw = await stream.read(e.consumed)
-                with contextlib.suppress(asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-                    while True:
-                        try:
-                            await stream.readuntil(b"\n")
-                            break
-                        except asyncio.LimitOverrunError as again:
-                            await stream.read(again.consumed)
-            line = raw[:MAX_LINE].decode("utf-8", errors="replace").rstrip("\r\n")
-            line = redact(line, secrets)
-            self.lines_seen += 1
-            self.logs.append(line)
-            tail.append(line)
-            if child.usage_line is None and line.startswith("Incorrect Usage"):
-                child.usage_line = line
-            self._on_line(child, line)
+            chunk = await stream.read(READ_CHUNK)
+            for raw in splitter.feed(chunk) if chunk else splitter.close():
+                line = redact(raw.decode("utf-8", errors="replace").rstrip("\r"), secrets)
+                self.lines_seen += 1
+                self.logs.append(line)
+                tail.append(line)
+                if child.usage_line is None and line.startswith("Incorrect Usage"):
+                    child.usage_line = line
+                self._on_line(child, line)
+            if not chunk:
+                return
 
     def _on_line(self, child: _Child, line: str) -> None:
         event = parse_line(line)
@@ -545,7 +534,7 @@ class TunnelSupervisor:
 
     async def _get(self, child: _Child, path: str) -> tuple[int, Any] | None:
         try:
-            r = await self._http.fetch(
+            r = await AsyncHTTPClient().fetch(
                 f"http://{child.metrics}{path}",
                 request_timeout=HEALTH_TIMEOUT,
                 connect_timeout=HEALTH_TIMEOUT,
