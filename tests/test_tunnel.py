@@ -419,6 +419,8 @@ def test_child_ignoring_sigterm_is_killed(tunnel_server: Any) -> None:
     assert 0.9 <= elapsed < 5
     assert not psutil.pid_exists(body["pid"]) or psutil.Process(body["pid"]).status() == "zombie"
     assert "ignored SIGTERM" in ts.server.log()
+    states = [e["state"] for e in r.json()["events"]]
+    assert states[-2:] == ["stopping", "stopped"]
 
 
 def test_closed_stdio_keeps_supervision(tunnel_server: Any) -> None:
