@@ -296,7 +296,8 @@ class ColabTunnelApp(ExtensionApp):
         assert self.serverapp is not None
         idp = self.serverapp.identity_provider
         # Like Jupyter's own start-up banner: show a token only if it was generated here.
-        token = idp.token if (idp.token and idp.token_generated) else TOKEN_PLACEHOLDER
+        generated = bool(getattr(idp, "token_generated", False))
+        token = idp.token if (idp.token and generated) else TOKEN_PLACEHOLDER
         info = connect_info(supervisor.url, self.serverapp.base_url, token)
         assert info is not None
         self.log.info(

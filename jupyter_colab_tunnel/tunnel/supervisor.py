@@ -447,7 +447,12 @@ class TunnelSupervisor:
                 tail.append(line)
                 if child.usage_line is None and line.startswith("Incorrect Usage"):
                     child.usage_line = line
-                self._on_line(child, line)
+                try:
+                    self._on_line(child, line)
+                except Exception:
+                    # A bug in handling one line must never stop the reading: a pipe nobody
+                    # drains blocks cloudflared.
+                    self.log.exception("Tunnel: failed to handle a cloudflared line")
             if not chunk:
                 return
 
