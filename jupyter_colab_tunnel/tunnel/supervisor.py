@@ -206,11 +206,18 @@ class TunnelSupervisor:
         self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
         self._wake.set()
 
+    def _notify(self, callback: Callable[[Any], None], arg: Any) -> None:
+        """Run an owner's callback; its failure is logged, never fatal to supervision."""
+        try:
+            callback(arg)
+        except Exception:
+            self.log.exception("Tunnel: a state callback failed")
+
     def _set_url(self, url: str | None) -> None:
         if url == self.url:
             return
         self.url = url
-        self._on_url(url)
+        self._notify(self._on_url, url)
 
     async def _stop_locked(self) -> None:
         task = self._task
@@ -484,7 +491,7 @@ class TunnelSupervisor:
         self.ready_at = time.time()
         self.error = None
         self._set_state("ready", self.url or "")
-        self._on_ready(self)
+        self._notify(self._on_ready, self)
 
     async def _health(self, child: _Child) -> None:
         """URL deadline, /quicktunnel confirmation, /ready polling and stall detection."""
