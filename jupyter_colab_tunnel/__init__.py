@@ -6,7 +6,16 @@ from typing import Any
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "launch"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: importing the package (as Jupyter does to load the extension) stays cheap.
+    if name == "launch":
+        from .launcher import launch
+
+        return launch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

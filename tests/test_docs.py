@@ -1,0 +1,118 @@
+"""The guides: a valid Colab notebook, links that resolve, names that exist in the code."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_server.gateway.gateway_client import GatewayClient
+
+from jupyter_colab_tunnel.app import ColabTunnelApp
+from jupyter_colab_tunnel.launcher import launch
+from jupyter_colab_tunnel.tunnel.errors import HINTS
+
+DOCS = Path(__file__).parent.parent / "docs"
+NOTEBOOK = DOCS / "colab_setup.ipynb"
+GUIDES = ["colab.md", "connecting.md", "troubleshooting.md", "security.md"]
+
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+
+
+def _prose(text: str) -> str:
+    """Markdown without its fenced code blocks and inline code spans."""
+    return re.sub(r"`[^`\n]*`", "", FENCE.sub("", text))
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading).strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    anchors = set()
+    for heading in HEADING.findall(FENCE.sub("", path.read_text(encoding="utf-8"))):
+        slug = _slug(heading)
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def _notebook() -> nbformat.NotebookNode:
+    return nbformat.read(NOTEBOOK, as_version=nbformat.NO_CONVERT)
+
+
+def test_colab_notebook_is_valid_nbformat_v4() -> None:
+    nb = _notebook()
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code
+    for cell in code:
+        # Shipped clean: no outputs (which could hold a token) and no execution counts.
+        assert cell.outputs == []
+        assert cell.execution_count is None
+
+
+def test_colab_notebook_code_is_python_and_calls_launch_correctly() -> None:
+    params = set(inspect.signature(launch).parameters)
+    calls = 0
+    for cell in _notebook().cells:
+        if cell.cell_type != "code":
+            continue
+        # IPython magics and shell escapes are not Python.
+        source = "\n".join(
+            "pass" if line.lstrip().startswith(("%", "!")) else line
+            for line in cell.source.splitlines()
+        )
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "launch":
+                calls += 1
+                assert {k.arg for k in node.keywords} <= params, ast.unparse(node)
+    assert calls >= 2  # a quick and a named tunnel
+
+
+def test_relative_links_between_docs_resolve() -> None:
+    broken = []
+    checked = 0
+    for page in sorted(DOCS.glob("*.md")):
+        for target in LINK.findall(_prose(page.read_text(encoding="utf-8"))):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:
+                continue
+            checked += 1
+            path_part, _, anchor = target.partition("#")
+            dest = (page.parent / path_part).resolve() if path_part else page
+            if not dest.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                broken.append(f"{page.name}: {target} (no heading #{anchor})")
+    assert checked >= 10
+    assert not broken, broken
+
+
+@pytest.mark.parametrize("kind", sorted(HINTS))
+def test_troubleshooting_covers_every_error_kind(kind: str) -> None:
+    assert f"`{kind}`" in (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+
+
+def test_settings_named_in_the_guides_exist() -> None:
+    texts = [(DOCS / name).read_text(encoding="utf-8") for name in GUIDES]
+    texts += [cell.source for cell in _notebook().cells]
+    text = "\n".join(texts)
+    colab = set(re.findall(r"ColabTunnelApp\.([a-z_]+)", text))
+    gateway = set(re.findall(r"GatewayClient\.([a-z_]+)", text))
+    assert colab
+    assert gateway >= {"url", "auth_token", "request_timeout", "headers"}
+    assert colab <= set(ColabTunnelApp.class_trait_names(config=True)), colab
+    assert gateway <= set(GatewayClient.class_trait_names(config=True)), gateway
