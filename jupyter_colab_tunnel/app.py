@@ -345,6 +345,13 @@ class ColabTunnelApp(ExtensionApp):
                 )
             )
             return
+        if self.tunnel_mode == "named" and not self.public_hostname:
+            # Without it the tunnel's Host is unknown here, so Jupyter keeps refusing it.
+            self.log.warning(
+                "tunnel_mode is 'named' but public_hostname is empty: requests through the "
+                "tunnel will be refused (non-local Host). Set c.ColabTunnelApp.public_hostname "
+                "to the hostname routed to this server."
+            )
         if self.autostart:
             await self.supervisor.start()
 
