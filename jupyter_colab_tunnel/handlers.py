@@ -30,6 +30,35 @@ class ColabHandler(ExtensionHandlerMixin, APIHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(body))
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Jupyter's JSON error body, with the message as raised and `Allow` on a 405.
+
+        tornado keeps the message of an HTTPError raised without arguments as a %-format, with
+        each '%' doubled; APIHandler writes that form, which misquotes input that holds a '%'
+        (`{"action": "50%"}` was answered "not '50%%'"). RFC 9110 requires `Allow` on a 405.
+        """
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self._allowed_methods()))
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        if not isinstance(exc, web.HTTPError) or not exc.log_message:
+            super().write_error(status_code, **kwargs)
+            return
+        try:
+            message = exc.log_message % exc.args
+        except (TypeError, ValueError, KeyError):
+            message = exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.log.warning("wrote error: %r", message)
+        self.finish(json.dumps({"message": message, "reason": exc.reason}))
+
+    def _allowed_methods(self) -> list[str]:
+        return [
+            method
+            for method in self.SUPPORTED_METHODS
+            if getattr(type(self), method.lower(), None)
+            is not getattr(web.RequestHandler, method.lower(), None)
+        ]
+
 
 class StatusHandler(ColabHandler):
     @web.authenticated
@@ -81,6 +110,8 @@ class TunnelHandler(ColabHandler):
             raise web.HTTPError(
                 400, 'body must be JSON: {"action": "start|stop|restart"}'
             ) from None
+        except RecursionError:  # nesting deeper than the parser's recursion limit
+            raise web.HTTPError(400, "body is nested too deeply") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, 'body must be a JSON object: {"action": "start|stop|restart"}')
         action = body.get("action")

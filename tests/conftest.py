@@ -16,6 +16,8 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import openapi_check  # noqa: E402
+import run_audit  # noqa: E402
 from server_process import ServerProcess, start_server  # noqa: E402
 from tunnel_env import TunnelServer, start_tunnel_server  # noqa: E402
 
@@ -38,6 +40,51 @@ def jp_server_config(colab_config: dict[str, Any]) -> Config:
             "ColabTunnelApp": colab_config,
         }
     )
+
+
+@pytest.fixture
+def jp_fetch(jp_fetch: Any, jp_base_url: str) -> Any:
+    """pytest-jupyter's jp_fetch; every /colab/ answer is held to docs/openapi.yaml."""
+    return openapi_check.validating_fetch(
+        jp_fetch, jp_base_url, lambda body: run_audit.AUDIT.observe(body, "a jp_fetch response")
+    )
+
+
+# ----- one audit over the whole run (tests/run_audit.py): secrets and leftover processes ----
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_audit(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run_audit.AUDIT.start(tmp_path_factory.getbasetemp())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    where = f"the output of {report.nodeid} ({report.when})"
+    if report.longrepr is not None:
+        run_audit.AUDIT.observe(report.longreprtext, where)
+    for title, content in report.sections:
+        if title.endswith(report.when):  # later phases repeat the earlier phases' sections
+            run_audit.AUDIT.observe(content, f"{where}: {title}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if run_audit.AUDIT.basetemp is None:  # no test ran
+        return
+    problems = run_audit.AUDIT.finish()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.verbosity >= -1:
+        reporter.write_line(
+            f"\nopenapi_check: {openapi_check.STATS['validated']} /colab/ responses matched "
+            f"docs/openapi.yaml; run audit: {run_audit.AUDIT.bodies_checked} outputs and "
+            f"{run_audit.AUDIT.cmdlines_checked} cloudflared command lines free of secrets"
+        )
+    if problems:
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_sep("=", "run audit failed (tests/run_audit.py)", red=True)
+            for problem in problems:
+                reporter.write_line(problem)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

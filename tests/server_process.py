@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import openapi_check
 import psutil
+import run_audit
 
 HERE = Path(__file__).parent
 
@@ -95,9 +97,15 @@ class ServerProcess:
         req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
-                return Response(r.status, dict(r.headers), r.read())
+                response = Response(r.status, dict(r.headers), r.read())
         except urllib.error.HTTPError as e:
-            return Response(e.code, dict(e.headers), e.read())
+            response = Response(e.code, dict(e.headers), e.read())
+        # Every answer is audited for secrets and, under /colab/, held to docs/openapi.yaml.
+        run_audit.AUDIT.observe(response.body, f"a response to {method} {path}")
+        openapi_check.check_url_response(
+            method, "/" + path.lstrip("/"), "/", response.status, response.headers, response.body
+        )
+        return response
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         r = self.request("GET", path, **kwargs)
@@ -199,6 +207,7 @@ def start_server(
         *(args or []),
     ]
     log_path = workdir / "server.log"
+    run_audit.AUDIT.note_log(log_path)
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
         cmd,

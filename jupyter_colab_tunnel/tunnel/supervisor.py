@@ -116,6 +116,8 @@ class TunnelSupervisor:
         self._child: _Child | None = None
         self._wake = asyncio.Event()
         self.binary: Binary | None = None
+        # The one `resolve` in flight (it runs `cloudflared --version`, maybe a download).
+        self._resolving: asyncio.Future[Binary] | None = None
         self.state = "off" if settings.mode == "off" else "stopped"
         self.url: str | None = None
         self.pid: int | None = None
@@ -358,11 +360,21 @@ class TunnelSupervisor:
                 )
                 return None
         if self.binary is None:
+            # A thread cannot be cancelled: a stop during `resolve` leaves it running. Keep that
+            # one for the next start instead of starting another `cloudflared --version` (a
+            # burst of start/stop used to run several at once, each a cloudflared process).
+            if self._resolving is None:
+                self._resolving = loop.run_in_executor(None, resolve, s.cloudflared_path)
+                self._resolving.add_done_callback(_retrieve)
+            resolving = self._resolving
             try:
-                self.binary = await loop.run_in_executor(None, resolve, s.cloudflared_path)
+                self.binary = await asyncio.shield(resolving)
             except BinaryUnavailable as e:
                 self.fail(e.error)
                 return None
+            finally:
+                if resolving.done() and self._resolving is resolving:
+                    self._resolving = None
         command = TunnelCommand(
             mode=s.mode,
             binary=self.binary.path,
@@ -597,6 +609,12 @@ class TunnelSupervisor:
             return child.kill_reason
         stdout = [child.usage_line] if child.usage_line else list(child.stdout_tail)
         return classify_exit(code, list(child.stderr_tail), stdout)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a background result as seen, so an unawaited failure is not logged at exit."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _signal_name(number: int) -> str:
