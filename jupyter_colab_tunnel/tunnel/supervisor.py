@@ -283,6 +283,8 @@ class TunnelSupervisor:
                 self._child = None
                 self.pid = None
                 self.ready_connections = 0
+                if self.settings.mode == "quick":
+                    self._set_url(None)  # that hostname died with its cloudflared
                 error = self._record_exit(child)
                 self.error = error
                 if not error.retry:
