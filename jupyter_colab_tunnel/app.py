@@ -17,8 +17,6 @@ from traitlets.traitlets import TraitError
 
 from .config_errors import ConfigError
 from .connect import TOKEN_PLACEHOLDER, connect_info
-from .gpu import GpuSampler, NvmlReader
-from .gpu import summary as gpu_summary
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
@@ -27,6 +25,8 @@ from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
+
+    from .gpu import GpuSampler
 
 
 class ColabTunnelApp(ExtensionApp):
@@ -158,6 +158,8 @@ class ColabTunnelApp(ExtensionApp):
     def __init__(self, **kwargs: Any) -> None:
         self.config_errors: list[ConfigError] = []
         self._tunnel_host: str | None = None
+        self._gpu_sampler: GpuSampler | None = None
+        self._tpu_type: str | None = None
         self.started_at = time.time()
         super().__init__(**kwargs)
 
@@ -223,9 +225,7 @@ class ColabTunnelApp(ExtensionApp):
         assert self.serverapp is not None
         serverapp = self.serverapp
         runtime = runtime_info()
-        self.gpu_sampler = GpuSampler(
-            NvmlReader(tpu_type=runtime["tpu_type"]), cache_ttl=self.gpu_cache_ttl
-        )
+        self._tpu_type = runtime["tpu_type"]
         self.supervisor = TunnelSupervisor(
             self._supervisor_settings(),
             self.log,
@@ -237,6 +237,17 @@ class ColabTunnelApp(ExtensionApp):
         self.status_reporter = StatusReporter(
             serverapp, self.started_at, runtime, self._tunnel_section, self._gpu_section
         )
+
+    @property
+    def gpu_sampler(self) -> GpuSampler:
+        """Created on first use: pynvml and the NVML thread stay out of the server's start-up."""
+        if self._gpu_sampler is None:
+            from .gpu import GpuSampler, NvmlReader
+
+            self._gpu_sampler = GpuSampler(
+                NvmlReader(tpu_type=self._tpu_type), cache_ttl=self.gpu_cache_ttl
+            )
+        return self._gpu_sampler
 
     def _supervisor_settings(self) -> SupervisorSettings:
         return SupervisorSettings(
@@ -310,7 +321,9 @@ class ColabTunnelApp(ExtensionApp):
         return self.supervisor.summary()
 
     async def _gpu_section(self) -> dict[str, Any]:
-        return gpu_summary(await self.gpu_sampler.get(processes=False))
+        from .gpu import summary
+
+        return summary(await self.gpu_sampler.get(processes=False))
 
     def tunnel_snapshot(self, logs: int = 0) -> dict[str, Any]:
         assert self.serverapp is not None
@@ -357,7 +370,8 @@ class ColabTunnelApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         await self.supervisor.stop()
-        await self.gpu_sampler.close()
+        if self._gpu_sampler is not None:
+            await self._gpu_sampler.close()
 
     def initialize_handlers(self) -> None:
         from .handlers import default_handlers

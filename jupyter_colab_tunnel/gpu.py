@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import copy
 import importlib
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -430,16 +430,58 @@ class NvmlReader:
         return list(by_pid.values())
 
 
+class _NvmlThread(concurrent.futures.Executor):
+    """One daemon thread for NVML calls.
+
+    A driver call can hang (a lost GPU). In a ThreadPoolExecutor that would also hang the
+    server's exit, which joins pool threads; a daemon thread is abandoned instead.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name="nvml", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._queue.put(None)
+        if wait:
+            self._thread.join()
+
+
 class GpuSampler:
     """Async access to an `NvmlReader` for the server.
 
-    NVML calls run in `executor`; when none is given the sampler owns a one-thread executor so a
-    hung driver call never occupies the loop's default pool (which Jupyter uses for file I/O).
-    Concurrent callers share one in-flight sample, and a sample is reused for `cache_ttl`
-    seconds (0: always fresh, still shared while in flight). A sample taken with processes also
-    serves ``processes=False`` callers (their copy has ``processes: null``); a ``False`` sample
-    never serves ``True`` callers. Callers get their own deep copy and may modify it.
+    NVML calls run in `executor`; when none is given the sampler owns one daemon thread, so a
+    hung driver call never occupies the loop's default pool (which Jupyter uses for file I/O)
+    and never holds up the server's exit. Concurrent callers share one in-flight sample, and a
+    sample is reused for `cache_ttl` seconds (0: always fresh, still shared while in flight). A
+    sample taken with processes also serves ``processes=False`` callers (their view has
+    ``processes: null``); a ``False`` sample never serves ``True`` callers.
+
+    Samples are shared, not copied (a deep copy per request was the largest cost of
+    /colab/status): callers must treat what `get()` returns as read-only.
     """
+
+    CLOSE_TIMEOUT = 1.0
 
     def __init__(
         self,
@@ -450,9 +492,7 @@ class GpuSampler:
         self.reader = reader
         self.cache_ttl = cache_ttl
         self._own_executor = executor is None
-        self._executor: concurrent.futures.Executor = executor or (
-            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="nvml")
-        )
+        self._executor: concurrent.futures.Executor = executor or _NvmlThread()
         self._cache: dict[bool, tuple[float, dict[str, Any]]] = {}
         self._inflight: dict[bool, asyncio.Future[dict[str, Any]]] = {}
         self.samples_taken = 0
@@ -482,20 +522,26 @@ class GpuSampler:
             self._inflight.pop(processes, None)
 
     async def close(self) -> None:
-        """Shut NVML down (in the executor: it may block), then the owned executor."""
+        """Shut NVML down after any sample in flight, waiting at most CLOSE_TIMEOUT for it."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.reader.shutdown)
+        done = loop.run_in_executor(self._executor, self.reader.shutdown)
+        try:
+            await asyncio.wait_for(asyncio.shield(done), self.CLOSE_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("NVML is still busy; not waiting for it to shut down")
         self._cache.clear()
         if self._own_executor:
             self._executor.shutdown(wait=False)
 
 
 def _view(sample: dict[str, Any], processes: bool) -> dict[str, Any]:
-    out = copy.deepcopy(sample)
-    if not processes:
-        for device in out["devices"]:
-            device["processes"] = None
-    return out
+    if processes:
+        return sample
+    # A shallow view: only the `processes` keys differ from the shared sample.
+    return {
+        **sample,
+        "devices": [{**device, "processes": None} for device in sample["devices"]],
+    }
 
 
 def summary(sample: dict[str, Any]) -> dict[str, Any]:

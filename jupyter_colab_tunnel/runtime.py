@@ -15,8 +15,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 PathExists = Callable[[str], bool]
 Glob = Callable[[str], list[str]]
 
@@ -101,6 +99,8 @@ def runtime_info(probe: RuntimeProbe | None = None) -> dict[str, Any]:
 
 def resources(disk_path: str) -> dict[str, Any]:
     """The `resources` section of /colab/status. Blocking: call it off the event loop."""
+    import psutil  # here, not at the top: kept out of the server's start-up
+
     memory = psutil.virtual_memory()
     try:
         load_1m: float | None = round(os.getloadavg()[0], 2)

@@ -699,17 +699,41 @@ def test_sampler_cancelled_caller_does_not_cancel_others(monkeypatch: pytest.Mon
     asyncio.run(main())
 
 
-def test_sampler_returns_independent_copies(monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, [FakeGpu()])
+def test_sampler_shares_one_sample_and_views_without_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install(monkeypatch, [FakeGpu(processes=[FakeProcess(1)])])
 
     async def main() -> None:
         sampler = GpuSampler(NvmlReader(), cache_ttl=60)
         first = await sampler.get()
-        first["devices"][0]["name"] = "changed"
-        assert (await sampler.get())["devices"][0]["name"] == "Tesla T4"
+        # No per-request deep copy: callers share the (read-only) sample.
+        assert await sampler.get() is first
+        view = await sampler.get(processes=False)
+        assert view["devices"][0]["processes"] is None
+        assert first["devices"][0]["processes"][0]["pid"] == 1  # the shared sample is untouched
+        assert sampler.samples_taken == 1
         await sampler.close()
 
     asyncio.run(main())
+
+
+def test_close_does_not_wait_for_a_hung_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    install(monkeypatch, [FakeGpu()] * 2, per_call_delay=0.5)
+
+    async def main() -> float:
+        sampler = GpuSampler(NvmlReader(), cache_ttl=0)
+        sampling = asyncio.ensure_future(sampler.get())
+        await asyncio.sleep(0.1)  # the slow sample is now on the NVML thread
+        t0 = time.monotonic()
+        await sampler.close()
+        elapsed = time.monotonic() - t0
+        sampling.cancel()
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    # The sample needs several seconds; close gives up after CLOSE_TIMEOUT.
+    assert elapsed < GpuSampler.CLOSE_TIMEOUT + 0.5
 
 
 def test_sampler_without_gpu() -> None:

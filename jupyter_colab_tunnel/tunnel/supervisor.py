@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -66,13 +65,17 @@ def _now_iso(ts: float | None = None) -> str:
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
     """Runs in the child before exec: die with the server, even on its SIGKILL."""
+    # Resolved here, in the parent: importing or dlopen-ing after fork can deadlock.
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: no parent-death signal
+        prctl = None
 
     def setup() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent_pid:  # the server died before prctl took effect
             os._exit(1)
 
