@@ -1,0 +1,427 @@
+"""Real `jupyter server` processes for the benchmarks, and the cloudflared stand-in.
+
+Deliberately independent of tests/server_process.py: that helper validates every answer
+against the OpenAPI document and audits it for secrets, which is right for tests but would
+add client-side work to every measured request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = REPO / "tests"
+
+# The extension's defaults, except what a figure needs (each suite says what it changes).
+DEFAULT_COLAB: dict[str, Any] = {"tunnel_mode": "quick"}
+
+
+def tests_on_path() -> None:
+    """tests/ holds the cloudflared stand-in and the NVML fake."""
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
+
+
+def install_standin(bin_dir: Path) -> Path:
+    """Write the `cloudflared` stand-in wrapper into bin_dir; return its path."""
+    tests_on_path()
+    import fake_cloudflared
+
+    return Path(fake_cloudflared.install(bin_dir))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def jupyter_server_command() -> list[str]:
+    script = Path(sys.executable).parent / "jupyter-server"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("jupyter-server")
+    return [found] if found else [sys.executable, "-m", "jupyter_server"]
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def parse_iso(text: str | None) -> float | None:
+    """'2026-11-25T22:46:51.123456Z' -> epoch seconds."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+LOG_TIME_RE = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) [^\]]*\] (.*)$")
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection to a server (not thread-safe: one per thread)."""
+
+    def __init__(self, port: int, token: str, timeout: float = 30.0) -> None:
+        self.port = port
+        self.headers = {"Authorization": f"token {token}"}
+        self.timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+            conn.connect()
+            assert conn.sock is not None
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._conn = conn
+        return self._conn
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        headers = dict(self.headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        for attempt in (0, 1):
+            conn = self._connect()
+            try:
+                conn.request(method, path, body=data, headers=headers)
+                r = conn.getresponse()
+                return r.status, r.read()
+            except (http.client.HTTPException, ConnectionError):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        return self.request("GET", path)
+
+    def get_json(self, path: str) -> Any:
+        status, body = self.get(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {body[:300]!r}")
+        return json.loads(body)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    token: str
+    workdir: Path
+    log_path: Path
+    state_dir: Path
+    bin_dir: Path
+    spawned_at: float  # perf_counter just before Popen
+    serving_after: float | None = None
+    _conn: Connection | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def connection(self) -> Connection:
+        return Connection(self.port, self.token)
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            self._conn = self.connection()
+        return self._conn
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def get_json(self, path: str) -> Any:
+        return self.conn.get_json(path)
+
+    def post(self, path: str, body: Any) -> tuple[int, bytes]:
+        return self.conn.request("POST", path, body)
+
+    def wait_serving(self, timeout: float = 60.0, interval: float = 0.002) -> float:
+        """Poll /api/status (a new connection each try) until 200; seconds since the spawn."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/api/status", headers={"Authorization": f"token {self.token}"})
+                r = conn.getresponse()
+                r.read()
+                conn.close()
+                if r.status == 200:
+                    self.serving_after = time.perf_counter() - self.spawned_at
+                    return self.serving_after
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name}: jupyter server exited {self.proc.returncode}:\n"
+                    f"{self.log()[-3000:]}"
+                )
+            time.sleep(interval)
+        raise RuntimeError(f"{self.name}: no answer in {timeout}s:\n{self.log()[-3000:]}")
+
+    def wait_tunnel(self, predicate: Any, timeout: float = 30.0, interval: float = 0.01) -> Any:
+        deadline = time.perf_counter() + timeout
+        body = None
+        while time.perf_counter() < deadline:
+            body = self.get_json("/colab/tunnel")
+            if predicate(body):
+                return body
+            time.sleep(interval)
+        raise RuntimeError(f"{self.name}: tunnel never matched; last: {body}")
+
+    def wait_ready(self, timeout: float = 30.0) -> Any:
+        return self.wait_tunnel(lambda b: b["state"] == "ready" and b["url"], timeout)
+
+    def standin_state(self, pid: int, timeout: float = 10.0) -> dict[str, Any]:
+        """The state file the stand-in with this pid wrote (its own clock: time.time())."""
+        path = self.state_dir / f"{pid}.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                return dict(json.loads(path.read_text()))
+            time.sleep(0.005)
+        raise RuntimeError(f"{self.name}: stand-in {pid} wrote no state")
+
+    def standin_pids(self) -> list[int]:
+        pids = []
+        for p in self.state_dir.glob("*.json"):
+            with contextlib.suppress(ValueError):
+                pids.append(int(p.stem))
+        return pids
+
+    def log_times(self, message_re: str) -> list[tuple[float, re.Match[str]]]:
+        """(epoch seconds, match) of the server log lines whose message matches message_re."""
+        found = []
+        pattern = re.compile(message_re)
+        for line in self.log().splitlines():
+            m = LOG_TIME_RE.match(line)
+            if not m:
+                continue
+            mm = pattern.search(m.group(2))
+            if mm:
+                ts = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                found.append((ts, mm))
+        return found
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        t = psutil.Process(self.pid).cpu_times()
+        return float(t.user + t.system)
+
+    def close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def descendants(self) -> list[int]:
+        try:
+            return [p.pid for p in psutil.Process(self.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def sigterm_timed(self, limit: float = 60.0) -> tuple[float, float]:
+        """SIGTERM; (seconds until every process is gone, until its descendants are gone)."""
+        children = self.descendants()
+        self.close_conn()
+        t0 = time.perf_counter()
+        self.proc.send_signal(signal.SIGTERM)
+        children_gone = None
+        while True:
+            now = time.perf_counter() - t0
+            if children_gone is None and not any(alive(pid) for pid in children):
+                children_gone = now
+            if children_gone is not None and self.proc.poll() is not None:
+                return now, children_gone
+            if now > limit:
+                raise RuntimeError(f"{self.name}: still running {limit:g} s after SIGTERM")
+            time.sleep(0.001)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        """Stop the server and make sure nothing of it is left (kills leftovers)."""
+        self.close_conn()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.kill_standins()
+
+    def kill_standins(self) -> None:
+        """Kill, by pid, any stand-in of this server still alive (a bug, or a SIGKILLed server)."""
+        for pid in self.standin_pids():
+            with contextlib.suppress(psutil.Error):
+                p = psutil.Process(pid)
+                if str(self.bin_dir) in " ".join(p.cmdline()) and alive(pid):
+                    p.kill()
+                    p.wait(5)
+
+
+class Fleet:
+    """Starts servers under one work directory; `close()` stops every one of them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.servers: list[Server] = []
+        self.count = 0
+        # (server gone, its cloudflared gone) in seconds after SIGKILL, for shutdown.sigkill.
+        self.sigkills: list[tuple[float, float]] = []
+
+    def start(
+        self,
+        name: str,
+        *,
+        extension: bool = True,
+        colab: dict[str, Any] | None = None,
+        nvml: tuple[int, float] | None = None,
+        faults: str = "",
+        resource_usage: bool = False,
+        wait: bool = True,
+    ) -> Server:
+        """Start a server; `nvml` = (gpus, seconds per device call) patches NVML in it."""
+        self.count += 1
+        workdir = self.workdir / f"{self.count:02d}-{name}"
+        config_dir = workdir / "config"
+        root_dir = workdir / "root"
+        bin_dir = workdir / "bin"
+        state_dir = workdir / "fake-state"
+        for d in (config_dir, root_dir, bin_dir, state_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        install_standin(bin_dir)
+        config: dict[str, Any] = {
+            "ServerApp": {
+                "jpserver_extensions": {
+                    "jupyter_colab_tunnel": extension,
+                    "jupyter_resource_usage": resource_usage,
+                }
+            },
+            "ColabTunnelApp": {**DEFAULT_COLAB, **(colab or {})},
+        }
+        (config_dir / "jupyter_server_config.json").write_text(json.dumps(config, indent=1))
+        if nvml is not None:
+            gpus, delay = nvml
+            (config_dir / "jupyter_server_config.py").write_text(
+                "import sys\n"
+                f"sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]\n"
+                "from benchmarks import bench_nvml\n"
+                f"bench_nvml.install(n={int(gpus)}, delay={float(delay)!r})\n"
+            )
+        token = secrets.token_hex(16)
+        port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("JUPYTER_", "TUNNEL_", "COLAB_", "FAKE_CLOUDFLARED_"))
+        }
+        env.update(
+            HOME=str(workdir),
+            JUPYTER_CONFIG_DIR=str(config_dir),
+            JUPYTER_DATA_DIR=str(workdir / "data"),
+            JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
+            JUPYTER_PLATFORM_DIRS="1",
+            PYTHONUNBUFFERED="1",
+            PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]),
+            FAKE_CLOUDFLARED_STATE_DIR=str(state_dir),
+        )
+        if faults:
+            env["FAKE_CLOUDFLARED_FAULT"] = faults
+        cmd = [
+            *jupyter_server_command(),
+            f"--port={port}",
+            "--port-retries=0",
+            "--ip=127.0.0.1",
+            "--no-browser",
+            f"--ServerApp.root_dir={root_dir}",
+            f"--IdentityProvider.token={token}",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ]
+        log_path = workdir / "server.log"
+        with log_path.open("wb") as log_file:
+            spawned_at = time.perf_counter()
+            proc = subprocess.Popen(
+                cmd,
+                cwd=str(workdir),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        server = Server(
+            name=name,
+            proc=proc,
+            port=port,
+            token=token,
+            workdir=workdir,
+            log_path=log_path,
+            state_dir=state_dir,
+            bin_dir=bin_dir,
+            spawned_at=spawned_at,
+        )
+        self.servers.append(server)
+        if wait:
+            server.wait_serving()
+        return server
+
+    def sigkill(self, server: Server) -> None:
+        """SIGKILL the server; record when it, and when its cloudflared, were gone."""
+        children = server.descendants()
+        if not children:
+            raise RuntimeError(f"{server.name}: no cloudflared child to watch")
+        server.close_conn()
+        t0 = time.perf_counter()
+        server.proc.kill()
+        server_gone = child_gone = None
+        while server_gone is None or child_gone is None:
+            now = time.perf_counter()
+            if server_gone is None and server.proc.poll() is not None:
+                server_gone = now - t0
+            if child_gone is None and not any(alive(pid) for pid in children):
+                child_gone = now - t0
+            if now - t0 > 30:
+                raise RuntimeError(f"{server.name}: cloudflared alive 30 s after SIGKILL")
+            time.sleep(0.001)
+        self.sigkills.append((server_gone, child_gone))
+        server.stop()  # kills leftovers, if any
+
+    def close(self) -> None:
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                server.stop(timeout=10.0)
+        self.servers.clear()
