@@ -1,8 +1,8 @@
 """Real `jupyter server` processes for the benchmarks, and the cloudflared stand-in.
 
-Deliberately independent of tests/server_process.py: that helper validates every answer
+Requests do not go through tests/server_process.py: that helper validates every answer
 against the OpenAPI document and audits it for secrets, which is right for tests but would
-add client-side work to every measured request.
+add client-side work to every measured request. Only its port and command helpers are shared.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,9 +33,14 @@ DEFAULT_COLAB: dict[str, Any] = {"tunnel_mode": "quick"}
 
 
 def tests_on_path() -> None:
-    """tests/ holds the cloudflared stand-in and the NVML fake."""
+    """tests/ holds the cloudflared stand-in, the NVML fake and the process helpers."""
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
+
+
+tests_on_path()
+# Only these two plain helpers: measured requests do not go through server_process's checks.
+from server_process import free_port, jupyter_server_command  # noqa: E402
 
 
 def install_standin(bin_dir: Path) -> Path:
@@ -45,20 +49,6 @@ def install_standin(bin_dir: Path) -> Path:
     import fake_cloudflared
 
     return Path(fake_cloudflared.install(bin_dir))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def jupyter_server_command() -> list[str]:
-    script = Path(sys.executable).parent / "jupyter-server"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("jupyter-server")
-    return [found] if found else [sys.executable, "-m", "jupyter_server"]
 
 
 def alive(pid: int) -> bool:
