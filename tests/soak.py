@@ -48,9 +48,10 @@ class Load:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def take(self) -> tuple[int, list[float]]:
+        """The requests and latencies since the last call (each row is one interval)."""
         with self.lock:
             n, lat = self.requests, self.latencies
-            self.latencies = []
+            self.requests, self.latencies = 0, []
             return n, lat
 
 
