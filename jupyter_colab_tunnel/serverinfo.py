@@ -33,10 +33,6 @@ def auth_enabled(serverapp: ServerApp) -> bool:
     return auth_method(serverapp) != "none"
 
 
-def server_token(serverapp: ServerApp) -> str:
-    return str(serverapp.identity_provider.token or "")
-
-
 def origin_url(serverapp: ServerApp) -> str:
     """This server's address as cloudflared should reach it (loopback where possible).
 

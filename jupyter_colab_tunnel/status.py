@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .cache import SharedSample
 from .runtime import resources
 from .serverinfo import server_section
+from .timefmt import iso_utc
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -20,12 +20,6 @@ Section = Callable[[], Awaitable[dict[str, Any]]]
 # psutil and statvfs reads are cheap but can stall on a hung network disk: read off the loop,
 # at most once a second.
 RESOURCES_TTL = 1.0
-
-
-def iso_utc(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class StatusReporter:

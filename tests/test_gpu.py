@@ -19,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_nvml import FakeGpu, FakeNvml, FakeProcess, MiB, install
+from fake_nvml import ERROR_KEYS, FakeGpu, FakeNvml, FakeProcess, MiB, install
 
 from jupyter_colab_tunnel import gpu
 from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader, summary
@@ -325,26 +325,8 @@ def test_processes_in_container_are_not_supported(monkeypatch: pytest.MonkeyPatc
 
 
 def test_every_field_failing_keeps_shape(monkeypatch: pytest.MonkeyPatch) -> None:
-    broken = {
-        key: pynvml.NVMLError_Unknown
-        for key in (
-            "memory_v2",
-            "memory_v1",
-            "utilization",
-            "temperature_v",
-            "temperature",
-            "power",
-            "power_limit",
-            "fan",
-            "clock_sm",
-            "clock_memory",
-            "mig_mode",
-            "compute_processes",
-            "compute_processes_v2",
-            "graphics_processes",
-            "graphics_processes_v2",
-        )
-    }
+    identity = ("handle", "name", "uuid", "pci_info")
+    broken = {key: pynvml.NVMLError_Unknown for key in ERROR_KEYS if key not in identity}
     install(monkeypatch, [FakeGpu(errors=broken), FakeGpu(name="fine")])
     sample = NvmlReader().sample()
     bad, fine = sample["devices"]

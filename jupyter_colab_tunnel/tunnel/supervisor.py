@@ -21,6 +21,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from ..timefmt import iso_utc, now_iso
 from .binary import Binary, BinaryUnavailable, resolve
 from .command import TunnelCommand, build_argv, build_env, check_extra_args
 from .errors import TunnelError
@@ -55,12 +56,6 @@ class SupervisorSettings:
     health_interval: float = 5.0
     stop_timeout: float = 5.0
     log_lines: int = 1000
-
-
-def _now_iso(ts: float | None = None) -> str:
-    from ..status import iso_utc
-
-    return iso_utc(time.time() if ts is None else ts) or ""
 
 
 def _child_setup(parent_pid: int) -> Callable[[], None]:
@@ -177,9 +172,9 @@ class TunnelSupervisor:
             "pid": self.pid,
             "restarts": self.restarts,
             "ready_connections": self.ready_connections,
-            "started_at": _iso(self.started_at),
-            "ready_at": _iso(self.ready_at),
-            "next_retry_at": _iso(self.next_retry_at),
+            "started_at": iso_utc(self.started_at),
+            "ready_at": iso_utc(self.ready_at),
+            "next_retry_at": iso_utc(self.next_retry_at),
             "last_exit": self.last_exit,
             "error": self.error.as_dict() if self.error else None,
             "cloudflared": {
@@ -207,7 +202,7 @@ class TunnelSupervisor:
         if state == self.state and not detail:
             return
         self.state = state
-        self.events.append({"at": _now_iso(), "state": state, "detail": detail})
+        self.events.append({"at": now_iso(), "state": state, "detail": detail})
         self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
         self._wake.set()
 
@@ -608,7 +603,7 @@ class TunnelSupervisor:
         self.last_exit = {
             "code": code if code >= 0 else None,
             "signal": _signal_name(-code) if code < 0 else None,
-            "at": _now_iso(),
+            "at": now_iso(),
         }
         if child.kill_reason is not None:
             return child.kill_reason
@@ -632,7 +627,3 @@ def _signal_name(number: int) -> str:
 def _read_token(path: str) -> str:
     with open(os.path.expanduser(path), encoding="utf-8") as f:
         return f.read()
-
-
-def _iso(ts: float | None) -> str | None:
-    return _now_iso(ts) if ts is not None else None
