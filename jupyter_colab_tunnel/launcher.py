@@ -40,6 +40,7 @@ from typing import Any
 
 import psutil
 
+from .autostart import LAUNCHED_ENV
 from .connect import connect_info
 from .tunnel.errors import TunnelError
 
@@ -189,6 +190,7 @@ def launch(
     extra_args: Sequence[str] = (),
     quiet: bool = False,
     env: Mapping[str, str] | None = None,
+    connection_file: str | os.PathLike[str] | None = None,
 ) -> Connection:
     """Start `jupyter server` with the tunnel in the background and wait until it is ready.
 
@@ -202,6 +204,8 @@ def launch(
     extra_args: more `jupyter server` options, e.g. ["--ColabTunnelApp.protocol=http2"].
     quiet: print nothing (progress, hint and connect info are printed by default).
     env: extra environment variables for the server (and so its kernels and cloudflared).
+    connection_file: where the server keeps its tunnel URL and state as JSON (e.g. on Drive),
+        for `jupyter colab-tunnel connect --connection-file` on your machine.
 
     A server that this function started before and that still runs is reused, not doubled.
     Raises LaunchError when the server cannot run; a tunnel failure is in `Connection.error`.
@@ -211,6 +215,9 @@ def launch(
     report = _Reporter(quiet)
     state_dir = _state_dir()
     base_url = _base_url(extra_args)
+    if connection_file is not None:
+        path = os.path.abspath(os.path.expanduser(os.fspath(connection_file)))
+        extra_args = [*extra_args, f"--ColabTunnelApp.connection_file={path}"]
     deadline = time.monotonic() + timeout
     with _locked(state_dir):
         conn = _recorded(state_dir)
@@ -381,6 +388,7 @@ def _start(
     child_env = {**os.environ, **(env or {})}
     # Through the environment: argv is visible to every user (ps).
     child_env["JUPYTER_TOKEN"] = token
+    child_env[LAUNCHED_ENV] = "1"  # autostart="auto" starts the tunnel of a launched server
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
@@ -662,7 +670,7 @@ def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`jupyter colab-tunnel launch | status | stop`."""
+    """`jupyter colab-tunnel launch | status | stop | connect`."""
     parser = argparse.ArgumentParser(
         prog="jupyter colab-tunnel",
         description="Run a Jupyter server with a cloudflared tunnel in the background.",
@@ -683,9 +691,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = sub.add_parser("status", help="show the running server's tunnel and connect info")
     show.add_argument("--json", action="store_true", help="print GET /colab/tunnel as JSON")
     sub.add_parser("stop", help="stop the running server (and its tunnel and kernels)")
+    # The local side (the relay): its own module, imported only here.
+    from .local.cli import add_connect_parser, run_connect
+
+    add_connect_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "launch":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "connect":
+        return run_connect(args)
     if args.command == "launch":
         try:
             conn = launch(

@@ -102,6 +102,7 @@ class TunnelSupervisor:
         preflight: Callable[[], TunnelError | None] = lambda: None,
         on_url: Callable[[str | None], None] = lambda url: None,
         on_ready: Callable[[TunnelSupervisor], None] = lambda sup: None,
+        on_state: Callable[[str], None] = lambda state: None,
     ) -> None:
         self.settings = settings
         self.log = log
@@ -109,6 +110,7 @@ class TunnelSupervisor:
         self._preflight = preflight
         self._on_url = on_url
         self._on_ready = on_ready
+        self._on_state = on_state
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._child: _Child | None = None
@@ -164,6 +166,10 @@ class TunnelSupervisor:
         self.error = error
         self._set_state("failed", error.message)
 
+    def note(self, detail: str) -> None:
+        """An event that changes no state (e.g. why the tunnel was not started)."""
+        self.events.append({"at": now_iso(), "state": self.state, "detail": detail})
+
     def snapshot(self, logs: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
             "state": self.state,
@@ -205,6 +211,7 @@ class TunnelSupervisor:
         self.events.append({"at": now_iso(), "state": state, "detail": detail})
         self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
         self._wake.set()
+        self._notify(self._on_state, state)
 
     def _notify(self, callback: Callable[[Any], None], arg: Any) -> None:
         """Run an owner's callback; its failure is logged, never fatal to supervision."""
