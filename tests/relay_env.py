@@ -15,7 +15,7 @@ from typing import Any
 
 import run_audit
 from e2e_kit import http
-from relay_process import STATE_DIRS_ENV
+from relay_process import EDGE_ROOT_ENV
 from server_process import Response, free_port
 
 HERE = Path(__file__).parent
@@ -101,7 +101,7 @@ def start_relay(
     workdir: Path,
     args: list[str],
     env: dict[str, str] | None = None,
-    edge_state_dirs: list[Path] | None = None,
+    edge_root: Path | None = None,
     port: int | None = None,
     wait: bool = True,
 ) -> RelayProcess:
@@ -110,7 +110,8 @@ def start_relay(
     port = port or free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_COLAB_TUNNEL")}
     full_env.update(HOME=str(workdir), PYTHONUNBUFFERED="1")
-    full_env[STATE_DIRS_ENV] = os.pathsep.join(str(d) for d in edge_state_dirs or [])
+    if edge_root is not None:
+        full_env[EDGE_ROOT_ENV] = str(edge_root)
     full_env.update(env or {})
     log_path, out_path = workdir / "relay.log", workdir / "relay.out"
     run_audit.AUDIT.note_log(log_path)

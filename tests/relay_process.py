@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 
 from jupyter_colab_tunnel.local.cli import add_connect_parser, run_connect
 
-STATE_DIRS_ENV = "RELAY_TEST_EDGE_STATE_DIRS"  # os.pathsep-separated stand-in state dirs
+# A directory under which the stand-ins of the test write their state (any depth).
+EDGE_ROOT_ENV = "RELAY_TEST_EDGE_ROOT"
 
 
-def edge_for(hostname: str, state_dirs: list[Path]) -> str | None:
+def edge_for(hostname: str, root: Path) -> str | None:
     newest: tuple[float, str] | None = None
-    for state_dir in state_dirs:
-        for path in state_dir.glob("*.json"):
+    if root.is_dir():
+        for path in root.rglob("fake-state/*.json"):
             try:
                 state = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -40,10 +41,10 @@ def resolve(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         return url
-    dirs = [Path(d) for d in os.environ.get(STATE_DIRS_ENV, "").split(os.pathsep) if d]
+    root = os.environ.get(EDGE_ROOT_ENV)
     deadline = time.monotonic() + 2.0
     while True:
-        edge = edge_for(parts.hostname, dirs)
+        edge = edge_for(parts.hostname, Path(root)) if root else None
         if edge or time.monotonic() > deadline:
             break
         time.sleep(0.02)
