@@ -253,7 +253,20 @@ def launch(
     _wait_for_tunnel(conn, max(0.0, deadline - time.monotonic()), report)
     if not quiet:
         print(str(conn), flush=True)
+        if connection_file is not None:
+            print(relay_hint(os.fspath(connection_file)), flush=True)
     return conn
+
+
+def relay_hint(connection_file: str) -> str:
+    """The local side's one command when the remote writes a connection file."""
+    return (
+        "\nOr, to follow this tunnel's URL as it changes, run on your machine (with this "
+        f"connection file synced there, e.g. by Google Drive for desktop: {connection_file}):\n"
+        "    jupyter colab-tunnel connect --connection-file <the synced file> "
+        "--token-file <a file holding the token>\n"
+        "and start JupyterLab with the command it prints."
+    )
 
 
 def running() -> Connection | None:
@@ -688,6 +701,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     start.add_argument("--timeout", type=float, default=120.0, help="seconds (default: 120)")
     start.add_argument("--log", help="server log file")
     start.add_argument("--quiet", action="store_true", help="print nothing")
+    start.add_argument(
+        "--connection-file", help="keep the tunnel URL and state in this JSON file (e.g. on Drive)"
+    )
     show = sub.add_parser("status", help="show the running server's tunnel and connect info")
     show.add_argument("--json", action="store_true", help="print GET /colab/tunnel as JSON")
     sub.add_parser("stop", help="stop the running server (and its tunnel and kernels)")
@@ -711,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_path=args.log,
                 extra_args=rest,
                 quiet=args.quiet,
+                connection_file=args.connection_file,
             )
         except (LaunchError, ValueError) as e:
             print(f"{PREFIX} {e}", file=sys.stderr)

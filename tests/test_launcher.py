@@ -121,8 +121,20 @@ def test_launch_ready_reuse_and_stop(launcher_env: LauncherEnv, capsys: Any) -> 
     launcher_env.state_file.write_text(json.dumps(stale))
 
     port = free_port()
-    conn = launch(port=port, root_dir=launcher_env.root, extra_args=FAST_ARGS, timeout=60)
+    connection_file = launcher_env.home / "drive" / "colab-tunnel.json"
+    conn = launch(
+        port=port,
+        root_dir=launcher_env.root,
+        extra_args=FAST_ARGS,
+        timeout=60,
+        connection_file=connection_file,
+    )
     out = capsys.readouterr().out
+    # The connection file for the local relay, and the relay's command.
+    written = json.loads(connection_file.read_text())
+    assert (written["url"], written["state"]) == (conn.url, "ready")
+    assert "token" not in written
+    assert "jupyter colab-tunnel connect --connection-file" in out
     assert (conn.state, conn.error, conn.reused, conn.port) == ("ready", None, False, port)
     assert conn.url is not None
     assert conn.url.endswith(".trycloudflare.com")
