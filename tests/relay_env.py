@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import re
 import signal
@@ -13,12 +15,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import run_audit
+import yaml
 from e2e_kit import http
 from relay_process import EDGE_ROOT_ENV
 from server_process import Response, free_port
 
 HERE = Path(__file__).parent
+SPEC = HERE.parent / "docs" / "relay-openapi.yaml"
+
+
+@functools.cache
+def _schemas() -> dict[str, Any]:
+    spec = yaml.safe_load(SPEC.read_text())
+    return dict(spec["components"]["schemas"])
+
+
+def check_relay_body(kind: str, body: Any) -> None:
+    """Hold a relay answer (RelayStatus or Error) to docs/relay-openapi.yaml."""
+    # The spec's refs, rewritten to point into a $defs section of one schema.
+    schemas = json.loads(json.dumps(_schemas()).replace('"#/components/schemas/', '"#/$defs/'))
+    jsonschema.validate(body, {**schemas[kind], "$defs": schemas})
 
 
 @dataclass

@@ -176,7 +176,12 @@ def _relay() -> Relay:
         extra_headers={"CF-Access-Client-Id": "id"},
         allowed_origins=frozenset({"https://allowed.example"}),
     )
-    relay = Relay(settings, UpstreamTracker(LOG), LOG)
+    relay = Relay(
+        settings,
+        UpstreamTracker(LOG),
+        LOG,
+        status_extra=lambda: {"connection_file": None, "remote": None},
+    )
     relay.port = 18888
     return relay
 
@@ -292,3 +297,14 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert cli.main(["connect", "--url", "https://x", "--port", "70000"]) == 2
     with pytest.raises(SystemExit):
         cli.main(["connect"])  # --url or --connection-file is required
+
+
+def test_relay_spec_is_valid_and_matches_the_status() -> None:
+    import yaml
+    from openapi_spec_validator import validate
+    from relay_env import SPEC, check_relay_body
+
+    validate(yaml.safe_load(SPEC.read_text()))
+    relay = _relay()
+    check_relay_body("RelayStatus", json.loads(json.dumps(relay.status())))
+    check_relay_body("Error", json.loads(error_body(403, "bad_local_token", "m")))
