@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, flood, peers, startup, tunnel
+from benchmarks import endpoints, flood, peers, relay, startup, tunnel
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
 
@@ -27,6 +27,7 @@ SUITES: dict[str, Suite] = {
     "loop": endpoints.run_loop,
     "flood": flood.run,
     "peers": peers.run,
+    "relay": relay.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -40,6 +41,7 @@ GROUPS = [
     "event loop",
     "log flood",
     "peers",
+    "relay",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 

@@ -37,6 +37,10 @@ FIGURES = [
     "flood.rate",
     "peer.pycloudflared.time_to_url",
     "peer.resource_usage.latency",
+    "relay.rest_overhead",
+    "relay.kernel_rtt",
+    "relay.switch",
+    "relay.resume",
 ]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
 DISTRIBUTIONS = [
@@ -47,6 +51,10 @@ DISTRIBUTIONS = [
     *[f"endpoint.{name}.c{c}" for c in (1, 32) for name in ("status", "tunnel", "gpu")],
     "loop.api_status_under_gpu_load",
     "peer.pycloudflared.time_to_url",
+    "relay.rest_overhead",
+    "relay.kernel_rtt",
+    "relay.switch",
+    "relay.resume",
 ]
 
 
@@ -54,7 +62,7 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(520)
 def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run = subprocess.run(
@@ -62,7 +70,7 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=500,
     )
     assert run.returncode == 0, f"{run.stdout[-5000:]}\n{run.stderr[-5000:]}"
     doc = json.loads(out.read_text())

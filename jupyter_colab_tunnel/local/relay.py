@@ -1,16 +1,18 @@
 """A 127.0.0.1 HTTP + WebSocket relay to the remote Jupyter server that follows its URL.
 
-Built on tornado (already a dependency of jupyter_server): its simple HTTP client
-(`SimpleAsyncHTTPClient`, no libcurl needed) forwards REST requests and `websocket_connect` dials
-kernel websockets; both verify TLS with the system trust store. A separate proxy library would add
-a dependency without solving the part that matters here: keeping a local kernel websocket open
-while its upstream is re-dialled to a new URL.
+Built on tornado (already a dependency of jupyter_server): its HTTP/1.1 connection class over
+kept-alive streams forwards REST requests (pool.py; tornado's `SimpleAsyncHTTPClient` would open a
+TCP and TLS connection per request), and `websocket_connect` dials kernel websockets; both verify
+TLS with the system trust store. A separate proxy library would add a dependency without solving
+the part that matters here: keeping a local kernel websocket open while its upstream is
+re-dialled to a new URL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -23,12 +25,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tornado import httputil, web, websocket
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from ..timefmt import iso_utc
 from .failures import Failure, classify_exception, classify_status
+from .pool import KeepAliveClient, Response, UpstreamError
 from .upstream import Upstream, UpstreamTracker
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -100,7 +103,7 @@ class Relay:
         self.started_at = time.time()
         self.port = 0
         self.sockets: dict[tuple[str, str], KernelSocket] = {}
-        self.client = AsyncHTTPClient(force_instance=True, max_clients=64)
+        self.client = KeepAliveClient(settings.ca_certs)
         self._server: HTTPServer | None = None
         self._status_extra = status_extra
 
@@ -370,35 +373,28 @@ class ProxyHandler(_RelayHandler):
 
     async def _send(
         self, upstream: Upstream, method: str
-    ) -> tuple[HTTPResponse | None, Failure | None]:
+    ) -> tuple[Response | None, Failure | None]:
         relay = self.relay
         url = relay.upstream_url(upstream, self.request.uri or "/")
-        body = self.request.body if method in WITH_BODY else None
-        request = HTTPRequest(
-            url,
-            method=method,
-            headers=relay.upstream_headers(self.request),
-            body=body if body is not None or method not in WITH_BODY else b"",
-            follow_redirects=False,
-            decompress_response=False,
-            allow_nonstandard_methods=True,
-            connect_timeout=relay.settings.connect_timeout,
-            request_timeout=relay.settings.request_timeout,
-            validate_cert=True,
-            ca_certs=relay.settings.ca_certs,
-        )
+        body = self.request.body if (method in WITH_BODY or self.request.body) else None
         try:
-            response = await relay.client.fetch(request, raise_error=False)
-        except Exception as e:  # fetch raises for failures before any HTTP answer
-            return None, classify_exception(e, upstream.url)
-        if response.code == 599:
-            return None, classify_exception(response.error or OSError("no answer"), upstream.url)
-        edge = classify_status(response.code, response.body or b"", upstream.url)
+            response = await relay.client.fetch(
+                url,
+                method,
+                relay.upstream_headers(self.request),
+                body,
+                relay.settings.connect_timeout,
+                relay.settings.request_timeout,
+            )
+        except UpstreamError as e:
+            failure = classify_exception(e.cause, upstream.url)
+            return None, dataclasses.replace(failure, unsent=e.connecting)
+        edge = classify_status(response.code, response.body, upstream.url)
         if edge is not None:
             return None, edge
         return response, None
 
-    def _relay_response(self, response: HTTPResponse) -> None:
+    def _relay_response(self, response: Response) -> None:
         self.set_status(response.code, response.reason)
         self._headers = httputil.HTTPHeaders()  # drop tornado's defaults (Server, Content-Type)
         drop = NOT_RETURNED | _connection_tokens(response.headers)
@@ -408,7 +404,7 @@ class ProxyHandler(_RelayHandler):
         if response.code in (204, 304) or self.request.method == "HEAD":
             self.finish()
         else:
-            self.finish(response.body or b"")
+            self.finish(response.body)
 
 
 class KernelSocket(websocket.WebSocketHandler):
