@@ -487,12 +487,14 @@ class KernelSocket(websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         conn = self.conn
-        if conn is not None:
+        # A closing upstream would swallow the frame: hold it for the next one instead.
+        if conn is not None and conn.protocol is not None and not conn.protocol.is_closing():
             try:
                 conn.write_message(message, binary=isinstance(message, bytes))
                 return
             except websocket.WebSocketClosedError:
-                self.conn = None
+                pass
+        self.conn = None  # the reader re-dials when the old upstream's close arrives
         self._hold(message)
 
     def _hold(self, message: str | bytes) -> None:
@@ -530,8 +532,9 @@ class KernelSocket(websocket.WebSocketHandler):
                     continue
                 if self.local_closed or self.retired:
                     break
-                if conn is not None and self.conn is conn:
-                    self.conn = None
+                if conn is not None:
+                    if self.conn is conn:
+                        self.conn = None
                     self.relay.log.info(
                         "Kernel %s: upstream websocket closed (%s); re-dialling",
                         self.key[0],
