@@ -308,3 +308,18 @@ def test_relay_spec_is_valid_and_matches_the_status() -> None:
     relay = _relay()
     check_relay_body("RelayStatus", json.loads(json.dumps(relay.status())))
     check_relay_body("Error", json.loads(error_body(403, "bad_local_token", "m")))
+
+
+def test_connect_is_a_subcommand_of_the_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_colab_tunnel.launcher", "connect", "--check", "--url",
+         "http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert "remote check: PROBLEM (refused)" in done.stdout

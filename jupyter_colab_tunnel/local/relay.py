@@ -308,6 +308,9 @@ class StatusHandler(_RelayHandler):
 class ProxyHandler(_RelayHandler):
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
 
+    def compute_etag(self) -> None:
+        return None  # the remote's ETag and 304 answers pass through untouched
+
     async def get(self) -> None:
         await self.forward()
 
