@@ -15,12 +15,11 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
 
-from .config_errors import ConfigError
 from .connect import TOKEN_PLACEHOLDER, connect_info
+from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
-from .tunnel.errors import TunnelError
 from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
 
 if TYPE_CHECKING:
@@ -156,7 +155,7 @@ class ColabTunnelApp(ExtensionApp):
         return "named" if (self.tunnel_token or self.tunnel_token_file) else "quick"
 
     def __init__(self, **kwargs: Any) -> None:
-        self.config_errors: list[ConfigError] = []
+        self.config_errors: list[ConfigProblem] = []
         self._tunnel_host: str | None = None
         self._gpu_sampler: GpuSampler | None = None
         self._tpu_type: str | None = None
@@ -216,7 +215,7 @@ class ColabTunnelApp(ExtensionApp):
             message += f" Using the default ({self.trait_defaults(trait)!r})."
         if any(e.trait == trait for e in self.config_errors):
             return
-        self.config_errors.append(ConfigError(trait, message))
+        self.config_errors.append(ConfigProblem("invalid_value", message, trait=trait))
 
     def initialize_settings(self) -> None:
         self.started_at = time.time()
@@ -269,14 +268,13 @@ class ColabTunnelApp(ExtensionApp):
             log_lines=self.log_lines,
         )
 
-    def _refuse_insecure(self) -> TunnelError | None:
+    def _refuse_insecure(self) -> Problem | None:
         assert self.serverapp is not None
         if auth_enabled(self.serverapp) or self.allow_unauthenticated:
             return None
-        return TunnelError(
+        return Problem(
             "insecure_config",
             "refusing to open a public tunnel to a Jupyter server without a token or password",
-            retry=False,
         )
 
     def _allow_tunnel_host(self, url: str | None) -> None:
@@ -351,10 +349,9 @@ class ColabTunnelApp(ExtensionApp):
             return
         if self.config_errors:
             self.supervisor.fail(
-                TunnelError(
+                Problem(
                     "invalid_config",
                     "; ".join(e.message for e in self.config_errors),
-                    retry=False,
                 )
             )
             return

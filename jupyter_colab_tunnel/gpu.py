@@ -23,10 +23,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 import psutil
+
+from .problems import GPU_KINDS, GpuKind, Problem
+from .timefmt import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -38,52 +40,13 @@ try:
 except ImportError:  # pragma: no cover - nvidia-ml-py is a dependency
     pynvml = None
 
-ERROR_KINDS = (
-    "no_library",
-    "driver_not_loaded",
-    "no_permission",
-    "version_mismatch",
-    "no_devices",
-    "tpu_runtime",
-    "unknown",
-)
+ERROR_KINDS: tuple[GpuKind, ...] = GPU_KINDS
 
-_HINTS = {
-    "no_library": (
-        "This machine has no NVIDIA driver library (libnvidia-ml.so.1). On Colab pick "
-        "Runtime > Change runtime type > GPU; elsewhere install the NVIDIA driver."
-    ),
-    "driver_not_loaded": (
-        "The NVIDIA driver library is installed but the kernel driver is not loaded. Check with "
-        "`nvidia-smi`; load the driver (e.g. `sudo modprobe nvidia`) or reboot. In a container, "
-        "start it with GPU access (e.g. `docker run --gpus all`)."
-    ),
-    "no_permission": (
-        "NVML may not open the GPU device files (/dev/nvidia*). Run the server as a user that "
-        "can (often the `video` group), or give the container access to the GPU."
-    ),
-    "version_mismatch": (
-        "The NVIDIA kernel driver and its user-space library have different versions, usually "
-        "after a driver upgrade without a reboot. Reboot (or reload the nvidia kernel modules)."
-    ),
-    "no_devices": (
-        "NVML works but sees no GPU. In a container, expose the GPUs (e.g. `--gpus all` or "
-        "NVIDIA_VISIBLE_DEVICES); on Colab pick Runtime > Change runtime type > GPU."
-    ),
-    "tpu_runtime": (
-        "Use the TPU from JAX or PyTorch/XLA. For an NVIDIA GPU on Colab pick "
-        "Runtime > Change runtime type > a GPU (e.g. T4)."
-    ),
-    "unknown": (
-        "NVML failed for an unexpected reason. Run `nvidia-smi` to see whether the driver works; "
-        "restarting the runtime (or the machine) often helps."
-    ),
-    "no_pynvml": "Install the Python package nvidia-ml-py (`pip install nvidia-ml-py`).",
-}
+NO_PYNVML_HINT = "Install the Python package nvidia-ml-py (`pip install nvidia-ml-py`)."
 
 # NVML init error class name -> error kind. Looked up by name so a pynvml without one of them
 # still imports.
-_INIT_ERROR_KINDS = (
+_INIT_ERROR_KINDS: tuple[tuple[str, GpuKind], ...] = (
     ("NVMLError_LibraryNotFound", "no_library"),
     ("NVMLError_DriverNotLoaded", "driver_not_loaded"),
     ("NVMLError_NoPermission", "no_permission"),
@@ -91,8 +54,8 @@ _INIT_ERROR_KINDS = (
 )
 
 
-def _error(kind: str, message: str, hint_key: str | None = None) -> dict[str, str]:
-    return {"kind": kind, "message": message, "hint": _HINTS[hint_key or kind]}
+def _error(kind: GpuKind, message: str, hint: str = "") -> dict[str, str]:
+    return Problem(kind, message, hint).as_dict()
 
 
 def classify_init_error(exc: BaseException, tpu_type: str | None = None) -> dict[str, str]:
@@ -105,7 +68,9 @@ def classify_init_error(exc: BaseException, tpu_type: str | None = None) -> dict
             "tpu_runtime", f"This is a TPU runtime ({tpu_type}): NVIDIA GPUs are not available"
         )
     if pynvml is None:
-        return _error("no_library", "The Python package nvidia-ml-py is not installed", "no_pynvml")
+        return _error(
+            "no_library", "The Python package nvidia-ml-py is not installed", NO_PYNVML_HINT
+        )
     message = _exc_text(exc)
     for class_name, kind in _INIT_ERROR_KINDS:
         cls = getattr(pynvml, class_name, None)
@@ -186,10 +151,6 @@ def _process_name(pid: int) -> str | None:
         return None
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
-
-
 def _result(
     *,
     error: dict[str, str] | None,
@@ -203,7 +164,7 @@ def _result(
         "count": len(devices),
         "driver_version": driver,
         "cuda_driver_version": cuda,
-        "sampled_at": _now(),
+        "sampled_at": now_iso(),
         "error": error,
         "devices": devices,
     }

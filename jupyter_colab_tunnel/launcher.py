@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 
 from .connect import connect_info
-from .tunnel.errors import TunnelError
+from .problems import ColabTunnelError, LaunchKind, Problem
 
 DEFAULT_PORT = 8888
 # Colab's web app listens on 8080 and its own Jupyter on 9000.
@@ -62,14 +62,13 @@ NO_URL_HINT = (
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class LaunchError(RuntimeError):
+class LaunchError(ColabTunnelError):
     """The Jupyter server itself could not be started or reached."""
 
-    def __init__(self, kind: str, message: str, hint: str = "", log_path: str | None = None):
-        super().__init__(f"{kind}: {message}" + (f"\nHint: {hint}" if hint else ""))
-        self.kind = kind
-        self.message = message
-        self.hint = hint
+    def __init__(
+        self, kind: LaunchKind, message: str, hint: str = "", log_path: str | None = None
+    ) -> None:
+        super().__init__(Problem(kind, message, hint))
         self.log_path = log_path
 
 
@@ -85,7 +84,7 @@ class Connection:
     base_url: str = "/"
     url: str | None = None  # the public gateway URL, once the tunnel reported one
     state: str = "unknown"  # the tunnel state last seen (see /colab/tunnel)
-    error: TunnelError | None = None  # the classified tunnel error, when it failed or timed out
+    error: Problem | None = None  # the classified tunnel error, when it failed or timed out
     reused: bool = False  # True when launch() found this server already running
 
     @property
@@ -562,12 +561,7 @@ def _refresh(conn: Connection, body: dict[str, Any]) -> None:
     conn.state = str(body.get("state") or "unknown")
     info = body.get("connect")
     conn.url = info.get("gateway_url") if isinstance(info, dict) else None
-    error = body.get("error")
-    conn.error = (
-        TunnelError(str(error.get("kind")), str(error.get("message")), str(error.get("hint") or ""))
-        if isinstance(error, dict)
-        else None
-    )
+    conn.error = Problem.from_dict(body.get("error"))
 
 
 def _wait_for_tunnel(conn: Connection, timeout: float, report: _Reporter) -> None:
@@ -603,7 +597,7 @@ def _wait_for_tunnel(conn: Connection, timeout: float, report: _Reporter) -> Non
             )
         if time.monotonic() >= deadline:
             if conn.error is None:
-                conn.error = TunnelError(
+                conn.error = Problem(
                     "timeout",
                     f"the tunnel was not ready within {timeout:g}s (state {conn.state})",
                     "The server keeps trying: call conn.wait() or read conn.status(); "
@@ -612,7 +606,7 @@ def _wait_for_tunnel(conn: Connection, timeout: float, report: _Reporter) -> Non
             break
         time.sleep(POLL_INTERVAL)
     if conn.state == "stopped" and conn.error is None:
-        conn.error = TunnelError(
+        conn.error = Problem(
             "not_started",
             "the tunnel is stopped (autostart is off)",
             'Start it: POST {"action": "start"} to /colab/tunnel.',

@@ -13,7 +13,7 @@ from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
 from jupyter_colab_tunnel.launcher import launch
-from jupyter_colab_tunnel.tunnel.errors import HINTS
+from jupyter_colab_tunnel.problems import TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"
 NOTEBOOK = DOCS / "colab_setup.ipynb"
@@ -101,7 +101,7 @@ def test_relative_links_between_docs_resolve() -> None:
     assert not broken, broken
 
 
-@pytest.mark.parametrize("kind", sorted(HINTS))
+@pytest.mark.parametrize("kind", sorted(TUNNEL_KINDS))
 def test_troubleshooting_covers_every_error_kind(kind: str) -> None:
     assert f"`{kind}`" in (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
 

@@ -23,6 +23,7 @@ from fake_nvml import ERROR_KEYS, FakeGpu, FakeNvml, FakeProcess, MiB, install
 
 from jupyter_colab_tunnel import gpu
 from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader, summary
+from jupyter_colab_tunnel.problems import HINTS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -470,7 +471,7 @@ def test_init_failure_kinds(monkeypatch: pytest.MonkeyPatch, error: Any, kind: s
     assert sample["driver_version"] is None
     assert sample["error"]["kind"] == kind
     assert sample["error"]["message"]
-    assert sample["error"]["hint"] == gpu._HINTS[kind]
+    assert sample["error"]["hint"] == HINTS[kind]
     if isinstance(error, type) and issubclass(error, pynvml.NVMLError):
         assert sample["error"]["message"] == str(error())
     # On a TPU machine any init failure reads as "this is a TPU".

@@ -29,7 +29,7 @@ from jupyter_colab_tunnel.launcher import (
     pick_port,
     running,
 )
-from jupyter_colab_tunnel.tunnel.errors import HINTS
+from jupyter_colab_tunnel.problems import HINTS
 
 FAST_ARGS = [f"--ColabTunnelApp.{name}={value}" for name, value in FAST.items()]
 

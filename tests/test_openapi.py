@@ -19,8 +19,8 @@ from openapi_spec_validator import validate
 from server_process import ServerProcess, free_port
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import gpu, handlers
-from jupyter_colab_tunnel.tunnel import errors, supervisor
+from jupyter_colab_tunnel import gpu, handlers, problems
+from jupyter_colab_tunnel.tunnel import supervisor
 
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -61,7 +61,7 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
 
 def test_spec_enums_are_the_codes() -> None:
     assert schema("TunnelState")["enum"] == list(supervisor.STATES)
-    assert set(schema("TunnelErrorKind")["enum"]) == set(errors.HINTS)
+    assert set(schema("TunnelErrorKind")["enum"]) == set(problems.TUNNEL_KINDS)
     assert schema("GpuErrorKind")["enum"] == list(gpu.ERROR_KINDS)
     post = openapi_check.spec()["paths"]["/colab/tunnel"]["post"]
     assert schema("TunnelAction")["properties"]["action"]["enum"] == list(handlers.TUNNEL_ACTIONS)

@@ -13,8 +13,8 @@ from jupyter_colab_tunnel.tunnel.command import (
     build_env,
     check_extra_args,
 )
+from jupyter_colab_tunnel.tunnel.errors import RATE_LIMIT_DELAY, min_delay, retryable
 from jupyter_colab_tunnel.tunnel.logs import (
-    RATE_LIMIT_DELAY,
     classify_exit,
     parse_line,
     redact,
@@ -69,7 +69,7 @@ def test_forbidden_extra_args(args: list[str]) -> None:
     error = check_extra_args(args)
     assert error is not None
     assert error.kind == "bad_arguments"
-    assert not error.retry
+    assert not retryable(error)
     flag = args[0].split("=")[0]
     assert f"-{flag.lstrip('-')}" in error.message
     assert "x" not in error.message.split(":")[0].replace("extra_args", "")
@@ -120,7 +120,7 @@ def test_redact() -> None:
 def test_classify_usage_error_exit_zero() -> None:
     stdout = ["Incorrect Usage. flag provided but not defined: -bogus", "", "NAME:"]
     e = classify_exit(0, [], stdout)
-    assert (e.kind, e.retry) == ("bad_arguments", False)
+    assert (e.kind, retryable(e)) == ("bad_arguments", False)
     assert e.message == "Incorrect Usage. flag provided but not defined: -bogus"
     assert e.hint
 
@@ -129,7 +129,7 @@ def test_classify_invalid_token() -> None:
     e = classify_exit(
         255, ["Provided Tunnel token is not valid.", "See 'cloudflared tunnel run --help'."], []
     )
-    assert (e.kind, e.retry) == ("invalid_token", False)
+    assert (e.kind, retryable(e)) == ("invalid_token", False)
     assert e.message == "Provided Tunnel token is not valid."
 
 
@@ -141,7 +141,7 @@ def test_classify_dns_failure() -> None:
     e = classify_exit(
         1, [f"{TS} INF Requesting new quick Tunnel on trycloudflare.com...", line], []
     )
-    assert (e.kind, e.retry, e.message) == ("network", True, line)
+    assert (e.kind, retryable(e), e.message) == ("network", True, line)
 
 
 def test_classify_rate_limit() -> None:
@@ -152,8 +152,8 @@ def test_classify_rate_limit() -> None:
     ]
     e = classify_exit(1, lines, [])
     assert e.kind == "rate_limited"
-    assert e.retry
-    assert e.min_delay == RATE_LIMIT_DELAY
+    assert retryable(e)
+    assert min_delay(e) == RATE_LIMIT_DELAY
 
 
 def test_classify_metrics_port_in_use() -> None:
