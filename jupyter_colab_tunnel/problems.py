@@ -105,7 +105,7 @@ HINTS: dict[Kind, str] = {
     "crashed": "cloudflared exited unexpectedly; it is restarted with backoff. See the logs (?logs=50).",
     "crash_loop": (
         "cloudflared keeps exiting, so restarts stopped. Read the last error and the logs "
-        "(?logs=100), fix the cause, then POST {'action': 'start'} to /colab/tunnel."
+        '(?logs=100), fix the cause, then POST {"action": "start"} to /colab/tunnel.'
     ),
     "insecure_config": (
         "This server has neither a token nor a password, so a public tunnel would let anyone "
@@ -114,7 +114,7 @@ HINTS: dict[Kind, str] = {
     ),
     "invalid_config": (
         "Fix the named ColabTunnelApp settings and restart the server, or POST "
-        "{'action': 'start'} to run the tunnel with the valid settings."
+        '{"action": "start"} to run the tunnel with the valid settings.'
     ),
     # --- the GPU (NVML) ---
     "no_library": (

@@ -84,10 +84,10 @@ async def test_concurrent_requests_share_one_sample(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.01)
-    colab_app.gpu_sampler.cache_ttl = 5.0
-    before = colab_app.gpu_sampler.samples_taken
+    colab_app.gpu.sampler.cache_ttl = 5.0
+    before = colab_app.gpu.sampler.samples_taken
     bodies = await asyncio.gather(*(get_json(jp_fetch, "colab", "gpu") for _ in range(16)))
-    assert colab_app.gpu_sampler.samples_taken - before == 1
+    assert colab_app.gpu.sampler.samples_taken - before == 1
     assert len({b["sampled_at"] for b in bodies}) == 1
 
 
@@ -95,7 +95,7 @@ async def test_slow_driver_does_not_block_the_server(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = install(monkeypatch, [FakeGpu.t4()] * 4, per_call_delay=0.05)
-    colab_app.gpu_sampler.cache_ttl = 0.0
+    colab_app.gpu.sampler.cache_ttl = 0.0
     order: list[str] = []
 
     async def gpu() -> None:

@@ -72,7 +72,7 @@ def test_forbidden_extra_args(args: list[str]) -> None:
     assert not retryable(error)
     flag = args[0].split("=")[0]
     assert f"-{flag.lstrip('-')}" in error.message
-    assert "x" not in error.message.split(":")[0].replace("extra_args", "")
+    assert "x" not in error.message.split(":")[0].replace("cloudflared_args", "")
 
 
 def test_allowed_extra_args() -> None:

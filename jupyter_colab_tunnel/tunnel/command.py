@@ -43,7 +43,7 @@ def check_extra_args(extra_args: Sequence[str]) -> Problem | None:
         if name in _FORBIDDEN_EXTRA:
             return Problem(
                 "bad_arguments",
-                f"extra_args may not contain {name}: {_FORBIDDEN_EXTRA[name]}.",
+                f"cloudflared_args may not contain {name}: {_FORBIDDEN_EXTRA[name]}.",
             )
     return None
 
