@@ -150,6 +150,7 @@ def test_invalid_token_type_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> No
     assert error.trait == "tunnel_token"
 
 
+@pytest.mark.e2e
 def test_settings_help_command_prints_every_setting() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "jupyter_colab_tunnel.app"],

@@ -18,6 +18,8 @@ import psutil
 import pytest
 from tunnel_env import TUNNEL_ID, VALID_TOKEN, TunnelServer
 
+pytestmark = pytest.mark.e2e
+
 URL_RE = re.compile(r"^https://[a-z0-9-]+\.trycloudflare\.com$")
 
 
