@@ -131,6 +131,7 @@ def test_real_tpu_runtime() -> None:
     assert error["hint"] == HINTS["tpu_runtime"]
 
 
+@pytest.mark.e2e
 def test_real_cli_subprocess() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for args in ([], ["--no-processes"]):
@@ -171,6 +172,7 @@ def test_real_summary() -> None:
     assert (out["memory_total"] > 0) is (REAL.count > 0)
 
 
+@pytest.mark.e2e
 def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> None:
     """A meta-path hook sees every import attempted while a real ServerApp loads the extension."""
     code = textwrap.dedent(
