@@ -16,6 +16,7 @@ class GpuService:
         self._tpu_type = tpu_type
         self._cache_ttl = cache_ttl
         self._sampler: GpuSampler | None = None
+        self._closed = False
 
     @property
     def sampler(self) -> GpuSampler:
@@ -28,6 +29,11 @@ class GpuService:
         return self._sampler
 
     async def sample(self, processes: bool = True) -> dict[str, Any]:
+        if self._closed and self._sampler is None:
+            # Never used before shutdown: answer without starting NVML (nothing would stop it).
+            from .gpu.sampler import closed_sample
+
+            return closed_sample()
         return await self.sampler.get(processes=processes)
 
     async def summary(self) -> dict[str, Any]:
@@ -37,5 +43,6 @@ class GpuService:
         return summary(await self.sample(processes=False))
 
     async def close(self) -> None:
+        self._closed = True
         if self._sampler is not None:
             await self._sampler.close()

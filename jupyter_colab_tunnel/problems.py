@@ -32,6 +32,7 @@ GpuKind = Literal[
     "version_mismatch",
     "no_devices",
     "tpu_runtime",
+    "shutting_down",
     "unknown",
 ]
 
@@ -141,6 +142,10 @@ HINTS: dict[Kind, str] = {
     "tpu_runtime": (
         "Use the TPU from JAX or PyTorch/XLA. For an NVIDIA GPU on Colab pick "
         "Runtime > Change runtime type > a GPU (e.g. T4)."
+    ),
+    "shutting_down": (
+        "The server is stopping, so it no longer reads the GPUs. Start it again (or wait for the "
+        "runtime to come back) and repeat the request."
     ),
     "unknown": (
         "NVML failed for an unexpected reason. Run `nvidia-smi` to see whether the driver works; "

@@ -15,7 +15,7 @@ from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
 from jupyter_colab_tunnel.launcher import launch
-from jupyter_colab_tunnel.problems import TUNNEL_KINDS
+from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"
 NOTEBOOK = DOCS / "colab_setup.ipynb"
@@ -106,6 +106,11 @@ def test_relative_links_between_docs_resolve() -> None:
 @pytest.mark.parametrize("kind", sorted(TUNNEL_KINDS))
 def test_troubleshooting_covers_every_error_kind(kind: str) -> None:
     assert f"`{kind}`" in (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", GPU_KINDS)
+def test_gpu_guide_explains_every_error_kind(kind: str) -> None:
+    assert f"| `{kind}` |" in (DOCS / "gpu.md").read_text(encoding="utf-8")
 
 
 def test_settings_named_in_the_guides_exist() -> None:
