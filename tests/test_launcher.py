@@ -124,15 +124,18 @@ def test_launch_ready_reuse_and_stop(launcher_env: LauncherEnv, capsys: Any) -> 
     conn = launch(port=port, root_dir=launcher_env.root, extra_args=FAST_ARGS, timeout=60)
     out = capsys.readouterr().out
     assert (conn.state, conn.error, conn.reused, conn.port) == ("ready", None, False, port)
-    assert conn.url is not None
-    assert conn.url.endswith(".trycloudflare.com")
+    assert conn.gateway_url is not None
+    assert conn.gateway_url.endswith(".trycloudflare.com")
     assert len(conn.token) == 48
     int(conn.token, 16)
     # Progress, then what to run on the local machine.
     assert f"[colab-tunnel] Started Jupyter server (pid {conn.pid})" in out
-    assert f"[colab-tunnel] tunnel ready {conn.url}" in out
-    assert f"jupyter lab --gateway-url={conn.url} --GatewayClient.auth_token={conn.token}" in out
-    assert f'c.GatewayClient.url = "{conn.url}"' in out
+    assert f"[colab-tunnel] tunnel ready {conn.gateway_url}" in out
+    assert (
+        f"jupyter lab --gateway-url={conn.gateway_url} --GatewayClient.auth_token={conn.token}"
+        in out
+    )
+    assert f'c.GatewayClient.url = "{conn.gateway_url}"' in out
     assert "c.GatewayClient.request_timeout = 120.0" in out
     assert '"JUPYTER_URL": "http://localhost:8888"' in out
     assert str(conn) in out
@@ -142,7 +145,7 @@ def test_launch_ready_reuse_and_stop(launcher_env: LauncherEnv, capsys: Any) -> 
 
     body = conn.status()
     assert body["state"] == "ready"
-    assert body["connect"]["gateway_url"] == conn.url
+    assert body["connect"]["gateway_url"] == conn.gateway_url
     # The server: loopback only, started in root_dir, the token not on its command line.
     proc = psutil.Process(conn.pid)
     cmdline = proc.cmdline()
@@ -166,7 +169,7 @@ def test_launch_ready_reuse_and_stop(launcher_env: LauncherEnv, capsys: Any) -> 
 
     again = launch(quiet=True)
     assert capsys.readouterr().out == ""
-    assert (again.pid, again.token, again.url) == (conn.pid, conn.token, conn.url)
+    assert (again.pid, again.token, again.gateway_url) == (conn.pid, conn.token, conn.gateway_url)
     assert again.reused
     assert [p.pid for p in _stand_ins(launcher_env.bin_dir)] == [body["pid"]]
     with pytest.raises(LaunchError) as conflict:
