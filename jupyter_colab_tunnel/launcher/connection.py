@@ -167,7 +167,8 @@ def sections(conn: Connection) -> list[Fact | Block]:
             out.append(Fact("Hint", (conn.error.hint,)))
         if conn.state != "ready":
             retrying = (
-                ", and the tunnel keeps retrying in the background (conn.wait() waits again)"
+                ", and the tunnel keeps retrying in the background: conn.wait() (or "
+                "`jupyter colab-tunnel launch` again) waits for it"
                 if conn.state in RETRYING
                 else ""
             )

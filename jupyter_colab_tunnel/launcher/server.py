@@ -19,6 +19,7 @@ import psutil
 
 from . import record as rec
 from .errors import LaunchError
+from .poll import poll
 
 STOP_TIMEOUT = 15.0
 
@@ -168,12 +169,11 @@ def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -
             return True
         except subprocess.TimeoutExpired:
             return False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+    return poll(lambda: _gone(pid) or None, time.monotonic() + timeout, 0.05) is not None
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -41,7 +41,7 @@ class TunnelWatch:
         kind = str(error.get("kind")) if error else None
         info = body.get("connect")
         url = info.get("gateway_url") if isinstance(info, dict) else None
-        line = self._progress(state, url, kind, error)
+        line = self._progress(state, url, kind)
         if state in SETTLED:
             return Observation(line, "settled")
         if state != "backoff" or kind is None:
@@ -59,19 +59,19 @@ class TunnelWatch:
             )
         return Observation(line)
 
-    def _progress(
-        self, state: str, url: Any, kind: str | None, error: Mapping[str, Any] | None
-    ) -> str | None:
+    def _progress(self, state: str, url: Any, kind: str | None) -> str | None:
         # An error is news only where it is the reason for the state.
         shown_kind = kind if state in ("backoff", "failed") else None
         key = (state, url if isinstance(url, str) else None, shown_kind)
         if key in self._shown:
             return None
         self._shown.add(key)
-        text = f"tunnel {state}" + (f" {key[1]}" if key[1] else "")
-        if shown_kind is not None and error is not None:
-            text += f" ({shown_kind}: {error.get('message') or ''})"
-        return text
+        # The kind only: the message and hint come once, with the connection at the end.
+        return (
+            f"tunnel {state}"
+            + (f" {key[1]}" if key[1] else "")
+            + (f" ({shown_kind})" if shown_kind else "")
+        )
 
     def _repeats(self, kind: str, restarts: int) -> int:
         """How many backoffs in a row had this kind. Each backoff has its own restart count,
