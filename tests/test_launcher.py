@@ -476,3 +476,20 @@ def test_a_server_from_elsewhere_is_neither_adopted_nor_stopped(
     assert f"pid {lookalike.pid} is gone and that pid now belongs to another process" in stop.stdout
     assert lookalike.is_running()
     assert not launcher_env.state_file.exists()
+
+
+def test_jupyter_colab_tunnel_runs_the_console_script(launcher_env: LauncherEnv) -> None:
+    """`jupyter colab-tunnel` finds the `jupyter-colab-tunnel` script of this environment."""
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "jupyter-colab-tunnel").exists():
+        pytest.skip("the package's scripts are not installed in this environment")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(
+        [str(bin_dir / "jupyter"), "colab-tunnel", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 1, out.stderr
+    assert "no server started by `jupyter colab-tunnel launch` is running" in out.stdout

@@ -119,9 +119,6 @@ class Connection:
         """What to run on the local machine (see connect.connect_info); None without a URL."""
         return connect_info(self.gateway_url, "/", self.token)
 
-    def sections(self) -> list[Fact | Block]:
-        return sections(self)
-
     def __str__(self) -> str:
         return render_text(sections(self))
 
