@@ -26,7 +26,13 @@ from urllib.parse import urlparse
 
 import pytest
 from e2e_kit import Browser
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 # Building the venv (from the index) counts towards the first test's time.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -69,6 +75,18 @@ def read_runtime(name: str) -> Runtime:
             pins[canonicalize_name(pkg)] = version
     assert python, f"{path.name} has no '# python: X.Y' line"
     return Runtime(name=name, python=python, pins=pins)
+
+
+def extra_packages() -> set[str]:
+    """Canonical names of the packages the optional extras in pyproject.toml list."""
+    with (REPO / "pyproject.toml").open("rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    names = set()
+    for requirements in extras.values():
+        for requirement in requirements:
+            names.add(canonicalize_name(Requirement(requirement).name))
+    names.discard("jupyter-colab-tunnel")
+    return names
 
 
 def _python_version(python: str) -> tuple[int, int] | None:
@@ -231,9 +249,10 @@ def test_installing_the_wheel_moves_no_colab_version(colab_env: ColabEnv) -> Non
         "floors in pyproject.toml [project].dependencies so Colab's pins satisfy them."
     )
     assert "jupyter-colab-tunnel" in colab_env.after
-    added = sorted(set(colab_env.after) - set(colab_env.before))
-    # Nothing heavy comes along: today the only new packages are pycloudflared and its deps.
-    assert not set(added) & set(colab_env.pins), added
+    added = set(colab_env.after) - set(colab_env.before)
+    # Without extras: none of the extras' own packages (test, dev, bench, release) came along.
+    from_extras = added & extra_packages()
+    assert not from_extras, f"a plain install pulled in extras' packages: {sorted(from_extras)}"
     check = subprocess.run(
         [str(colab_env.python), "-m", "pip", "check"], capture_output=True, text=True, timeout=120
     )
