@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterable
 from copy import deepcopy
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -20,12 +21,25 @@ from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
+from .tunnel.command import split_args
 from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
     from .gpu import GpuSampler
+
+
+class _ArgvList(List):  # type: ignore[type-arg]
+    """A list of strings that also takes one string, split the way a shell would."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = split_args(value)
+            except ValueError as e:
+                raise TraitError(f"cannot split {value!r} into arguments: {e}") from None
+        return super().validate(obj, value)
 
 
 class ColabTunnelApp(ExtensionApp):
@@ -90,11 +104,12 @@ class ColabTunnelApp(ExtensionApp):
         help="IP version used to reach Cloudflare's edge.",
     ).tag(config=True)
 
-    extra_args = List(
+    cloudflared_args = _ArgvList(
         Unicode(),
         help=(
-            "Extra tunnel-level flags for cloudflared, placed before `--url`/`run` "
-            "(e.g. ['--edge', 'region1.v2.argotunnel.com:7844']). Never put the token here."
+            "Extra tunnel-level flags for cloudflared, placed before `--url`/`run`, one flag or "
+            "value per item (e.g. ['--edge', 'region1.v2.argotunnel.com:7844']); a single "
+            "string is split the way a shell would. Never put the token here."
         ),
     ).tag(config=True)
 
@@ -109,7 +124,11 @@ class ColabTunnelApp(ExtensionApp):
     max_restarts = Int(
         10,
         min=0,
-        help="Give up (state 'failed', kind 'crash_loop') after more exits than this within crash_window.",
+        help=(
+            "Give up (state 'failed', kind 'crash_loop') after more crashes or stalls than this "
+            "within crash_window. Network failures and rate limits never count: they are retried "
+            "for as long as the server runs."
+        ),
     ).tag(config=True)
 
     crash_window = Float(
@@ -157,6 +176,7 @@ class ColabTunnelApp(ExtensionApp):
     def __init__(self, **kwargs: Any) -> None:
         self.config_errors: list[ConfigProblem] = []
         self._tunnel_host: str | None = None
+        self._announced = False  # the connect command is logged once, at the first ready
         self._gpu_sampler: GpuSampler | None = None
         self._tpu_type: str | None = None
         self.started_at = time.time()
@@ -250,22 +270,7 @@ class ColabTunnelApp(ExtensionApp):
 
     def _supervisor_settings(self) -> SupervisorSettings:
         return SupervisorSettings(
-            mode=self.tunnel_mode,
-            cloudflared_path=self.cloudflared_path,
-            token=self.tunnel_token,
-            token_file=self.tunnel_token_file,
-            public_hostname=self.public_hostname,
-            protocol=self.protocol,
-            edge_ip_version=self.edge_ip_version,
-            extra_args=list(self.extra_args),
-            restart_backoff_initial=self.restart_backoff_initial,
-            restart_backoff_max=max(self.restart_backoff_max, self.restart_backoff_initial),
-            max_restarts=self.max_restarts,
-            crash_window=self.crash_window,
-            url_timeout=self.url_timeout,
-            health_interval=self.health_interval,
-            stop_timeout=self.stop_timeout,
-            log_lines=self.log_lines,
+            **{f.name: getattr(self, f.name) for f in fields(SupervisorSettings)}
         )
 
     def _refuse_insecure(self) -> Problem | None:
@@ -299,9 +304,9 @@ class ColabTunnelApp(ExtensionApp):
 
     def _announce(self, supervisor: TunnelSupervisor) -> None:
         """Print the URL and the connect command the first time the tunnel is ready."""
-        if supervisor.announced or not supervisor.url:
+        if self._announced or not supervisor.url:
             return
-        supervisor.announced = True
+        self._announced = True
         assert self.serverapp is not None
         idp = self.serverapp.identity_provider
         # Like Jupyter's own start-up banner: show a token only if it was generated here.

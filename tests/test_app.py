@@ -20,7 +20,7 @@ TRAITS = {
     "public_hostname": "",
     "protocol": "auto",
     "edge_ip_version": "auto",
-    "extra_args": [],
+    "cloudflared_args": [],
     "restart_backoff_initial": 1.0,
     "restart_backoff_max": 60.0,
     "max_restarts": 10,
@@ -83,13 +83,13 @@ def test_command_line_sets_traits(monkeypatch: pytest.MonkeyPatch) -> None:
         [
             "--ColabTunnelApp.protocol=http2",
             "--ColabTunnelApp.max_restarts=3",
-            "--ColabTunnelApp.extra_args=--edge",
-            "--ColabTunnelApp.extra_args=region1.v2.argotunnel.com:7844",
+            "--ColabTunnelApp.cloudflared_args=--edge",
+            "--ColabTunnelApp.cloudflared_args=region1.v2.argotunnel.com:7844",
         ]
     )
     assert app.protocol == "http2"
     assert app.max_restarts == 3
-    assert app.extra_args == ["--edge", "region1.v2.argotunnel.com:7844"]
+    assert app.cloudflared_args == ["--edge", "region1.v2.argotunnel.com:7844"]
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,12 @@ import signal
 import pytest
 
 from jupyter_colab_tunnel.connect import connect_info, gateway_url
+from jupyter_colab_tunnel.problems import Problem
 from jupyter_colab_tunnel.tunnel.command import (
     TunnelCommand,
     build_argv,
     build_env,
-    check_extra_args,
+    normalize_cloudflared_args,
 )
 from jupyter_colab_tunnel.tunnel.errors import RATE_LIMIT_DELAY, min_delay, retryable
 from jupyter_colab_tunnel.tunnel.logs import (
@@ -40,7 +41,7 @@ def test_named_argv_keeps_token_out() -> None:
         origin="http://127.0.0.1:8888",
         protocol="http2",
         edge_ip_version="4",
-        extra_args=("--edge", "region1.v2.argotunnel.com:7844"),
+        cloudflared_args=("--edge", "region1.v2.argotunnel.com:7844"),
         stop_timeout=2.5,
         token=TOKEN,
     )
@@ -63,20 +64,68 @@ def test_quick_env_drops_a_stray_token() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--token", "x"], ["--token=x"], ["-token", "x"], ["--url", "http://x"], ["--loglevel=x"]],
+    [
+        ["--token", "x"],
+        ["--token=x"],
+        ["-token", "x"],
+        ["--url", "http://x"],
+        ["--loglevel=x"],
+        ["--token x"],
+        "--token x",
+    ],
 )
-def test_forbidden_extra_args(args: list[str]) -> None:
-    error = check_extra_args(args)
-    assert error is not None
+def test_forbidden_cloudflared_args(args: list[str] | str) -> None:
+    error = normalize_cloudflared_args(args)
+    assert isinstance(error, Problem)
     assert error.kind == "bad_arguments"
     assert not retryable(error)
-    flag = args[0].split("=")[0]
+    first = args if isinstance(args, str) else args[0]
+    flag = first.split("=")[0].split()[0]
     assert f"-{flag.lstrip('-')}" in error.message
-    assert "x" not in error.message.split(":")[0].replace("extra_args", "")
+    assert "x" not in error.message.split(":")[0].replace("cloudflared_args", "")
+    assert " x" not in error.message  # never the value: it may be the token
 
 
-def test_allowed_extra_args() -> None:
-    assert check_extra_args(["--edge", "a:1", "--retries", "3", "--metrics", "127.0.0.1:1"]) is None
+def test_allowed_cloudflared_args() -> None:
+    args = ["--edge", "a:1", "--retries", "3", "--metrics", "127.0.0.1:1"]
+    assert normalize_cloudflared_args(args) == args
+    assert normalize_cloudflared_args([]) == []
+    assert normalize_cloudflared_args("") == []
+    # A flag whose value holds a space, given with "=", is one argument on purpose.
+    assert normalize_cloudflared_args(["--label=my box"]) == ["--label=my box"]
+
+
+def test_a_string_is_split_like_a_shell() -> None:
+    assert normalize_cloudflared_args("--edge-ip-version 4") == ["--edge-ip-version", "4"]
+    assert normalize_cloudflared_args("--label 'my box' --retries=3") == [
+        "--label",
+        "my box",
+        "--retries=3",
+    ]
+
+
+def test_bad_quoting_is_bad_arguments() -> None:
+    error = normalize_cloudflared_args("--label 'my box")
+    assert isinstance(error, Problem)
+    assert error.kind == "bad_arguments"
+    assert "No closing quotation" in error.message
+
+
+@pytest.mark.parametrize(
+    ("item", "right"),
+    [
+        ("--edge-ip-version 4", '["--edge-ip-version", "4"]'),
+        ("--edge  region1.v2.argotunnel.com:7844", '["--edge", "region1.v2.argotunnel.com:7844"]'),
+        ("--protocol\thttp2", '["--protocol", "http2"]'),
+    ],
+)
+def test_flag_and_value_in_one_item_is_refused_with_the_right_form(item: str, right: str) -> None:
+    error = normalize_cloudflared_args(["--no-tls-verify", item])
+    assert isinstance(error, Problem)
+    assert error.kind == "bad_arguments"
+    assert repr(item) in error.message
+    assert right in error.message
+    assert error.hint  # what to do, beyond the right form
 
 
 def test_url_from_the_box_not_from_the_error_line() -> None:
