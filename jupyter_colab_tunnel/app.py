@@ -33,13 +33,14 @@ if TYPE_CHECKING:
 class _ArgvList(List):  # type: ignore[type-arg]
     """A list of strings that also takes one string, split the way a shell would."""
 
-    def validate(self, obj: Any, value: Any) -> Any:
+    def set(self, obj: Any, value: Any) -> None:
+        # traitlets' List would take a string as a one-item list.
         if isinstance(value, str):
             try:
                 value = split_args(value)
             except ValueError as e:
                 raise TraitError(f"cannot split {value!r} into arguments: {e}") from None
-        return super().validate(obj, value)
+        super().set(obj, value)
 
 
 class ColabTunnelApp(ExtensionApp):

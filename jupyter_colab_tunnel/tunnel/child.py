@@ -27,6 +27,9 @@ PR_SET_PDEATHSIG = 1
 # process may never close.
 DRAIN_TIMEOUT = 1.0
 
+# Whether the parent-death mechanism was logged (once per server).
+_told: list[bool] = []
+
 # (stream, line): stream is "stdout" or "stderr"; the line is decoded and redacted.
 LineSink = Callable[[str, str], None]
 
@@ -159,6 +162,12 @@ async def spawn(
     """
     loop = asyncio.get_running_loop()
     wrapper = await loop.run_in_executor(None, setpriv_wrapper)
+    if not _told:
+        _told.append(True)
+        log.info(
+            "cloudflared dies with this server through %s",
+            "setpriv --pdeathsig" if wrapper else "prctl in the child (no usable setpriv)",
+        )
     argv = build_argv(command)
     spawning = asyncio.ensure_future(
         asyncio.create_subprocess_exec(

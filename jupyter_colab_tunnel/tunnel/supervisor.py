@@ -237,7 +237,6 @@ class TunnelSupervisor:
         self.events.append({"at": iso_utc(self.clock.wall()), "state": state, "detail": detail})
         if not quiet:
             self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
-        self._wake.set()
 
     def _enter_backoff(self, error: Problem, delay: float) -> None:
         """State `backoff`, logged at WARNING with the cause; a retry storm is summarised."""
@@ -515,6 +514,7 @@ class TunnelSupervisor:
             self._set_url(event.url)
             if self.state == "starting":
                 self._set_state("connecting", event.url)
+            self._wake.set()
         elif event.metrics:
             run.metrics = event.metrics
             self._wake.set()
