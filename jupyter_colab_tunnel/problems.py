@@ -32,6 +32,7 @@ GpuKind = Literal[
     "version_mismatch",
     "no_devices",
     "tpu_runtime",
+    "shutting_down",
     "unknown",
 ]
 
@@ -105,7 +106,7 @@ HINTS: dict[Kind, str] = {
     "crashed": "cloudflared exited unexpectedly; it is restarted with backoff. See the logs (?logs=50).",
     "crash_loop": (
         "cloudflared keeps exiting, so restarts stopped. Read the last error and the logs "
-        "(?logs=100), fix the cause, then POST {'action': 'start'} to /colab/tunnel."
+        '(?logs=100), fix the cause, then POST {"action": "start"} to /colab/tunnel.'
     ),
     "insecure_config": (
         "This server has neither a token nor a password, so a public tunnel would let anyone "
@@ -114,7 +115,7 @@ HINTS: dict[Kind, str] = {
     ),
     "invalid_config": (
         "Fix the named ColabTunnelApp settings and restart the server, or POST "
-        "{'action': 'start'} to run the tunnel with the valid settings."
+        '{"action": "start"} to run the tunnel with the valid settings.'
     ),
     # --- the GPU (NVML) ---
     "no_library": (
@@ -141,6 +142,10 @@ HINTS: dict[Kind, str] = {
     "tpu_runtime": (
         "Use the TPU from JAX or PyTorch/XLA. For an NVIDIA GPU on Colab pick "
         "Runtime > Change runtime type > a GPU (e.g. T4)."
+    ),
+    "shutting_down": (
+        "The server is stopping, so it no longer reads the GPUs. Start it again (or wait for the "
+        "runtime to come back) and repeat the request."
     ),
     "unknown": (
         "NVML failed for an unexpected reason. Run `nvidia-smi` to see whether the driver works; "

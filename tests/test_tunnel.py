@@ -20,6 +20,8 @@ import psutil
 import pytest
 from tunnel_env import TUNNEL_ID, VALID_TOKEN, TunnelServer
 
+pytestmark = pytest.mark.e2e
+
 URL_RE = re.compile(r"^https://[a-z0-9-]+\.trycloudflare\.com$")
 
 
@@ -158,7 +160,6 @@ def test_invalid_token_is_not_retried(tunnel_server: Any) -> None:
     assert len(ts.spawned_pids()) == 1
 
 
-@pytest.mark.e2e
 def test_named_tunnel_with_an_invalid_token_offers_nothing_to_connect_to(
     tunnel_server: Any,
 ) -> None:
@@ -199,7 +200,6 @@ def test_dns_failure_is_network_and_retried(tunnel_server: Any) -> None:
     ts.server.wait_for("colab/tunnel", lambda b: b["restarts"] >= 1)
 
 
-@pytest.mark.e2e
 def test_network_outage_is_retried_past_max_restarts_and_logged_once(
     tunnel_server: Any,
 ) -> None:
@@ -215,7 +215,6 @@ def test_network_outage_is_retried_past_max_restarts_and_logged_once(
     assert "Hint: cloudflared could not reach Cloudflare" in log
 
 
-@pytest.mark.e2e
 def test_cloudflared_args_as_one_string_are_split_like_a_shell(tunnel_server: Any) -> None:
     # One value on the command line arrives as a string: --ColabTunnelApp.cloudflared_args="..."
     ts = tunnel_server(traits={"cloudflared_args": ["--edge-ip-version 4 --retries '3'"]})
@@ -229,7 +228,6 @@ def test_cloudflared_args_as_one_string_are_split_like_a_shell(tunnel_server: An
     ]
 
 
-@pytest.mark.e2e
 def test_flag_and_value_in_one_item_is_refused_before_spawning(tunnel_server: Any) -> None:
     # Two values make a list; its first item holds a flag and its value.
     ts = tunnel_server(traits={"cloudflared_args": ["--edge-ip-version 4", "--retries=3"]})
@@ -376,7 +374,7 @@ def test_stop_start_restart_actions(tunnel_server: Any) -> None:
         (b'{"action": "explode"}', "action must be one of"),
         (b'{"action": 3}', "action must be one of"),
         (b'{"action": "stop", "extra": 1}', "unknown fields"),
-        (b"", "must be JSON"),
+        (b"", "the body is empty"),
     ],
 )
 def test_malformed_posts_are_400(tunnel_server: Any, body: bytes, fragment: str) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
+from traitlets.config import Config
 
 from jupyter_colab_tunnel.connect import connect_info, gateway_url
 from jupyter_colab_tunnel.problems import Problem
@@ -230,6 +232,16 @@ def test_connect_info() -> None:
     )
     assert info["mcp"]["mcpServers"]["jupyter"]["env"]["JUPYTER_URL"] == "http://localhost:8888"
     assert connect_info(None, "/") is None
+
+
+def test_printed_local_config_runs_and_sets_the_recommended_timeouts() -> None:
+    info = connect_info("https://a.trycloudflare.com", "/", "T")
+    assert info is not None
+    c: Any = Config()
+    exec(info["config"], {"c": c})  # what users paste into jupyter_lab_config.py
+    assert c.GatewayClient.url == "https://a.trycloudflare.com"
+    assert c.GatewayClient.request_timeout == 120.0
+    assert c.GatewayClient.connect_timeout == 60.0
 
 
 def test_line_splitter_bounds_lines() -> None:

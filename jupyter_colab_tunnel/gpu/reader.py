@@ -1,25 +1,16 @@
-"""NVIDIA GPU telemetry through NVML (nvidia-ml-py's ``pynvml``).
+"""`NvmlReader`: the process's NVML connection, read field by field.
 
-* One `NvmlReader` per process: ``nvmlInit`` is expensive (dlopen + many dlsym) and reference
-  counted, so it runs once, lazily, under a lock. A failed init is remembered and retried at most
-  every `retry_interval` seconds, because a driver can load after the server has started.
+* ``nvmlInit`` is expensive (dlopen + many dlsym) and reference counted, so it runs once, lazily,
+  under a lock. A failed init is remembered and retried at most every `retry_interval` seconds,
+  because a driver can load after the server has started.
 * Every field is read on its own: an NVML error on one field (no fan on datacenter cards, no
   utilization under MIG, no processes in a container) makes that field null, never the sample.
-* `GpuSampler` runs the blocking NVML calls in an executor, shares one in-flight sample between
-  concurrent callers and reuses it for `cache_ttl` seconds.
-
-Smoke check on any machine: ``python -m jupyter_colab_tunnel.gpu [--no-processes]``.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import concurrent.futures
 import importlib
-import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +18,9 @@ from typing import Any
 
 import psutil
 
-from .problems import GPU_KINDS, GpuKind, Problem
-from .timefmt import now_iso
+from ..problems import Problem
+from .errors import classify_init_error, exc_text
+from .samples import blank_device, gpu_sample
 
 log = logging.getLogger(__name__)
 
@@ -39,52 +31,6 @@ try:
     pynvml = importlib.import_module("pynvml")
 except ImportError:  # pragma: no cover - nvidia-ml-py is a dependency
     pynvml = None
-
-ERROR_KINDS: tuple[GpuKind, ...] = GPU_KINDS
-
-NO_PYNVML_HINT = "Install the Python package nvidia-ml-py (`pip install nvidia-ml-py`)."
-
-# NVML init error class name -> error kind. Looked up by name so a pynvml without one of them
-# still imports.
-_INIT_ERROR_KINDS: tuple[tuple[str, GpuKind], ...] = (
-    ("NVMLError_LibraryNotFound", "no_library"),
-    ("NVMLError_DriverNotLoaded", "driver_not_loaded"),
-    ("NVMLError_NoPermission", "no_permission"),
-    ("NVMLError_LibRmVersionMismatch", "version_mismatch"),
-)
-
-
-def _error(kind: GpuKind, message: str, hint: str = "") -> dict[str, str]:
-    return Problem(kind, message, hint).as_dict()
-
-
-def classify_init_error(exc: BaseException, tpu_type: str | None = None) -> dict[str, str]:
-    """Map an ``nvmlInit`` failure to ``{"kind", "message", "hint"}``.
-
-    On a TPU runtime any failure just means "no NVIDIA GPU here", which is what the user needs.
-    """
-    if tpu_type:
-        return _error(
-            "tpu_runtime", f"This is a TPU runtime ({tpu_type}): NVIDIA GPUs are not available"
-        )
-    if pynvml is None:
-        return _error(
-            "no_library", "The Python package nvidia-ml-py is not installed", NO_PYNVML_HINT
-        )
-    message = _exc_text(exc)
-    for class_name, kind in _INIT_ERROR_KINDS:
-        cls = getattr(pynvml, class_name, None)
-        if cls is not None and isinstance(exc, cls):
-            return _error(kind, message)
-    return _error("unknown", message)
-
-
-def _exc_text(exc: BaseException) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # NVMLError.__str__ may call into a broken library
-        text = ""
-    return text or type(exc).__name__
 
 
 class _GpuLost(Exception):
@@ -151,45 +97,6 @@ def _process_name(pid: int) -> str | None:
         return None
 
 
-def _result(
-    *,
-    error: dict[str, str] | None,
-    driver: str | None = None,
-    cuda: str | None = None,
-    devices: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    devices = devices or []
-    return {
-        "available": bool(devices) and error is None,
-        "count": len(devices),
-        "driver_version": driver,
-        "cuda_driver_version": cuda,
-        "sampled_at": now_iso(),
-        "error": error,
-        "devices": devices,
-    }
-
-
-def _blank_device(index: int, identity: dict[str, str | None], lost: bool) -> dict[str, Any]:
-    """A device that cannot be read: what we know of its identity, everything else null."""
-    return {
-        "index": index,
-        "name": identity.get("name"),
-        "uuid": identity.get("uuid"),
-        "pci_bus_id": identity.get("pci_bus_id"),
-        "lost": lost,
-        "memory": None,
-        "utilization": None,
-        "temperature_c": None,
-        "power_w": None,
-        "power_limit_w": None,
-        "fan_percent": None,
-        "clocks_mhz": None,
-        "mig_mode": None,
-        "processes": None,
-    }
-
-
 class NvmlReader:
     """The process's NVML connection: lazy init, cached handles, field-by-field reads.
 
@@ -209,17 +116,13 @@ class NvmlReader:
         self._clock = clock
         self._lock = threading.Lock()
         self._initialised = False
-        self._init_error: dict[str, str] | None = None
+        self._init_error: Problem | None = None
         self._last_attempt: float | None = None
         self._handles: dict[int, Any] = {}
         # name/uuid/PCI bus id per index, kept so a lost GPU can still be named.
         self._identity: dict[int, dict[str, str | None]] = {}
         self._driver_version: str | None = None
         self._cuda_version: str | None = None
-
-    @property
-    def initialised(self) -> bool:
-        return self._initialised
 
     def shutdown(self) -> None:
         """Release NVML (once, and only if this reader initialised it)."""
@@ -234,7 +137,7 @@ class NvmlReader:
             try:
                 pynvml.nvmlShutdown()
             except _SOFT_ERRORS as exc:
-                log.debug("nvmlShutdown failed: %s", _exc_text(exc))
+                log.debug("nvmlShutdown failed: %s", exc_text(exc))
 
     def sample(self, processes: bool = True) -> dict[str, Any]:
         """Read every GPU now (blocking: call it from a thread). Never raises.
@@ -246,9 +149,9 @@ class NvmlReader:
                 return self._sample_locked(processes)
             except Exception as exc:  # a bug or an unexpected library failure: report, not raise
                 log.exception("GPU sample failed")
-                return _result(error=_error("unknown", _exc_text(exc)))
+                return gpu_sample(error=Problem("unknown", exc_text(exc)))
 
-    def _ensure_init(self) -> dict[str, str] | None:
+    def _ensure_init(self) -> Problem | None:
         """None when NVML is ready, else the (possibly remembered) init error."""
         if self._initialised:
             return None
@@ -266,7 +169,7 @@ class NvmlReader:
             pynvml.nvmlInit()
         except Exception as exc:  # whatever init raises must not break the server
             self._init_error = classify_init_error(exc, self.tpu_type)
-            log.debug("nvmlInit failed: %s", self._init_error["message"])
+            log.debug("nvmlInit failed: %s", self._init_error.message)
             return self._init_error
         self._initialised = True
         self._init_error = None
@@ -275,7 +178,7 @@ class NvmlReader:
     def _sample_locked(self, processes: bool) -> dict[str, Any]:
         error = self._ensure_init()
         if error is not None:
-            return _result(error=error)
+            return gpu_sample(error=error)
         if self._driver_version is None:
             self._driver_version = _text(_first(lambda: pynvml.nvmlSystemGetDriverVersion()))
         if self._cuda_version is None:
@@ -286,12 +189,12 @@ class NvmlReader:
         try:
             count = int(pynvml.nvmlDeviceGetCount())
         except _SOFT_ERRORS as exc:
-            return _result(error=classify_init_error(exc), driver=driver, cuda=cuda)
+            return gpu_sample(error=classify_init_error(exc), driver=driver, cuda=cuda)
         if count <= 0:
-            error = _error("no_devices", "NVML reports no GPU")
-            return _result(error=error, driver=driver, cuda=cuda)
+            error = Problem("no_devices", "NVML reports no GPU")
+            return gpu_sample(error=error, driver=driver, cuda=cuda)
         devices = [self._read_device(i, processes) for i in range(count)]
-        return _result(error=None, driver=driver, cuda=cuda, devices=devices)
+        return gpu_sample(error=None, driver=driver, cuda=cuda, devices=devices)
 
     def _handle(self, index: int) -> Any:
         handle = self._handles.get(index)
@@ -308,7 +211,7 @@ class NvmlReader:
         try:
             h = self._handle(index)
             if h is None:
-                return _blank_device(index, identity, lost=False)
+                return blank_device(index, identity, lost=False)
             # Identity never changes: read once, retry only what failed.
             if identity["name"] is None:
                 identity["name"] = _text(_first(lambda: pynvml.nvmlDeviceGetName(h)))
@@ -348,7 +251,7 @@ class NvmlReader:
                 "processes": self._processes(h) if processes else None,
             }
         except _GpuLost:
-            return _blank_device(index, identity, lost=True)
+            return blank_device(index, identity, lost=True)
 
     @staticmethod
     def _memory(h: Any) -> dict[str, int | None]:
@@ -389,158 +292,3 @@ class NvmlReader:
                 elif entry["used_memory"] is None:
                     entry["used_memory"] = used
         return list(by_pid.values())
-
-
-class _NvmlThread(concurrent.futures.Executor):
-    """One daemon thread for NVML calls.
-
-    A driver call can hang (a lost GPU). In a ThreadPoolExecutor that would also hang the
-    server's exit, which joins pool threads; a daemon thread is abandoned instead.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[
-            tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None
-        ] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name="nvml", daemon=True)
-        self._thread.start()
-
-    def submit(
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
-    ) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, lambda: fn(*args, **kwargs)))
-        return future
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, call = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(call())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._queue.put(None)
-        if wait:
-            self._thread.join()
-
-
-class GpuSampler:
-    """Async access to an `NvmlReader` for the server.
-
-    NVML calls run in `executor`; when none is given the sampler owns one daemon thread, so a
-    hung driver call never occupies the loop's default pool (which Jupyter uses for file I/O)
-    and never holds up the server's exit. Concurrent callers share one in-flight sample, and a
-    sample is reused for `cache_ttl` seconds (0: always fresh, still shared while in flight). A
-    sample taken with processes also serves ``processes=False`` callers (their view has
-    ``processes: null``); a ``False`` sample never serves ``True`` callers.
-
-    Samples are shared, not copied (a deep copy per request was the largest cost of
-    /colab/status): callers must treat what `get()` returns as read-only.
-    """
-
-    CLOSE_TIMEOUT = 1.0
-
-    def __init__(
-        self,
-        reader: NvmlReader,
-        cache_ttl: float = 1.0,
-        executor: concurrent.futures.Executor | None = None,
-    ) -> None:
-        self.reader = reader
-        self.cache_ttl = cache_ttl
-        self._own_executor = executor is None
-        self._executor: concurrent.futures.Executor = executor or _NvmlThread()
-        self._cache: dict[bool, tuple[float, dict[str, Any]]] = {}
-        self._inflight: dict[bool, asyncio.Future[dict[str, Any]]] = {}
-        self.samples_taken = 0
-
-    async def get(self, processes: bool = True) -> dict[str, Any]:
-        keys = (True,) if processes else (False, True)
-        now = time.monotonic()
-        for key in keys:
-            hit = self._cache.get(key)
-            if hit is not None and now - hit[0] < self.cache_ttl:
-                return _view(hit[1], processes)
-        future = next((self._inflight[k] for k in keys if k in self._inflight), None)
-        if future is None:
-            future = asyncio.ensure_future(self._take(processes))
-            self._inflight[processes] = future
-        # shield: a cancelled caller (closed request) must not cancel the others' sample.
-        return _view(await asyncio.shield(future), processes)
-
-    async def _take(self, processes: bool) -> dict[str, Any]:
-        try:
-            self.samples_taken += 1
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, self.reader.sample, processes)
-            self._cache[processes] = (time.monotonic(), result)
-            return result
-        finally:
-            self._inflight.pop(processes, None)
-
-    async def close(self) -> None:
-        """Shut NVML down after any sample in flight, waiting at most CLOSE_TIMEOUT for it."""
-        loop = asyncio.get_running_loop()
-        done = loop.run_in_executor(self._executor, self.reader.shutdown)
-        try:
-            await asyncio.wait_for(asyncio.shield(done), self.CLOSE_TIMEOUT)
-        except asyncio.TimeoutError:
-            log.warning("NVML is still busy; not waiting for it to shut down")
-        self._cache.clear()
-        if self._own_executor:
-            self._executor.shutdown(wait=False)
-
-
-def _view(sample: dict[str, Any], processes: bool) -> dict[str, Any]:
-    if processes:
-        return sample
-    # A shallow view: only the `processes` keys differ from the shared sample.
-    return {
-        **sample,
-        "devices": [{**device, "processes": None} for device in sample["devices"]],
-    }
-
-
-def summary(sample: dict[str, Any]) -> dict[str, Any]:
-    """The short form for /colab/status: names and summed memory (bytes) of readable GPUs."""
-    devices = sample.get("devices") or []
-    total = used = 0
-    for device in devices:
-        memory = device.get("memory") or {}
-        total += memory.get("total") or 0
-        used += memory.get("used") or 0
-    error = sample.get("error")
-    return {
-        "available": bool(sample.get("available")),
-        "count": int(sample.get("count") or 0),
-        "names": [device.get("name") for device in devices],
-        "memory_total": total,
-        "memory_used": used,
-        "error": error.get("kind") if error else None,
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Print this machine's GPU sample as JSON; exit 0 even without a GPU (the JSON says why)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jupyter_colab_tunnel.gpu", description="Print an NVML GPU sample."
-    )
-    parser.add_argument("--no-processes", action="store_true", help="skip per-process queries")
-    args = parser.parse_args(argv)
-    from .runtime import RuntimeProbe, tpu_type
-
-    reader = NvmlReader(tpu_type=tpu_type(RuntimeProbe()))
-    try:
-        result = reader.sample(processes=not args.no_processes)
-    finally:
-        reader.shutdown()
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
