@@ -23,12 +23,9 @@ from jupyter_colab_tunnel.tunnel.binary import Binary, BinaryUnavailable
 from jupyter_colab_tunnel.tunnel.child import LineSink
 from jupyter_colab_tunnel.tunnel.command import TunnelCommand, build_argv
 from jupyter_colab_tunnel.tunnel.errors import NAMED_NETWORK_HINT, RATE_LIMIT_DELAY
+from jupyter_colab_tunnel.tunnel.failure_log import STORM_SUMMARY_EVERY
 from jupyter_colab_tunnel.tunnel.health import STALL_CHECKS, Readiness
-from jupyter_colab_tunnel.tunnel.supervisor import (
-    STORM_SUMMARY_EVERY,
-    SupervisorSettings,
-    TunnelSupervisor,
-)
+from jupyter_colab_tunnel.tunnel.supervisor import SupervisorSettings, TunnelSupervisor
 
 TS = "2026-11-25T22:46:51Z"
 LOGGER = "test.supervisor"

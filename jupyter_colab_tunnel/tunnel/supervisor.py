@@ -27,13 +27,11 @@ from .child import LineSink
 from .clock import Clock, SystemClock
 from .command import TunnelCommand, build_argv, normalize_cloudflared_args
 from .errors import backoff_delay, counts_as_crash, fit_to_mode, min_delay, retryable
+from .failure_log import FailureLog
 from .health import HealthWatch, HttpProbe, Probe
 from .logs import classify_exit, classify_line, parse_line
 
 STATES = ("off", "starting", "connecting", "ready", "backoff", "stopping", "stopped", "failed")
-# In a retry storm (the same kind again and again) the log gets the first backoff and then one
-# summary every this many, instead of a line per retry.
-STORM_SUMMARY_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -112,6 +110,8 @@ class _Run:
 
 
 class TunnelSupervisor:
+    """Keeps one cloudflared running for the server's life; its state is what /colab/tunnel shows."""
+
     def __init__(
         self,
         settings: SupervisorSettings,
@@ -155,8 +155,7 @@ class TunnelSupervisor:
         self.error: Problem | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=100)
         self.logs: deque[str] = deque(maxlen=settings.log_lines)
-        # The retry storm being logged: its kind and how many backoffs in a row it caused.
-        self._storm: tuple[str, int] | None = None
+        self._failure_log = FailureLog(log)
 
     # ----- public API -------------------------------------------------------------------
 
@@ -184,9 +183,8 @@ class TunnelSupervisor:
         self.error = error
         # A failed tunnel serves nothing: no URL to publish (a named one's included).
         self._set_url(None)
-        self._storm = None
         self._set_state("failed", error.message, quiet=True)
-        self.log.error("Tunnel failed: %s: %s\n    Hint: %s", error.kind, error.message, error.hint)
+        self._failure_log.failed(error)
 
     def snapshot(self, logs: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -224,7 +222,7 @@ class TunnelSupervisor:
     def _launch(self) -> None:
         self.restarts = 0
         self.error = None
-        self._storm = None
+        self._failure_log.reset()
         self._set_state("starting", "start requested")
         self._task = asyncio.ensure_future(self._run())
 
@@ -239,39 +237,15 @@ class TunnelSupervisor:
             self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
 
     def _enter_backoff(self, error: Problem, delay: float) -> None:
-        """State `backoff`, logged at WARNING with the cause; a retry storm is summarised."""
         self._set_state("backoff", f"{error.kind}; retrying in {delay:.1f}s", quiet=True)
-        count = self._storm[1] + 1 if self._storm and self._storm[0] == error.kind else 1
-        self._storm = (error.kind, count)
-        if count == 1:
-            self.log.warning(
-                "Tunnel backoff: %s: %s; retrying in %.1fs\n    Hint: %s",
-                error.kind,
-                error.message,
-                delay,
-                error.hint,
-            )
-        elif count % STORM_SUMMARY_EVERY == 0:
-            self.log.warning(
-                "Tunnel still in backoff: %s, %d times in a row; last: %s; retrying in %.1fs",
-                error.kind,
-                count,
-                error.message,
-                delay,
-            )
-        else:
-            self.log.debug("Tunnel backoff: %s (%d in a row)", error.kind, count)
+        self._failure_log.backoff(error, delay)
 
     def _become_ready(self) -> None:
         if self.state == "ready":
             return
         self.ready_at = self.clock.wall()
         self.error = None
-        if self._storm is not None and self._storm[1] > 1:
-            self.log.info(
-                "Tunnel recovered after %d backoffs in a row (%s)", self._storm[1], self._storm[0]
-            )
-        self._storm = None
+        self._failure_log.recovered()
         self._set_state("ready", self.url or "")
         self._notify(self._on_ready, self)
 
