@@ -16,7 +16,15 @@ from jupyter_colab_tunnel.tunnel.command import (
     build_env,
     normalize_cloudflared_args,
 )
-from jupyter_colab_tunnel.tunnel.errors import RATE_LIMIT_DELAY, min_delay, retryable
+from jupyter_colab_tunnel.tunnel.errors import (
+    NAMED_NETWORK_HINT,
+    RATE_LIMIT_DELAY,
+    backoff_delay,
+    counts_as_crash,
+    fit_to_mode,
+    min_delay,
+    retryable,
+)
 from jupyter_colab_tunnel.tunnel.logs import (
     classify_exit,
     parse_line,
@@ -205,6 +213,46 @@ def test_classify_rate_limit() -> None:
     assert e.kind == "rate_limited"
     assert retryable(e)
     assert min_delay(e) == RATE_LIMIT_DELAY
+
+
+@pytest.mark.parametrize(
+    ("kind", "counts"),
+    [
+        ("crashed", True),
+        ("stalled", True),
+        ("url_timeout", True),
+        ("metrics_port_in_use", True),
+        ("network", False),  # an outage: retried for as long as it lasts
+        ("rate_limited", False),
+        ("invalid_token", False),  # not retried at all
+    ],
+)
+def test_what_counts_towards_crash_loop(kind: Any, counts: bool) -> None:
+    assert counts_as_crash(Problem(kind, "m")) is counts
+
+
+def test_backoff_is_exponential_capped_with_equal_jitter() -> None:
+    for attempt, base in enumerate([1.0, 2.0, 4.0, 8.0, 10.0, 10.0]):
+        delays = [backoff_delay(attempt, 1.0, 10.0) for _ in range(200)]
+        assert all(base / 2 <= d <= base for d in delays)
+        assert max(delays) - min(delays) > base / 10  # jittered, not constant
+    assert 2.5 <= backoff_delay(0, 5.0, 2.0) <= 5.0  # a cap below the start is the start
+    assert backoff_delay(10_000, 1.0, 60.0) <= 60.0  # no overflow
+
+
+def test_network_hint_fits_the_mode() -> None:
+    problem = Problem("network", "no such host")
+    assert fit_to_mode(problem, "quick") == problem
+    named = fit_to_mode(problem, "named")
+    assert named.hint == NAMED_NETWORK_HINT
+    assert (named.kind, named.message) == ("network", "no such host")
+    assert fit_to_mode(Problem("crashed", "x"), "named").hint == Problem("crashed", "x").hint
+
+
+def test_setpriv_exec_failure_is_binary_unavailable() -> None:
+    line = "setpriv: failed to execute /opt/cloudflared: No such file or directory"
+    assert classify_exit(127, [line], []) == Problem("binary_unavailable", line)
+    assert classify_exit(127, ["something else"], []).kind == "crashed"
 
 
 def test_classify_metrics_port_in_use() -> None:
