@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
 import json
 import re
@@ -14,7 +15,7 @@ import pytest
 from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
-from jupyter_colab_tunnel.launcher import launch
+from jupyter_colab_tunnel.launcher import Connection, launch
 from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -186,3 +187,14 @@ def test_readme_links_every_guide() -> None:
     linked = set(re.findall(r"\]\(docs/([^)#\s]+)", readme))
     shipped = {p.name for p in DOCS.iterdir() if p.suffix in (".md", ".yaml", ".ipynb")}
     assert shipped <= linked, sorted(shipped - linked)
+
+
+def test_connection_attributes_named_in_the_guides_exist() -> None:
+    texts = [(DOCS / name).read_text(encoding="utf-8") for name in GUIDES]
+    texts += [cell.source for cell in _notebook().cells]
+    texts.append((DOCS.parent / "README.md").read_text(encoding="utf-8"))
+    used = set(re.findall(r"\bconn\.([A-Za-z_]+)", "\n".join(texts)))
+    assert {"gateway_url", "status", "stop", "wait", "token"} <= used
+    fields = {f.name for f in dataclasses.fields(Connection)}
+    missing = {name for name in used if name not in fields and not hasattr(Connection, name)}
+    assert not missing, missing
