@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import inspect
+import json
 import re
+import subprocess
 from pathlib import Path
 
 import nbformat
@@ -12,8 +15,8 @@ import pytest
 from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
-from jupyter_colab_tunnel.launcher import launch
-from jupyter_colab_tunnel.tunnel.errors import HINTS
+from jupyter_colab_tunnel.launcher import Connection, launch
+from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"
 NOTEBOOK = DOCS / "colab_setup.ipynb"
@@ -101,9 +104,14 @@ def test_relative_links_between_docs_resolve() -> None:
     assert not broken, broken
 
 
-@pytest.mark.parametrize("kind", sorted(HINTS))
+@pytest.mark.parametrize("kind", sorted(TUNNEL_KINDS))
 def test_troubleshooting_covers_every_error_kind(kind: str) -> None:
     assert f"`{kind}`" in (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", GPU_KINDS)
+def test_gpu_guide_explains_every_error_kind(kind: str) -> None:
+    assert f"| `{kind}` |" in (DOCS / "gpu.md").read_text(encoding="utf-8")
 
 
 def test_settings_named_in_the_guides_exist() -> None:
@@ -116,3 +124,77 @@ def test_settings_named_in_the_guides_exist() -> None:
     assert gateway >= {"url", "auth_token", "request_timeout", "headers"}
     assert colab <= set(ColabTunnelApp.class_trait_names(config=True)), colab
     assert gateway <= set(GatewayClient.class_trait_names(config=True)), gateway
+
+
+# ----- what users copy from the docs works ---------------------------------------------------
+
+ALL_PAGES = [Path(__file__).parent.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+CODE_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+
+
+def _blocks(language: str) -> list[tuple[str, str]]:
+    found = []
+    for page in ALL_PAGES:
+        for lang, body in CODE_BLOCK.findall(page.read_text(encoding="utf-8")):
+            if lang == language:
+                found.append((page.name, body))
+    return found
+
+
+def test_json_blocks_parse() -> None:
+    blocks = _blocks("json")
+    assert blocks
+    for page, body in blocks:
+        try:
+            json.loads(body)
+        except ValueError as e:
+            raise AssertionError(f"{page}: {e}\n{body}") from None
+
+
+def test_python_blocks_compile() -> None:
+    blocks = _blocks("python")
+    assert blocks
+    for page, body in blocks:
+        # Notebook magics (%pip) are not Python; everything else must be.
+        source = "\n".join(ln for ln in body.splitlines() if not ln.lstrip().startswith(("%", "!")))
+        compile(source, page, "exec")
+
+
+def test_shell_blocks_are_valid_bash() -> None:
+    blocks = _blocks("bash")
+    assert blocks
+    for page, body in blocks:
+        result = subprocess.run(["bash", "-n"], input=body, capture_output=True, text=True)
+        assert result.returncode == 0, f"{page}: {result.stderr}\n{body}"
+
+
+def test_request_bodies_in_docs_are_json() -> None:
+    bodies = []
+    for page in ALL_PAGES:
+        text = page.read_text(encoding="utf-8")
+        bodies += [(page.name, b) for b in re.findall(r"-d '([^']*)'", text)]
+        bodies += [(page.name, b) for b in re.findall(r"POST `?(\{[^{}`]*\})", text)]
+    assert bodies
+    for page, body in bodies:
+        try:
+            json.loads(body)
+        except ValueError:
+            raise AssertionError(f"{page}: not JSON: {body}") from None
+
+
+def test_readme_links_every_guide() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(docs/([^)#\s]+)", readme))
+    shipped = {p.name for p in DOCS.iterdir() if p.suffix in (".md", ".yaml", ".ipynb")}
+    assert shipped <= linked, sorted(shipped - linked)
+
+
+def test_connection_attributes_named_in_the_guides_exist() -> None:
+    texts = [(DOCS / name).read_text(encoding="utf-8") for name in GUIDES]
+    texts += [cell.source for cell in _notebook().cells]
+    texts.append((DOCS.parent / "README.md").read_text(encoding="utf-8"))
+    used = set(re.findall(r"\bconn\.([A-Za-z_]+)", "\n".join(texts)))
+    assert {"gateway_url", "status", "stop", "wait", "token"} <= used
+    fields = {f.name for f in dataclasses.fields(Connection)}
+    missing = {name for name in used if name not in fields and not hasattr(Connection, name)}
+    assert not missing, missing

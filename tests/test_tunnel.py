@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -14,9 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import fake_cloudflared
 import psutil
 import pytest
 from tunnel_env import TUNNEL_ID, VALID_TOKEN, TunnelServer
+
+pytestmark = pytest.mark.e2e
 
 URL_RE = re.compile(r"^https://[a-z0-9-]+\.trycloudflare\.com$")
 
@@ -156,8 +160,21 @@ def test_invalid_token_is_not_retried(tunnel_server: Any) -> None:
     assert len(ts.spawned_pids()) == 1
 
 
+def test_named_tunnel_with_an_invalid_token_offers_nothing_to_connect_to(
+    tunnel_server: Any,
+) -> None:
+    ts = tunnel_server(
+        env={"TUNNEL_TOKEN": "notatoken"}, traits={"public_hostname": "jupyter.example.com"}
+    )
+    body = ts.wait_state("failed")
+    assert body["error"]["kind"] == "invalid_token"
+    assert body["url"] is None
+    assert body["connect"] is None
+    assert ts.server.get_json("colab/status")["tunnel"]["url"] is None
+
+
 def test_misplaced_flag_is_bad_arguments(tunnel_server: Any) -> None:
-    ts = tunnel_server(traits={"extra_args": ["--bogus-flag"]})
+    ts = tunnel_server(traits={"cloudflared_args": ["--bogus-flag"]})
     body = ts.wait_state("failed")
     assert body["error"]["kind"] == "bad_arguments"
     assert body["error"]["message"] == (
@@ -167,8 +184,8 @@ def test_misplaced_flag_is_bad_arguments(tunnel_server: Any) -> None:
     assert len(ts.spawned_pids()) == 1
 
 
-def test_token_in_extra_args_is_refused_before_spawning(tunnel_server: Any) -> None:
-    ts = tunnel_server(traits={"extra_args": [f"--token={VALID_TOKEN}"]})
+def test_token_in_cloudflared_args_is_refused_before_spawning(tunnel_server: Any) -> None:
+    ts = tunnel_server(traits={"cloudflared_args": [f"--token={VALID_TOKEN}"]})
     body = ts.wait_state("failed")
     assert body["error"]["kind"] == "bad_arguments"
     assert ts.spawned_pids() == []
@@ -183,6 +200,47 @@ def test_dns_failure_is_network_and_retried(tunnel_server: Any) -> None:
     ts.server.wait_for("colab/tunnel", lambda b: b["restarts"] >= 1)
 
 
+def test_network_outage_is_retried_past_max_restarts_and_logged_once(
+    tunnel_server: Any,
+) -> None:
+    ts = tunnel_server(faults="dns_failure", traits={"max_restarts": 1})
+    body = ts.server.wait_for("colab/tunnel", lambda b: b["restarts"] >= 4, timeout=60)
+    assert body["state"] != "failed"  # network failures never make a crash_loop
+    assert body["error"]["kind"] == "network"
+    log = ts.server.log()
+    warnings = [line for line in log.splitlines() if "Tunnel backoff: network" in line]
+    assert len(warnings) == 1, warnings  # the first of a storm, not one per retry
+    assert warnings[0].startswith("[W ")
+    assert "no such host" in warnings[0]
+    assert "Hint: cloudflared could not reach Cloudflare" in log
+
+
+def test_cloudflared_args_as_one_string_are_split_like_a_shell(tunnel_server: Any) -> None:
+    # One value on the command line arrives as a string: --ColabTunnelApp.cloudflared_args="..."
+    ts = tunnel_server(traits={"cloudflared_args": ["--edge-ip-version 4 --retries '3'"]})
+    body = ts.wait_state("ready")
+    argv = ts.fake_state(body["pid"])["argv"]
+    assert argv[argv.index("--edge-ip-version") :][:4] == [
+        "--edge-ip-version",
+        "4",
+        "--retries",
+        "3",
+    ]
+
+
+def test_flag_and_value_in_one_item_is_refused_before_spawning(tunnel_server: Any) -> None:
+    # Two values make a list; its first item holds a flag and its value.
+    ts = tunnel_server(traits={"cloudflared_args": ["--edge-ip-version 4", "--retries=3"]})
+    body = ts.wait_state("failed")
+    assert body["error"]["kind"] == "bad_arguments"
+    assert '["--edge-ip-version", "4"]' in body["error"]["message"]
+    assert body["url"] is None
+    assert body["connect"] is None
+    assert ts.spawned_pids() == []
+    assert "[E " in ts.server.log()
+    assert "Tunnel failed: bad_arguments: cloudflared_args item" in ts.server.log()
+
+
 def test_rate_limited_waits_long(tunnel_server: Any) -> None:
     ts = tunnel_server(faults="rate_limited")
     body = ts.wait_state("backoff", error_kind="rate_limited")
@@ -195,7 +253,7 @@ def test_metrics_port_in_use(tunnel_server: Any) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ts = tunnel_server(traits={"extra_args": ["--metrics", f"127.0.0.1:{port}"]})
+        ts = tunnel_server(traits={"cloudflared_args": ["--metrics", f"127.0.0.1:{port}"]})
         body = ts.wait_state("backoff", "failed", error_kind="metrics_port_in_use")
     assert f"127.0.0.1:{port}" in body["error"]["message"]
     assert "address already in use" in body["error"]["message"]
@@ -316,7 +374,7 @@ def test_stop_start_restart_actions(tunnel_server: Any) -> None:
         (b'{"action": "explode"}', "action must be one of"),
         (b'{"action": 3}', "action must be one of"),
         (b'{"action": "stop", "extra": 1}', "unknown fields"),
-        (b"", "must be JSON"),
+        (b"", "the body is empty"),
     ],
 )
 def test_malformed_posts_are_400(tunnel_server: Any, body: bytes, fragment: str) -> None:
@@ -442,9 +500,25 @@ def test_server_sigterm_stops_everything(tunnel_server: Any) -> None:
     assert not psutil.pid_exists(body["pid"])
 
 
-def test_server_sigkill_takes_the_child_down(tunnel_server: Any) -> None:
-    ts = tunnel_server()
+@pytest.mark.parametrize("mechanism", ["setpriv", "prctl"])
+def test_server_sigkill_takes_the_child_down(
+    tunnel_server: Any, tmp_path: Path, mechanism: str
+) -> None:
+    if mechanism == "setpriv":
+        if shutil.which("setpriv") is None:
+            pytest.skip("util-linux setpriv is not installed here")
+        ts = tunnel_server()
+        told = "cloudflared dies with this server through setpriv --pdeathsig"
+    else:
+        # A PATH with the stand-in and no setpriv: the fallback sets the signal itself.
+        bin_dir = tmp_path / "no-setpriv"
+        fake_cloudflared.install(bin_dir)
+        ts = tunnel_server(install=False, env={"PATH": str(bin_dir)})
+        told = "cloudflared dies with this server through prctl in the child"
     body = ts.wait_state("ready")
+    assert told in ts.server.log()
+    # setpriv execs cloudflared: the pid the supervisor knows is cloudflared's own.
+    assert [p.pid for p in ts.children()] == [body["pid"]]
     os.kill(ts.server.pid, signal.SIGKILL)
     ts.server.proc.wait()
     deadline = time.monotonic() + 2.0

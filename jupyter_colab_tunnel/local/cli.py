@@ -43,16 +43,23 @@ class UsageError(Exception):
     """Bad input from the command line or a file it names: message says what and what to do."""
 
 
+HELP = "run a local relay (127.0.0.1) to the remote that follows its tunnel URL"
+DESCRIPTION = (
+    "Relay 127.0.0.1:PORT to the remote Jupyter server, adding its token. With "
+    "--connection-file, a new tunnel URL is followed without restarting anything. "
+    "Runs until Ctrl-C / SIGTERM."
+)
+
+
 def add_connect_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "connect",
-        help="run a local relay (127.0.0.1) to the remote that follows its tunnel URL",
-        description=(
-            "Relay 127.0.0.1:PORT to the remote Jupyter server, adding its token. With "
-            "--connection-file, a new tunnel URL is followed without restarting anything. "
-            "Runs until Ctrl-C / SIGTERM."
-        ),
+        "connect", help=HELP, description=DESCRIPTION
     )
+    add_connect_options(parser)
+    return parser
+
+
+def add_connect_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="the remote's URL (tunnel URL plus any base_url)")
     where.add_argument(
@@ -107,7 +114,6 @@ def add_connect_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=120.0,
         help="seconds for one request to the remote (default 120)",
     )
-    return parser
 
 
 def read_secret_file(path: str, what: str) -> str:

@@ -1,79 +1,68 @@
-"""Classified tunnel failures: a kind, cloudflared's own words, and a hint a user can act on."""
+"""Which tunnel problems are worth a restart, how soon, and which count as crashes (the policy)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import random
+from dataclasses import replace
 
-# Each kind's default hint. Messages come from cloudflared (or from us when it never ran).
-HINTS: dict[str, str] = {
-    "binary_unavailable": (
-        "Install cloudflared and put it on PATH, or set c.ColabTunnelApp.cloudflared_path. "
-        "Without internet access pycloudflared cannot download it."
-    ),
-    "invalid_token": (
-        "The named-tunnel token was rejected. Copy it again from the Cloudflare dashboard "
-        "(Networks > Tunnels > your tunnel > the token in the install command) into "
-        "tunnel_token, tunnel_token_file or $TUNNEL_TOKEN."
-    ),
-    "token_unavailable": (
-        "tunnel_mode 'named' needs a token: set c.ColabTunnelApp.tunnel_token, "
-        "tunnel_token_file, or $TUNNEL_TOKEN; or use tunnel_mode 'quick'."
-    ),
-    "bad_arguments": (
-        "cloudflared rejected its command line. Check c.ColabTunnelApp.extra_args: only "
-        "tunnel-level flags belong there, and never --token (use tunnel_token)."
-    ),
-    "network": (
-        "cloudflared could not reach Cloudflare. Check DNS and outbound access to "
-        "api.trycloudflare.com:443 and the edge on port 7844; where UDP is blocked set "
-        "c.ColabTunnelApp.protocol = 'http2'. It is retried with backoff."
-    ),
-    "rate_limited": (
-        "Cloudflare is rate-limiting quick tunnels from this address (HTTP 429, error 1015). "
-        "It is retried after a long delay; a named tunnel (tunnel_token) is not rate-limited."
-    ),
-    "metrics_port_in_use": (
-        "The metrics address given to cloudflared in extra_args is taken by another program. "
-        "Pick a free port, or remove --metrics from extra_args so that a free one is chosen."
-    ),
-    "url_timeout": (
-        "cloudflared did not report its tunnel within url_timeout. The quick-tunnel service "
-        "may be slow or unreachable; it is restarted. Raise c.ColabTunnelApp.url_timeout on "
-        "slow networks."
-    ),
-    "stalled": (
-        "The tunnel lost its connection to Cloudflare and did not recover; cloudflared was "
-        "restarted. Frequent stalls point at an unstable network: try protocol 'http2'."
-    ),
-    "crashed": "cloudflared exited unexpectedly; it is restarted with backoff. See the logs (?logs=50).",
-    "crash_loop": (
-        "cloudflared keeps exiting, so restarts stopped. Read the last error and the logs "
-        "(?logs=100), fix the cause, then POST {'action': 'start'} to /colab/tunnel."
-    ),
-    "insecure_config": (
-        "This server has neither a token nor a password, so a public tunnel would let anyone "
-        "run code here. Set a token (--IdentityProvider.token=...) or a password; only if the "
-        "tunnel is protected otherwise (Cloudflare Access), set allow_unauthenticated = True."
-    ),
-    "invalid_config": (
-        "Fix the named ColabTunnelApp settings and restart the server, or POST "
-        "{'action': 'start'} to run the tunnel with the valid settings."
-    ),
-}
+from ..problems import Problem, TunnelKind
+
+# A restart cannot fix these: the user has to change something first.
+FATAL_KINDS: frozenset[TunnelKind] = frozenset(
+    {
+        "binary_unavailable",
+        "invalid_token",
+        "token_unavailable",
+        "bad_arguments",
+        "insecure_config",
+        "invalid_config",
+        "crash_loop",
+    }
+)
+
+# Failures of the world outside (no network, Cloudflare's rate limit), not of cloudflared:
+# retried for as long as the server runs, and never counted towards crash_loop, so an outage
+# heals by itself once it ends.
+ENVIRONMENTAL_KINDS: frozenset[TunnelKind] = frozenset({"network", "rate_limited"})
+
+# Cloudflare asks rate-limited clients to wait; sooner retries only extend the block.
+RATE_LIMIT_DELAY = 60.0
+
+# A named tunnel never talks to api.trycloudflare.com: its network trouble is DNS or the edge.
+NAMED_NETWORK_HINT = (
+    "cloudflared could not reach Cloudflare's edge. Check DNS (it looks up "
+    "region1.v2.argotunnel.com) and outbound access to region1.v2.argotunnel.com:7844 "
+    "(TCP and UDP); where UDP is blocked set c.ColabTunnelApp.protocol = 'http2'. "
+    "It is retried with backoff for as long as the server runs."
+)
 
 
-@dataclass(frozen=True)
-class TunnelError:
-    kind: str
-    message: str
-    hint: str = ""
-    retry: bool = True
-    min_delay: float = 0.0
+def retryable(problem: Problem) -> bool:
+    return problem.kind not in FATAL_KINDS
 
-    def __post_init__(self) -> None:
-        if not self.hint:
-            object.__setattr__(self, "hint", HINTS.get(self.kind, ""))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "hint": self.hint}
+def counts_as_crash(problem: Problem) -> bool:
+    """Whether this exit counts towards max_restarts within crash_window."""
+    return retryable(problem) and problem.kind not in ENVIRONMENTAL_KINDS
+
+
+def min_delay(problem: Problem) -> float:
+    return RATE_LIMIT_DELAY if problem.kind == "rate_limited" else 0.0
+
+
+def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
+    """Exponential backoff capped at `maximum`, with equal jitter.
+
+    Equal jitter (a random point in the upper half) spreads restarts of many servers without
+    ever collapsing to an immediate retry. A cap below `initial` means `initial`.
+    """
+    cap = max(maximum, initial)
+    base = min(cap, initial * 2.0 ** min(attempt, 30))
+    return base * random.uniform(0.5, 1.0)
+
+
+def fit_to_mode(problem: Problem, mode: str) -> Problem:
+    """The problem with the hint that fits this tunnel mode (the default hints are quick's)."""
+    if problem.kind == "network" and mode == "named":
+        return replace(problem, hint=NAMED_NETWORK_HINT)
+    return problem
