@@ -163,7 +163,7 @@ def test_launch_ready_reuse_and_stop(
     out = capsys.readouterr().out
     # The connection file for the local relay, and the relay's command.
     written = json.loads(connection_file.read_text())
-    assert (written["url"], written["state"]) == (conn.url, "ready")
+    assert (written["url"], written["state"]) == (conn.gateway_url, "ready")
     assert "token" not in written
     assert "jupyter colab-tunnel connect --connection-file" in out
     assert (conn.state, conn.error, conn.reused, conn.port) == ("ready", None, False, port)

@@ -190,7 +190,9 @@ class TunnelSupervisor:
 
     def note(self, detail: str) -> None:
         """An event that changes no state (e.g. why the tunnel was not started)."""
-        self.events.append({"at": iso_utc(self.clock.wall()), "state": self.state, "detail": detail})
+        self.events.append(
+            {"at": iso_utc(self.clock.wall()), "state": self.state, "detail": detail}
+        )
 
     def snapshot(self, logs: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
