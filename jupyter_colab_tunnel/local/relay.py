@@ -210,6 +210,28 @@ class Relay:
             headers["Authorization"] = f"token {token}"
         return headers
 
+    async def kernel_connections(self, upstream: Upstream, kernel_id: str) -> int | None:
+        """How many websockets the remote counts on a kernel (GET /api/kernels/<id>), or None."""
+        headers = httputil.HTTPHeaders({"Accept": "application/json"})
+        for name, value in self.settings.extra_headers.items():
+            headers[name] = value
+        token = self.settings.remote_token()
+        if token:
+            headers["Authorization"] = f"token {token}"
+        try:
+            response = await self.client.fetch(
+                f"{upstream.dial}/api/kernels/{kernel_id}",
+                "GET",
+                headers,
+                None,
+                self.settings.connect_timeout,
+                self.settings.connect_timeout,
+            )
+            count = json.loads(response.body).get("connections") if response.code == 200 else None
+        except (UpstreamError, ValueError, AttributeError):
+            return None
+        return count if isinstance(count, int) else None
+
     def upstream_url(self, upstream: Upstream, uri: str, ws: bool = False) -> str:
         """The remote URL for a local path+query, without the local token."""
         parts = urlsplit(uri)
@@ -263,6 +285,20 @@ def _query_value(query: str, name: str) -> str | None:
 
 def _connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
     return {t.strip().lower() for t in headers.get("Connection", "").split(",") if t.strip()}
+
+
+async def close_upstream(
+    conn: websocket.WebSocketClientConnection, code: int, reason: str, timeout: float = 2.0
+) -> None:
+    """Close an upstream websocket and wait (bounded) until the remote has closed it too."""
+    conn.close(code, reason)
+
+    async def drained() -> None:
+        while await conn.read_message() is not None:
+            pass
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drained(), timeout)
 
 
 def error_body(status: int, reason: str, message: str, hint: str = "") -> str:
@@ -429,6 +465,7 @@ class KernelSocket(websocket.WebSocketHandler):
         self.opened = False
         self.retired = False
         self.reader: asyncio.Task[None] | None = None
+        self.settled = asyncio.Event()  # set once prepare() has its upstream (or gave up)
         self.upstream: Upstream | None = None
         self._unlisten: Callable[[], None] | None = None
 
@@ -457,14 +494,27 @@ class KernelSocket(websocket.WebSocketHandler):
             relay.log.info("Kernel %s session %s: a newer connection replaces the older", *self.key)
             await older.retire()
         loop = asyncio.get_running_loop()
-        conn, failure = await self._dial(loop.time() + relay.settings.http_wait)
-        if conn is None:
-            self._forget()
-            assert failure is not None
-            relay.fail(failure)
-            self._send_error(failure.status, failure.reason, failure.message, failure.hint)
-            return
-        self.conn = conn
+        try:
+            conn, failure = await self._dial(loop.time() + relay.settings.http_wait)
+            if self.retired:
+                # Replaced while dialling (JupyterLab's refused v1-protocol attempt, left open
+                # by the gateway client): this upstream must not reach the remote next to the
+                # newer one. Nobody reads this socket; refusing it makes no one reconnect.
+                if conn is not None:
+                    await self._release(conn, reading=False)
+                self._send_error(
+                    409, "replaced", "a newer connection to this kernel session replaced this one"
+                )
+                return
+            if conn is None:
+                self._forget()
+                assert failure is not None
+                relay.fail(failure)
+                self._send_error(failure.status, failure.reason, failure.message, failure.hint)
+                return
+            self.conn = conn
+        finally:
+            self.settled.set()
 
     def _send_error(self, status: int, reason: str, message: str, hint: str = "") -> None:
         self.set_status(status)
@@ -480,6 +530,9 @@ class KernelSocket(websocket.WebSocketHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         relay = self.relay
+        if self.retired:  # replaced during the handshake
+            self.close(1000, "replaced by a newer connection to the same kernel session")
+            return
         self.opened = True
         relay.stats.ws_open += 1
         relay.stats.ws_total += 1
@@ -669,14 +722,43 @@ class KernelSocket(websocket.WebSocketHandler):
     async def retire(self) -> None:
         """Replaced by a newer connection: close the upstream (waiting for it), then the local."""
         self.retired = True
+        if not self.settled.is_set():
+            # Still dialling: let that finish (it then closes its upstream) before the newer
+            # one dials, so that the two never reach the remote together.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.settled.wait(), self.relay.settings.connect_timeout + 5)
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.close(1000, "replaced by a newer connection")
-            if self.reader is not None:
-                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(self.reader), 2)
+            await self._release(conn, reading=self.reader is not None)
         if not self.local_closed:
             self.close(1000, "replaced by a newer connection to the same kernel session")
+
+    async def _release(self, conn: websocket.WebSocketClientConnection, reading: bool) -> None:
+        """Close an upstream that a newer connection replaces, and wait (bounded) until the
+        remote no longer counts it: the remote then buffers the kernel's channels for the
+        session and hands them to the newer one ("Restoring connection"). Two upstreams at the
+        remote at once share one ZMQ identity, and the newer can end up dead."""
+        relay, upstream = self.relay, self.upstream
+        before = await relay.kernel_connections(upstream, self.key[0]) if upstream else None
+        reason = "replaced by a newer connection"
+        if reading and self.reader is not None:
+            conn.close(1000, reason)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.reader), 2)
+        else:
+            await close_upstream(conn, 1000, reason)
+        if upstream is None or not before:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while loop.time() < deadline:
+            now = await relay.kernel_connections(upstream, self.key[0])
+            if now is None or now < before:
+                return
+            await asyncio.sleep(0.02)
+        relay.log.warning(
+            "Kernel %s: the remote still counts the replaced websocket after 3 s", self.key[0]
+        )
 
     def shutdown(self, reason: str) -> None:
         self.retired = True
