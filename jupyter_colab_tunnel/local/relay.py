@@ -126,7 +126,10 @@ class Relay:
         status = handler.get_status()
         if request.path == "/relay/status" and status < 400:
             return  # polled by tools; counted in the status itself
-        self.log.info(
+        # Kernel websockets and failures are worth a line; JupyterLab's polling is not.
+        level = logging.INFO if status == 101 or status >= 400 else logging.DEBUG
+        self.log.log(
+            level,
             "%d %s %s %.1f ms",
             status,
             request.method,
