@@ -662,7 +662,7 @@ def _wait_gone(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`jupyter colab-tunnel launch | status | stop`."""
+    """`jupyter colab-tunnel launch | status | stop | mcp`."""
     parser = argparse.ArgumentParser(
         prog="jupyter colab-tunnel",
         description="Run a Jupyter server with a cloudflared tunnel in the background.",
@@ -683,9 +683,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     show = sub.add_parser("status", help="show the running server's tunnel and connect info")
     show.add_argument("--json", action="store_true", help="print GET /colab/tunnel as JSON")
     sub.add_parser("stop", help="stop the running server (and its tunnel and kernels)")
+    # --- `mcp` (local side, issue 13): MCP tools over stdio; imports the SDK only when run.
+    from .local.mcp_cli import add_mcp_parser, run_mcp
+
+    add_mcp_parser(sub)
+    # --- end of `mcp`
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "launch":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "mcp":  # issue 13
+        return run_mcp(args)
     if args.command == "launch":
         try:
             conn = launch(

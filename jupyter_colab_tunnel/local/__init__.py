@@ -1,0 +1,1 @@
+"""The local side: what runs on the user's own machine (MCP tools; never the extension)."""
