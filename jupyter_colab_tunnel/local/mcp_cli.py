@@ -23,10 +23,22 @@ INSTALL_HINT = (
 )
 
 
+class _RefuseToken(argparse.Action):
+    """--token VALUE is an error that does not repeat VALUE (it would land in logs)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.error(
+            "the token is not taken on the command line, where other users can read it "
+            f"(ps): use --token-file PATH or ${TOKEN_ENV}"
+        )
+
+
 def add_mcp_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `mcp` subcommand to an argparse subparsers object."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "mcp",
+        # No prefixes: `--token SECRET` must not be taken for --token-file.
+        allow_abbrev=False,
         help="serve MCP tools (status, GPU, tunnel) for AI agents over stdio",
         description=(
             "Serve MCP tools over stdio for an AI agent: colab_status, colab_gpu, "
@@ -41,6 +53,7 @@ def add_mcp_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="the tunnel URL (with the remote token) or the local relay (with its token)",
     )
     parser.add_argument("--token-file", help=f"a file holding the token (default: ${TOKEN_ENV})")
+    parser.add_argument("--token", nargs="?", action=_RefuseToken, help=argparse.SUPPRESS)
     parser.add_argument(
         "--timeout",
         type=float,

@@ -1,0 +1,333 @@
+"""The MCP tools (jupyter_colab_tunnel/local/mcp.py), driven by the official SDK's clients.
+
+In memory (`mcp.Client(server)`) against a real in-process Jupyter server with the extension,
+every tool and error path; a real `jupyter colab-tunnel mcp` subprocess driven by the SDK's stdio
+client against a real remote server and its tunnel (the cloudflared stand-in), marker e2e.
+Tool results are compared with the REST answers of the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_nvml import FakeGpu, FakeProcess, install
+from mcp import Client
+from mcp.types import CallToolResult
+
+from jupyter_colab_tunnel.client import ColabClient
+from jupyter_colab_tunnel.local.mcp import build_server
+
+MiB = 1024 * 1024
+TOOLS = {
+    "colab_status",
+    "colab_gpu",
+    "colab_tunnel",
+    "colab_tunnel_action",
+    "colab_wait_gpu_memory",
+}
+VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
+
+
+@pytest.fixture
+def remote(jp_serverapp: Any, http_server_client: Any, jp_base_url: str, colab_app: Any) -> Any:
+    """(base URL, token) of the in-process server, which listens on a loopback port."""
+    port = http_server_client.get_http_port()
+    return f"http://127.0.0.1:{port}{jp_base_url}", jp_serverapp.identity_provider.token
+
+
+def tools_for(url: str, token: str | None, **kwargs: Any) -> Client:
+    server = build_server(ColabClient(url, token, timeout=10), **kwargs)
+    return Client(server)
+
+
+async def rest(jp_fetch: Any, *path: str, **kwargs: Any) -> Any:
+    r = await jp_fetch(*path, **kwargs)
+    assert r.code == 200
+    return json.loads(r.body)
+
+
+def ok(result: CallToolResult) -> Any:
+    assert not result.is_error, result.content
+    body = result.structured_content
+    assert isinstance(body, dict)
+    # The same JSON as text, for clients that only read content blocks.
+    assert json.loads(result.content[0].text) == body  # type: ignore[union-attr]
+    return body
+
+
+def error_text(result: CallToolResult) -> str:
+    assert result.is_error, result
+    return "\n".join(block.text for block in result.content)  # type: ignore[union-attr]
+
+
+def without(body: dict[str, Any], paths: set[tuple[str, str]]) -> dict[str, Any]:
+    copy = json.loads(json.dumps(body))
+    for section, key in paths:
+        copy[section].pop(key, None)
+    return copy
+
+
+# ----- in memory ----------------------------------------------------------------------------
+
+
+async def test_tools_are_listed_with_schemas_and_annotations(remote: Any) -> None:
+    async with tools_for(*remote) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for name, tool in tools.items():
+        assert len(tool.description or "") > 150, name
+        assert (tool.output_schema or {}).get("type") == "object", name
+        assert tool.annotations is not None, name
+        assert tool.title, name
+    for name in ("colab_status", "colab_gpu", "colab_tunnel", "colab_wait_gpu_memory"):
+        assert tools[name].annotations.read_only_hint is True, name  # type: ignore[union-attr]
+    action = tools["colab_tunnel_action"]
+    assert action.annotations.read_only_hint is False  # type: ignore[union-attr]
+    assert action.annotations.destructive_hint is True  # type: ignore[union-attr]
+    assert action.input_schema["properties"]["action"]["enum"] == ["start", "stop", "restart"]
+    assert action.input_schema["required"] == ["action"]
+    # Units are part of what an agent is told.
+    assert "bytes" in tools["colab_gpu"].description  # type: ignore[operator]
+    assert "MiB" in tools["colab_wait_gpu_memory"].description  # type: ignore[operator]
+    gpu_props = tools["colab_gpu"].output_schema["properties"]  # type: ignore[index]
+    assert {"available", "devices", "error", "sampled_at"} <= set(gpu_props)
+    assert tools["colab_gpu"].input_schema["properties"]["processes"]["type"] == "boolean"
+
+
+async def test_each_tool_returns_the_rest_json(
+    remote: Any, jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, [FakeGpu.t4(processes=[FakeProcess(4242)]), FakeGpu.a100_mig()])
+    colab_app.gpu_sampler.cache_ttl = 30.0  # one sample for the tool and for jp_fetch
+    async with tools_for(*remote) as client:
+        gpu = ok(await client.call_tool("colab_gpu", {"processes": True}))
+        assert gpu == await rest(jp_fetch, "colab", "gpu")
+        assert gpu["devices"][0]["processes"][0]["pid"] == 4242
+        lean = ok(await client.call_tool("colab_gpu", {}))
+        assert lean == await rest(jp_fetch, "colab", "gpu", params={"processes": "false"})
+        assert lean["devices"][0]["processes"] is None
+
+        tunnel = ok(await client.call_tool("colab_tunnel", {}))
+        assert tunnel == await rest(jp_fetch, "colab", "tunnel")
+        logged = ok(await client.call_tool("colab_tunnel", {"logs": 20}))
+        assert logged == await rest(jp_fetch, "colab", "tunnel", params={"logs": "20"})
+        assert isinstance(logged["logs"], list)
+
+        status = ok(await client.call_tool("colab_status", {}))
+        expected = await rest(jp_fetch, "colab", "status")
+        assert without(status, VOLATILE_STATUS) == without(expected, VOLATILE_STATUS)
+        assert status["gpu"]["names"] == ["Tesla T4", "NVIDIA A100-SXM4-40GB"]
+
+
+async def test_remote_refusals_are_tool_errors_and_serving_goes_on(remote: Any) -> None:
+    url, token = remote
+    async with tools_for(url, token) as client:
+        # tunnel_mode is off on this remote: it answers 409, and says why.
+        text = error_text(await client.call_tool("colab_tunnel_action", {"action": "restart"}))
+        assert "conflict:" in text
+        assert "tunnel_mode is 'off'" in text
+        assert "Hint:" in text
+        assert ok(await client.call_tool("colab_tunnel", {}))["state"] == "off"
+        # Arguments outside the schema are refused before anything is asked.
+        assert "Input should be 'start', 'stop' or 'restart'" in error_text(
+            await client.call_tool("colab_tunnel_action", {"action": "reboot"})
+        )
+        assert "greater than or equal to 0" in error_text(
+            await client.call_tool("colab_tunnel", {"logs": -1})
+        )
+        assert ok(await client.call_tool("colab_tunnel", {}))["mode"] == "off"
+
+
+@pytest.mark.parametrize("token", ["not-the-token", None], ids=["wrong", "missing"])
+async def test_a_refused_token_is_a_tool_error_with_a_hint(remote: Any, token: str | None) -> None:
+    url, real = remote
+    async with tools_for(url, token) as client:
+        for name, args in [
+            ("colab_status", {}),
+            ("colab_gpu", {}),
+            ("colab_tunnel", {}),
+            ("colab_tunnel_action", {"action": "stop"}),
+            ("colab_wait_gpu_memory", {"min_free_mib": 1}),
+        ]:
+            text = error_text(await client.call_tool(name, args))
+            assert "forbidden:" in text, name
+            assert "token is missing or wrong" in text
+            assert "--token-file" in text
+            assert real not in text
+            assert not token or token not in text
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+
+
+async def test_an_unreachable_remote_is_a_tool_error(remote: Any) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with tools_for(f"http://127.0.0.1:{port}/", "tok") as client:
+        for name in ("colab_status", "colab_gpu", "colab_tunnel"):
+            text = error_text(await client.call_tool(name, {}))
+            assert "connection_refused:" in text
+            assert "Hint: Is the server (or the relay) running" in text
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+
+
+async def test_wait_gpu_memory_met_at_once(
+    remote: Any, jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpus = [FakeGpu.t4(memory_used=14000 * MiB), FakeGpu.a100_mig()]
+    install(monkeypatch, gpus)
+    colab_app.gpu_sampler.cache_ttl = 30.0  # the REST answer below is the same sample
+    async with tools_for(*remote) as client:
+        body = ok(await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 20000}))
+    free = gpus[1].memory_free / MiB
+    assert body["met"] is True
+    assert body["gpu_index"] == 1  # the GPU with the most free memory
+    assert body["free_mib"] == round(free, 1)
+    assert body["total_mib"] == 40960
+    assert body["samples"] == 1
+    assert f"GPU 1 has {round(free, 1):g} MiB free" in body["message"]
+    same = await rest(jp_fetch, "colab", "gpu", params={"processes": "false"})
+    assert body["sampled_at"] == same["sampled_at"]
+
+
+async def test_wait_gpu_memory_until_it_is_freed(
+    remote: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpus = [FakeGpu.t4(memory_used=15000 * MiB)]  # 104 MiB free of 15360
+    install(monkeypatch, gpus)
+    colab_app.gpu_sampler.cache_ttl = 0.0
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def free_it() -> None:
+        await asyncio.sleep(0.6)
+        gpus[0].memory_used = 1000 * MiB
+
+    async with tools_for(*remote, poll_interval=0.1) as client:
+        freeing = asyncio.ensure_future(free_it())
+        result = await client.call_tool(
+            "colab_wait_gpu_memory",
+            {"min_free_mib": 8000, "gpu_index": 0, "timeout_s": 30},
+            progress_callback=on_progress,
+        )
+        await freeing
+    body = ok(result)
+    assert body["met"] is True
+    assert body["gpu_index"] == 0
+    assert body["free_mib"] == round(gpus[0].memory_free / MiB, 1)
+    assert body["samples"] >= 3
+    assert 0.5 <= body["waited_s"] < 30
+    assert progress, "no progress notifications"
+    assert progress[0][1] == 30
+    assert "GPU 0: 104 MiB free" in (progress[0][2] or "")
+
+
+async def test_wait_gpu_memory_times_out_without_error(
+    remote: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, [FakeGpu.t4()])
+    colab_app.gpu_sampler.cache_ttl = 0.0
+    async with tools_for(*remote, poll_interval=0.1) as client:
+        body = ok(
+            await client.call_tool(
+                "colab_wait_gpu_memory", {"min_free_mib": 100_000, "timeout_s": 0.5}
+            )
+        )
+    assert body["met"] is False
+    assert body["gpu_index"] == 0
+    assert body["samples"] >= 2
+    assert body["waited_s"] >= 0.5
+    assert "less than 100000 MiB" in body["message"]
+
+
+async def test_wait_gpu_memory_without_a_gpu_is_an_error(remote: Any) -> None:
+    async with tools_for(*remote) as client:
+        # No NVIDIA driver on this machine: an error at once, with the remote's kind and hint.
+        text = error_text(await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 1}))
+    assert "no_library: the remote has no usable GPU: NVML Shared Library Not Found" in text
+    assert "Hint:" in text
+
+
+async def test_wait_gpu_memory_bad_arguments(
+    remote: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, [FakeGpu.t4()])
+    async with tools_for(*remote) as client:
+        text = error_text(
+            await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 1, "gpu_index": 3})
+        )
+        assert "no_such_gpu: the remote has no GPU 3 (1 GPUs" in text
+        assert "Hint: call colab_gpu" in text
+        assert "greater than or equal to 1" in error_text(
+            await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 0})
+        )
+        assert "less than or equal to 600" in error_text(
+            await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 1, "timeout_s": 9999})
+        )
+        assert ok(await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 1}))["met"]
+
+
+# ----- the command line ---------------------------------------------------------------------
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, hide_mcp: bool = False) -> Any:
+    code = "import sys\n"
+    if hide_mcp:  # as if the [mcp] extra were not installed
+        code += "sys.modules['mcp'] = None\n"
+    code += "from jupyter_colab_tunnel.launcher import main\nsys.exit(main(sys.argv[1:]))\n"
+    full_env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COLAB_TUNNEL_TOKEN"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_cli_without_the_sdk_says_how_to_install_it() -> None:
+    run = run_cli(
+        ["mcp", "--url", "http://127.0.0.1:9/"],
+        env={"JUPYTER_COLAB_TUNNEL_TOKEN": "abc"},
+        hide_mcp=True,
+    )
+    assert run.returncode == 1
+    assert "pip install 'jupyter-colab-tunnel[mcp]'" in run.stderr
+    assert run.stdout == ""
+
+
+def test_cli_needs_a_token_and_a_usable_url(tmp_path: Path) -> None:
+    run = run_cli(["mcp", "--url", "https://x.trycloudflare.com"])
+    assert run.returncode == 2
+    assert "no token: pass --token-file PATH or set $JUPYTER_COLAB_TUNNEL_TOKEN" in run.stderr
+    missing = tmp_path / "nope"
+    run = run_cli(["mcp", "--url", "https://x.trycloudflare.com", "--token-file", str(missing)])
+    assert run.returncode == 2
+    assert f"cannot read the token file {missing}: No such file or directory" in run.stderr
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    run = run_cli(["mcp", "--url", "https://x.trycloudflare.com", "--token-file", str(empty)])
+    assert run.returncode == 2
+    assert f"the token file {empty} is empty" in run.stderr
+    run = run_cli(["mcp", "--url", "ftp://x"], env={"JUPYTER_COLAB_TUNNEL_TOKEN": "abc"})
+    assert run.returncode == 2
+    assert "invalid_url" in run.stderr
+    # The token is never an argument, and a refused one is not repeated.
+    for flag in (["--token", "s3cret-value"], ["--token=s3cret-value"]):
+        run = run_cli(["mcp", "--url", "http://h/", *flag])
+        assert run.returncode == 2
+        assert "s3cret-value" not in run.stderr + run.stdout
+        assert "not taken on the command line" in run.stderr
+        assert "--token-file PATH or $JUPYTER_COLAB_TUNNEL_TOKEN" in run.stderr
