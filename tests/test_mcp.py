@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_kit import fixed_port
 from fake_nvml import FakeGpu, FakeProcess, install
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
+from server_process import free_port
+from tunnel_env import VALID_TOKEN, TunnelServer
 
 from jupyter_colab_tunnel.client import ColabClient
 from jupyter_colab_tunnel.local.mcp import build_server
@@ -331,3 +334,143 @@ def test_cli_needs_a_token_and_a_usable_url(tmp_path: Path) -> None:
         assert "s3cret-value" not in run.stderr + run.stdout
         assert "not taken on the command line" in run.stderr
         assert "--token-file PATH or $JUPYTER_COLAB_TUNNEL_TOKEN" in run.stderr
+
+
+# ----- a real stdio server against a real remote through the tunnel (stand-in) --------------
+
+NAMED_HOST = "jupyter.example.com"
+
+
+def stdio_tools(url: str, token_file: Path) -> Client:
+    """`jupyter colab-tunnel mcp` as an agent starts it: a subprocess speaking MCP on stdio."""
+    command = Path(sys.executable).parent / "jupyter-colab-tunnel"
+    env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COLAB_TUNNEL_TOKEN"}
+    params = StdioServerParameters(
+        command=str(command),
+        args=["mcp", "--url", url, "--token-file", str(token_file)],
+        env=env,
+    )
+    return Client(params, read_timeout_seconds=90)
+
+
+def token_file(tmp_path: Path, name: str, token: str) -> Path:
+    path = tmp_path / name
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def ready_remote(tunnel_server: Any, **kwargs: Any) -> tuple[TunnelServer, str]:
+    ts: TunnelServer = tunnel_server(**kwargs)
+    body = ts.wait_state("ready")
+    edge = ts.fake_state(body["pid"])["edge"]
+    assert edge, body
+    return ts, edge
+
+
+@pytest.mark.e2e
+def test_stdio_server_through_the_tunnel(tunnel_server: Any, tmp_path: Path) -> None:
+    ts, edge = ready_remote(tunnel_server)
+    good = token_file(tmp_path, "token", ts.server.token)
+    wrong = token_file(tmp_path, "wrong", "not-" + ts.server.token)
+
+    async def scenario() -> None:
+        async with stdio_tools(edge, good) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            tunnel = ok(await client.call_tool("colab_tunnel", {"logs": 5}))
+            assert tunnel == ts.tunnel(logs=5)
+            assert tunnel["state"] == "ready"
+            assert tunnel["logs"]
+            gpu = ok(await client.call_tool("colab_gpu", {"processes": True}))
+            rest_gpu = ts.server.get_json("colab/gpu")
+            assert {**gpu, "sampled_at": None} == {**rest_gpu, "sampled_at": None}
+            status = ok(await client.call_tool("colab_status", {}))
+            expected = ts.server.get_json("colab/status")
+            assert without(status, VOLATILE_STATUS) == without(expected, VOLATILE_STATUS)
+        async with stdio_tools(edge, wrong) as client:
+            text = error_text(await client.call_tool("colab_gpu", {}))
+            assert "forbidden:" in text
+            assert "--token-file" in text
+            assert ts.server.token not in text
+            # The server keeps answering after a refusal.
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            assert "forbidden:" in error_text(await client.call_tool("colab_tunnel", {}))
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_stdio_restart_of_a_quick_tunnel_explains_the_cut(
+    tunnel_server: Any, tmp_path: Path
+) -> None:
+    ts, edge = ready_remote(tunnel_server)
+    first = ts.tunnel()
+    good = token_file(tmp_path, "token", ts.server.token)
+
+    async def scenario() -> None:
+        async with stdio_tools(edge, good) as client:
+            result = await client.call_tool(
+                "colab_tunnel_action", {"action": "restart", "wait_s": 5}
+            )
+            text = error_text(result)
+            assert "tunnel_cut: the restart request went through the tunnel it restarts" in text
+            assert "NEW URL" in text
+            # The remote restarted it all the same, under a new URL; the old one is dead.
+            again = ts.server.wait_for(
+                "colab/tunnel", lambda b: b["state"] == "ready" and b["pid"] != first["pid"]
+            )
+            assert again["url"] != first["url"]
+            down = error_text(await client.call_tool("colab_status", {}))
+            assert "connection_refused:" in down or "no_tunnel:" in down
+            assert "Hint:" in down
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_stdio_restart_of_a_named_tunnel(tunnel_server: Any, tmp_path: Path) -> None:
+    remote_port, edge_port = free_port(), free_port()
+    env = {
+        "TUNNEL_TOKEN": VALID_TOKEN,
+        "FAKE_CLOUDFLARED_HOSTNAME": NAMED_HOST,
+        # A named tunnel keeps its address across restarts: the stand-in keeps its edge port.
+        "FAKE_CLOUDFLARED_EDGE_PORT": str(edge_port),
+        "FAKE_CLOUDFLARED_ORIGIN": f"http://127.0.0.1:{remote_port}",
+    }
+    with fixed_port(remote_port):
+        ts, edge = ready_remote(tunnel_server, env=env, traits={"public_hostname": NAMED_HOST})
+    first = ts.tunnel()
+    good = token_file(tmp_path, "token", ts.server.token)
+
+    async def scenario() -> None:
+        async with stdio_tools(edge, good) as client:
+            body = ok(await client.call_tool("colab_tunnel_action", {"action": "restart"}))
+            assert body["state"] == "ready"
+            assert body["pid"] != first["pid"]
+            assert body["url"] == first["url"] == f"https://{NAMED_HOST}"
+            assert body == ts.tunnel()
+            assert ts.alive_spawned() == [body["pid"]]
+            # start on a running tunnel changes nothing.
+            same = ok(await client.call_tool("colab_tunnel_action", {"action": "start"}))
+            assert (same["state"], same["pid"]) == ("ready", body["pid"])
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.e2e
+def test_stdio_server_outlives_the_remote(tunnel_server: Any, tmp_path: Path) -> None:
+    ts, edge = ready_remote(tunnel_server)
+    good = token_file(tmp_path, "token", ts.server.token)
+
+    async def scenario() -> None:
+        async with stdio_tools(edge, good) as client:
+            assert ok(await client.call_tool("colab_tunnel", {}))["state"] == "ready"
+            ts.server.stop()  # the remote goes away, and its tunnel with it
+            for name in ("colab_status", "colab_gpu", "colab_tunnel"):
+                text = error_text(await client.call_tool(name, {}))
+                assert "connection_refused:" in text or "no_tunnel:" in text, text
+                assert "Hint:" in text
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+
+    asyncio.run(scenario())

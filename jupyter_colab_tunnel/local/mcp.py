@@ -157,8 +157,14 @@ def build_server(
             Field(ge=0, le=MAX_WAIT_S, description="Seconds to wait for a settled state."),
         ] = 30.0,
     ) -> Annotated[CallToolResult, TunnelSnapshot]:
-        body = await _ask(client.tunnel_action(action))
         deadline = time.monotonic() + wait_s
+        try:
+            body = await client.tunnel_action(action)
+        except RemoteError as e:
+            if action == "start" or not _cut_off(e):
+                raise ToolError(str(e)) from None
+            # The request went through the very tunnel it stops: its answer is lost.
+            body = await _reach_again(client, action, e, deadline, tunnel_poll_interval)
         while body.get("state") in TRANSITIONAL and time.monotonic() < deadline:
             await anyio.sleep(min(tunnel_poll_interval, max(0.0, deadline - time.monotonic())))
             body = await _ask(client.tunnel())
@@ -221,6 +227,44 @@ def build_server(
             await anyio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
 
     return server
+
+
+def _cut_off(error: RemoteError) -> bool:
+    """Whether a failure looks like the tunnel under the request going away."""
+    return error.unreachable or error.kind in ("no_tunnel", "bad_gateway")
+
+
+async def _reach_again(
+    client: ColabClient, action: str, cut: RemoteError, deadline: float, interval: float
+) -> JSONObject:
+    """After a stop/restart cut our own connection: the snapshot once the remote answers
+    again (a restart behind a stable address), else a ToolError that explains the cut."""
+    last = cut
+    while action == "restart" and time.monotonic() < deadline:
+        await anyio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        try:
+            return await client.tunnel()
+        except RemoteError as e:
+            if not _cut_off(e):
+                raise ToolError(str(e)) from None
+            last = e
+    if action == "stop":
+        hint = (
+            "The tunnel is stopped, so nothing reaches the remote through it any more. Start "
+            "it again on the remote machine (`jupyter colab-tunnel launch` there, or POST "
+            '{"action": "start"} to its /colab/tunnel from the machine itself).'
+        )
+    else:
+        hint = (
+            "The remote restarts the tunnel anyway. A quick tunnel comes back under a NEW URL: "
+            "read it on the remote (`jupyter colab-tunnel status`) and point this MCP server "
+            "at it; the local relay follows the URL by itself, and a named tunnel keeps it."
+        )
+    raise ToolError(
+        f"tunnel_cut: the {action} request went through the tunnel it {action}s, so its "
+        f"answer was lost, and the remote did not answer again in time ({last.kind}: "
+        f"{last.message})\nHint: {hint}"
+    )
 
 
 def _best_device(sample: JSONObject, gpu_index: int | None) -> JSONObject:
