@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import endpoints, flood, peers, startup, tunnel
+from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
 
@@ -27,6 +28,7 @@ SUITES: dict[str, Suite] = {
     "loop": endpoints.run_loop,
     "flood": flood.run,
     "peers": peers.run,
+    "mcp": mcp_tools.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -40,6 +42,7 @@ GROUPS = [
     "event loop",
     "log flood",
     "peers",
+    "mcp",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 

@@ -37,7 +37,11 @@ FIGURES = [
     "flood.rate",
     "peer.pycloudflared.time_to_url",
     "peer.resource_usage.latency",
+    "mcp.tool.tunnel",
+    "mcp.tool.gpu",
+    "mcp.stdio.tunnel",
 ]
+MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
 DISTRIBUTIONS = [
     "tunnel.time_to_url",
@@ -47,6 +51,7 @@ DISTRIBUTIONS = [
     *[f"endpoint.{name}.c{c}" for c in (1, 32) for name in ("status", "tunnel", "gpu")],
     "loop.api_status_under_gpu_load",
     "peer.pycloudflared.time_to_url",
+    *MCP_FIGURES,
 ]
 
 
@@ -76,6 +81,10 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
     if importlib.util.find_spec("jupyter_resource_usage") is None:  # no bench extra installed
         expected.remove("peer.resource_usage.latency")
         assert "peer.resource_usage.latency" in doc["skipped_figures"]
+    if importlib.util.find_spec("mcp") is None:  # no bench/test extra installed
+        for key in MCP_FIGURES:
+            expected.remove(key)
+            assert key in doc["skipped_figures"]
     figures = {f["key"]: f for f in doc["figures"]}
     assert len(figures) == len(doc["figures"]), "duplicate figure keys"
     missing = [k for k in expected if k not in figures]
