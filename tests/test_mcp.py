@@ -341,7 +341,7 @@ def test_cli_needs_a_token_and_a_usable_url(tmp_path: Path) -> None:
 NAMED_HOST = "jupyter.example.com"
 
 
-def stdio_tools(url: str, token_file: Path) -> Client:
+def stdio_tools(url: str, token_file: Path, mode: str = "auto") -> Client:
     """`jupyter colab-tunnel mcp` as an agent starts it: a subprocess speaking MCP on stdio."""
     command = Path(sys.executable).parent / "jupyter-colab-tunnel"
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COLAB_TUNNEL_TOKEN"}
@@ -350,7 +350,7 @@ def stdio_tools(url: str, token_file: Path) -> Client:
         args=["mcp", "--url", url, "--token-file", str(token_file)],
         env=env,
     )
-    return Client(params, read_timeout_seconds=90)
+    return Client(params, read_timeout_seconds=90, mode=mode)
 
 
 def token_file(tmp_path: Path, name: str, token: str) -> Path:
@@ -464,7 +464,8 @@ def test_stdio_server_outlives_the_remote(tunnel_server: Any, tmp_path: Path) ->
     good = token_file(tmp_path, "token", ts.server.token)
 
     async def scenario() -> None:
-        async with stdio_tools(edge, good) as client:
+        # The initialize handshake of clients older than MCP 2026-07-28 (Claude Desktop, ...).
+        async with stdio_tools(edge, good, mode="legacy") as client:
             assert ok(await client.call_tool("colab_tunnel", {}))["state"] == "ready"
             ts.server.stop()  # the remote goes away, and its tunnel with it
             for name in ("colab_status", "colab_gpu", "colab_tunnel"):
