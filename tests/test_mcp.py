@@ -179,6 +179,11 @@ async def test_an_unreachable_remote_is_a_tool_error(remote: Any) -> None:
             text = error_text(await client.call_tool(name, {}))
             assert "connection_refused:" in text
             assert "Hint: Is the server (or the relay) running" in text
+        # Nothing was sent, so nothing was cut: a plain error, not tunnel_cut.
+        for action in ("stop", "restart"):
+            text = error_text(await client.call_tool("colab_tunnel_action", {"action": action}))
+            assert text.startswith("Error executing tool colab_tunnel_action: connection_refused:")
+            assert "tunnel_cut" not in text
         assert {t.name for t in (await client.list_tools()).tools} == TOOLS
 
 

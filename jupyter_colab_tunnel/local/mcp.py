@@ -161,7 +161,7 @@ def build_server(
         try:
             body = await client.tunnel_action(action)
         except RemoteError as e:
-            if action == "start" or not _cut_off(e):
+            if action == "start" or not _cut_mid_request(e):
                 raise ToolError(str(e)) from None
             # The request went through the very tunnel it stops: its answer is lost.
             body = await _reach_again(client, action, e, deadline, tunnel_poll_interval)
@@ -229,8 +229,14 @@ def build_server(
     return server
 
 
+def _cut_mid_request(error: RemoteError) -> bool:
+    """Whether the connection broke after the request was sent, as when the tunnel it went
+    through stops (refused, DNS and TLS failures happen before anything is sent)."""
+    return error.kind in ("unreachable", "timeout", "bad_gateway")
+
+
 def _cut_off(error: RemoteError) -> bool:
-    """Whether a failure looks like the tunnel under the request going away."""
+    """Whether a failure looks like the tunnel being away (while it restarts)."""
     return error.unreachable or error.kind in ("no_tunnel", "bad_gateway")
 
 
