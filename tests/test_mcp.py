@@ -480,3 +480,19 @@ def test_stdio_server_outlives_the_remote(tunnel_server: Any, tmp_path: Path) ->
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
 
     asyncio.run(scenario())
+
+
+def test_the_local_side_never_imports_the_extension() -> None:
+    code = (
+        "import sys, json\n"
+        "import jupyter_colab_tunnel.local.mcp, jupyter_colab_tunnel.local.mcp_cli\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith(('jupyter_colab_tunnel', 'jupyter_server', 'pynvml')))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = json.loads(run.stdout)
+    assert "jupyter_colab_tunnel.client" in loaded
+    assert not [m for m in loaded if m.startswith(("jupyter_server", "pynvml"))], loaded
+    for extension_module in ("app", "handlers", "gpu", "tunnel", "status", "launcher"):
+        assert f"jupyter_colab_tunnel.{extension_module}" not in loaded, loaded
