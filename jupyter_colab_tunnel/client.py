@@ -109,14 +109,15 @@ class RemoteError(Exception):
 def normalize_url(url: str) -> str:
     """The server's base URL with one trailing slash; RemoteError('invalid_url') if unusable."""
     raw = url.strip()
+    shown = _without_secrets(raw)
     try:
         parts = urllib.parse.urlsplit(raw)
         parts.port  # noqa: B018 (raises ValueError on a bad port)
     except ValueError as e:
-        raise RemoteError("invalid_url", f"{raw!r} is not a URL: {e}", _URL_HINT) from None
+        raise RemoteError("invalid_url", f"{shown!r} is not a URL: {e}", _URL_HINT) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RemoteError(
-            "invalid_url", f"{raw!r} is not an http:// or https:// URL with a host", _URL_HINT
+            "invalid_url", f"{shown!r} is not an http:// or https:// URL with a host", _URL_HINT
         )
     if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
         # A token in the URL would end up in logs and error messages: refuse it.
@@ -127,6 +128,18 @@ def normalize_url(url: str) -> str:
         )
     path = parts.path.rstrip("/") + "/"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _without_secrets(url: str) -> str:
+    """The URL without its query, fragment and user info, which may hold a token."""
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = url.rpartition("//")
+    return (
+        scheme
+        + sep
+        + rest.split("/", 1)[0].rpartition("@")[2]
+        + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
+    )
 
 
 _URL_HINT = (

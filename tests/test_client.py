@@ -234,6 +234,8 @@ async def test_unreachable_remotes_are_told_apart(
         ("https://host:99999/", "not a URL"),
         ("https://host/?token=abc", "credentials, a query or a fragment"),
         ("https://user:pw@host/", "credentials, a query or a fragment"),
+        ("https://user:pw@host:99999/?token=abc", "not a URL"),
+        ("ftp://host/?token=abc", "http:// or https://"),
     ],
 )
 def test_unusable_urls_are_refused(url: str, why: str) -> None:
