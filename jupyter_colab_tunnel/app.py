@@ -10,23 +10,22 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from jupyter_server.extension.application import ExtensionApp
-from tornado import web
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
 
-from .config_errors import ConfigError
 from .connect import TOKEN_PLACEHOLDER, connect_info
+from .gpu_service import GpuService
+from .handlers import GPU_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
+from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
-from .tunnel.errors import TunnelError
+from .tunnel.service import TunnelService
 from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
-
-    from .gpu import GpuSampler
 
 
 class ColabTunnelApp(ExtensionApp):
@@ -91,11 +90,12 @@ class ColabTunnelApp(ExtensionApp):
         help="IP version used to reach Cloudflare's edge.",
     ).tag(config=True)
 
-    extra_args = List(
+    cloudflared_args = List(
         Unicode(),
         help=(
             "Extra tunnel-level flags for cloudflared, placed before `--url`/`run` "
-            "(e.g. ['--edge', 'region1.v2.argotunnel.com:7844']). Never put the token here."
+            "(e.g. ['--edge', 'region1.v2.argotunnel.com:7844']). Never put the token here. "
+            "Formerly `extra_args`, which still works for now."
         ),
     ).tag(config=True)
 
@@ -156,10 +156,9 @@ class ColabTunnelApp(ExtensionApp):
         return "named" if (self.tunnel_token or self.tunnel_token_file) else "quick"
 
     def __init__(self, **kwargs: Any) -> None:
-        self.config_errors: list[ConfigError] = []
+        self.config_errors: list[ConfigProblem] = []
         self._tunnel_host: str | None = None
-        self._gpu_sampler: GpuSampler | None = None
-        self._tpu_type: str | None = None
+        self._announced = False
         self.started_at = time.time()
         super().__init__(**kwargs)
 
@@ -171,10 +170,11 @@ class ColabTunnelApp(ExtensionApp):
     ) -> None:
         """Load config; a bad value is recorded and its trait keeps its default.
 
-        traitlets raises on the first invalid value, which would make the extension fail to load
-        and take the /colab endpoints with it. Loading key by key keeps every valid setting and
-        reports the invalid ones where users look: the log and GET /colab/tunnel.
+        Private traitlets API, overridden because no public hook sees each value before
+        traitlets raises on the first invalid one (which would fail the extension and take the
+        /colab endpoints with it). Tested with traitlets 5.7.1 (Colab's) and the newest.
         """
+        cfg = self._renamed(cfg)
         try:
             super()._load_config(cfg, section_names, traits)
             return
@@ -188,20 +188,23 @@ class ColabTunnelApp(ExtensionApp):
             except TraitError as e:
                 self._record_config_error(key, e)
 
-    def parse_command_line(self, argv: list[str] | None = None) -> None:
-        """Parse CLI config, keeping our `extra_args` trait.
-
-        `traitlets.Application` uses a trait of the same name for unparsed positional
-        arguments and overwrites it after parsing; an extension has none, so restore ours.
-        """
-        configured = list(self.extra_args)
-        super().parse_command_line(argv)
-        mine = self.config.get(type(self).__name__, {})
-        if "extra_args" in mine:
-            # Load it again the way traitlets loads config (CLI values arrive as strings).
-            self._load_config(Config({type(self).__name__: {"extra_args": mine["extra_args"]}}))
-        else:
-            self.extra_args = configured
+    def _renamed(self, cfg: Config) -> Config:
+        """Move deprecated setting names to their new ones, with a warning in the log."""
+        section = cfg.get(type(self).__name__)
+        if not isinstance(section, Config) or not any(old in section for old in RENAMED):
+            return cfg
+        cfg = deepcopy(cfg)
+        section = cfg[type(self).__name__]
+        for old, new in RENAMED.items():
+            if old not in section:
+                continue
+            value = section.pop(old)
+            self.log.warning(
+                "ColabTunnelApp.%s is deprecated: use ColabTunnelApp.%s instead.", old, new
+            )
+            if new not in section:
+                section[new] = value
+        return cfg
 
     def _record_config_error(self, trait: str, error: TraitError) -> None:
         name = f"{type(self).__name__}.{trait}"
@@ -216,16 +219,16 @@ class ColabTunnelApp(ExtensionApp):
             message += f" Using the default ({self.trait_defaults(trait)!r})."
         if any(e.trait == trait for e in self.config_errors):
             return
-        self.config_errors.append(ConfigError(trait, message))
+        self.config_errors.append(ConfigProblem("invalid_value", message, trait=trait))
 
     def initialize_settings(self) -> None:
+        """Build the services and hand them to the handlers through the tornado settings."""
         self.started_at = time.time()
         for error in self.config_errors:
             self.log.error(error.message)
         assert self.serverapp is not None
         serverapp = self.serverapp
         runtime = runtime_info()
-        self._tpu_type = runtime["tpu_type"]
         self.supervisor = TunnelSupervisor(
             self._supervisor_settings(),
             self.log,
@@ -234,20 +237,19 @@ class ColabTunnelApp(ExtensionApp):
             on_url=self._allow_tunnel_host,
             on_ready=self._announce,
         )
-        self.status_reporter = StatusReporter(
-            serverapp, self.started_at, runtime, self._tunnel_section, self._gpu_section
+        self.tunnel = TunnelService(
+            self.supervisor, self.tunnel_mode, serverapp.base_url, self.config_errors
         )
-
-    @property
-    def gpu_sampler(self) -> GpuSampler:
-        """Created on first use: pynvml and the NVML thread stay out of the server's start-up."""
-        if self._gpu_sampler is None:
-            from .gpu import GpuSampler, NvmlReader
-
-            self._gpu_sampler = GpuSampler(
-                NvmlReader(tpu_type=self._tpu_type), cache_ttl=self.gpu_cache_ttl
-            )
-        return self._gpu_sampler
+        self.gpu = GpuService(runtime["tpu_type"], self.gpu_cache_ttl)
+        self.settings.update(
+            {
+                TUNNEL_SETTING: self.tunnel,
+                GPU_SETTING: self.gpu,
+                STATUS_SETTING: StatusReporter(
+                    serverapp, self.started_at, runtime, self.tunnel, self.gpu
+                ),
+            }
+        )
 
     def _supervisor_settings(self) -> SupervisorSettings:
         return SupervisorSettings(
@@ -258,7 +260,7 @@ class ColabTunnelApp(ExtensionApp):
             public_hostname=self.public_hostname,
             protocol=self.protocol,
             edge_ip_version=self.edge_ip_version,
-            extra_args=list(self.extra_args),
+            extra_args=list(self.cloudflared_args),
             restart_backoff_initial=self.restart_backoff_initial,
             restart_backoff_max=max(self.restart_backoff_max, self.restart_backoff_initial),
             max_restarts=self.max_restarts,
@@ -269,14 +271,13 @@ class ColabTunnelApp(ExtensionApp):
             log_lines=self.log_lines,
         )
 
-    def _refuse_insecure(self) -> TunnelError | None:
+    def _refuse_insecure(self) -> Problem | None:
         assert self.serverapp is not None
         if auth_enabled(self.serverapp) or self.allow_unauthenticated:
             return None
-        return TunnelError(
+        return Problem(
             "insecure_config",
             "refusing to open a public tunnel to a Jupyter server without a token or password",
-            retry=False,
         )
 
     def _allow_tunnel_host(self, url: str | None) -> None:
@@ -301,9 +302,9 @@ class ColabTunnelApp(ExtensionApp):
 
     def _announce(self, supervisor: TunnelSupervisor) -> None:
         """Print the URL and the connect command the first time the tunnel is ready."""
-        if supervisor.announced or not supervisor.url:
+        if self._announced or not supervisor.url:
             return
-        supervisor.announced = True
+        self._announced = True
         assert self.serverapp is not None
         idp = self.serverapp.identity_provider
         # Like Jupyter's own start-up banner: show a token only if it was generated here.
@@ -317,44 +318,15 @@ class ColabTunnelApp(ExtensionApp):
             info["command"],
         )
 
-    async def _tunnel_section(self) -> dict[str, Any]:
-        return self.supervisor.summary()
-
-    async def _gpu_section(self) -> dict[str, Any]:
-        from .gpu import summary
-
-        return summary(await self.gpu_sampler.get(processes=False))
-
-    def tunnel_snapshot(self, logs: int = 0) -> dict[str, Any]:
-        assert self.serverapp is not None
-        body = self.supervisor.snapshot(logs=logs)
-        body["connect"] = connect_info(self.supervisor.url, self.serverapp.base_url)
-        body["config_errors"] = [e.as_dict() for e in self.config_errors]
-        return body
-
-    async def tunnel_action(self, action: str) -> None:
-        """start | stop | restart, as asked through POST /colab/tunnel."""
-        if self.tunnel_mode == "off":
-            raise web.HTTPError(
-                409, "tunnel_mode is 'off': set it to 'quick' or 'named' to run a tunnel"
-            )
-        if action == "start":
-            await self.supervisor.start()
-        elif action == "stop":
-            await self.supervisor.stop()
-        else:
-            await self.supervisor.restart()
-
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Runs once the IOLoop is up. Never waits on cloudflared: the server starts at once."""
         if self.tunnel_mode == "off":
             return
         if self.config_errors:
             self.supervisor.fail(
-                TunnelError(
+                Problem(
                     "invalid_config",
                     "; ".join(e.message for e in self.config_errors),
-                    retry=False,
                 )
             )
             return
@@ -370,16 +342,16 @@ class ColabTunnelApp(ExtensionApp):
 
     async def stop_extension(self) -> None:
         await self.supervisor.stop()
-        if self._gpu_sampler is not None:
-            await self._gpu_sampler.close()
+        await self.gpu.close()
 
     def initialize_handlers(self) -> None:
-        from .handlers import default_handlers
-
         self.handlers.extend(default_handlers)
 
 
 _SECRET_TRAITS = frozenset({"tunnel_token"})
+
+# Deprecated setting name -> its replacement.
+RENAMED = {"extra_args": "cloudflared_args"}
 
 
 def _allowed_values(trait: Any) -> str:
@@ -394,3 +366,14 @@ def _allowed_values(trait: Any) -> str:
     if low is not None:
         return f"a number >= {low}"
     return ""
+
+
+def settings_help() -> str:
+    """Every ColabTunnelApp setting with its help and default (`jupyter server --help-all`
+    leaves extensions out)."""
+    own = ColabTunnelApp.class_own_traits(config=True)
+    return "\n".join(ColabTunnelApp.class_get_trait_help(trait) for _, trait in sorted(own.items()))
+
+
+if __name__ == "__main__":
+    print(settings_help())

@@ -25,10 +25,17 @@ class SharedSample(Generic[T]):
         self._value: T | None = None
         self._taken_at = float("-inf")
         self._inflight: asyncio.Future[T] | None = None
-        self.reads = 0
+
+    @property
+    def ready(self) -> bool:
+        """True when `get` starts no read: a fresh value is kept, or a read is in flight."""
+        return self._inflight is not None or self._fresh()
+
+    def _fresh(self) -> bool:
+        return self._value is not None and time.monotonic() - self._taken_at < self.ttl
 
     async def get(self) -> T:
-        if self._value is not None and time.monotonic() - self._taken_at < self.ttl:
+        if self._value is not None and self._fresh():
             return self._value
         if self._inflight is None:
             self._inflight = asyncio.ensure_future(self._refresh())
@@ -38,7 +45,6 @@ class SharedSample(Generic[T]):
     async def _refresh(self) -> T:
         try:
             loop = asyncio.get_running_loop()
-            self.reads += 1
             value = await loop.run_in_executor(self._executor, self._read)
             self._value, self._taken_at = value, time.monotonic()
             return value

@@ -25,6 +25,7 @@ def connect_info(
             f'c.GatewayClient.url = "{gw}"\n'
             f'c.GatewayClient.auth_token = "{token}"\n'
             "c.GatewayClient.request_timeout = 120.0\n"
+            "c.GatewayClient.connect_timeout = 60.0\n"
         ),
         # jupyter-mcp-server talks to the *local* server (started with the command above),
         # whose kernels then run on this remote machine.

@@ -1,4 +1,8 @@
-"""Thin HTTP layer: authenticate, parse the request, ask a service, write JSON."""
+"""Thin HTTP layer: authenticate, parse the request, ask a service, write JSON.
+
+The app puts its services into the tornado settings (as jupyter_server_terminals does with its
+manager); `ColabServicesMixin` gives handlers typed access to them. HTTP decisions live here.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +14,67 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from .tunnel.service import TUNNEL_ACTIONS, TunnelAction
+
 if TYPE_CHECKING:
-    from .app import ColabTunnelApp
+    from .gpu_service import GpuService
+    from .status import StatusReporter
+    from .tunnel.service import TunnelService
 
 AUTH_RESOURCE = "colab"
+NO_CREDENTIALS = (
+    "The Jupyter token is missing or wrong. Send the server's token in the header "
+    "`Authorization: token <token>`."
+)
+MAX_LOG_LINES = 100_000
+
+# The keys under which the app hands its services to the handlers.
+TUNNEL_SETTING = "colab_tunnel"
+GPU_SETTING = "colab_gpu"
+STATUS_SETTING = "colab_status"
 
 
-class ColabHandler(ExtensionHandlerMixin, APIHandler):
+class ColabServicesMixin:
+    """Typed access to the services the app put into the tornado settings."""
+
+    settings: dict[str, Any]
+
+    @property
+    def tunnel(self) -> TunnelService:
+        return cast("TunnelService", self.settings[TUNNEL_SETTING])
+
+    @property
+    def gpu(self) -> GpuService:
+        return cast("GpuService", self.settings[GPU_SETTING])
+
+    @property
+    def status_reporter(self) -> StatusReporter:
+        return cast("StatusReporter", self.settings[STATUS_SETTING])
+
+
+class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):
     """Base of the /colab endpoints: JSON in and out, `colab` permission resource."""
 
     auth_resource = AUTH_RESOURCE
 
-    @property
-    def colab(self) -> ColabTunnelApp:
-        return cast("ColabTunnelApp", self.extensionapp)
+    def check_xsrf_cookie(self) -> None:
+        """XSRF as Jupyter checks it; a request with no valid credentials hears about the token.
+
+        A POST with a wrong or missing token fails the XSRF check before authentication, and
+        "'_xsrf' argument missing from POST" sends users looking in the wrong place.
+        """
+        try:
+            super().check_xsrf_cookie()
+        except web.HTTPError as e:
+            if e.status_code == 403 and not self.current_user:
+                raise web.HTTPError(403, NO_CREDENTIALS) from None
+            raise
 
     def write_json(self, body: dict[str, Any]) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(body))
+        # A trailing newline: `curl` output then ends its line before the shell prompt.
+        self.finish(json.dumps(body) + "\n")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Jupyter's JSON error body, with the message as raised and `Allow` on a 405.
@@ -49,7 +95,7 @@ class ColabHandler(ExtensionHandlerMixin, APIHandler):
             message = exc.log_message
         self.set_header("Content-Type", "application/json")
         self.log.warning("wrote error: %r", message)
-        self.finish(json.dumps({"message": message, "reason": exc.reason}))
+        self.finish(json.dumps({"message": message, "reason": exc.reason or self._reason}) + "\n")
 
     def _allowed_methods(self) -> list[str]:
         return [
@@ -64,7 +110,7 @@ class StatusHandler(ColabHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.write_json(await self.colab.status_reporter.status())
+        self.write_json(await self.status_reporter.status())
 
 
 def _flag(value: str, name: str) -> bool:
@@ -81,11 +127,7 @@ class GpuHandler(ColabHandler):
     @authorized
     async def get(self) -> None:
         processes = _flag(self.get_query_argument("processes", "true"), "processes")
-        self.write_json(await self.colab.gpu_sampler.get(processes=processes))
-
-
-TUNNEL_ACTIONS = ("start", "stop", "restart")
-MAX_LOG_LINES = 100_000
+        self.write_json(await self.gpu.sample(processes=processes))
 
 
 class TunnelHandler(ColabHandler):
@@ -99,31 +141,48 @@ class TunnelHandler(ColabHandler):
             raise web.HTTPError(400, f"logs must be a whole number, not {raw!r}") from None
         if not 0 <= logs <= MAX_LOG_LINES:
             raise web.HTTPError(400, f"logs must be between 0 and {MAX_LOG_LINES}")
-        self.write_json(self.colab.tunnel_snapshot(logs=logs))
+        self.write_json(self.tunnel.snapshot(logs=logs))
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"")
-        except (ValueError, UnicodeDecodeError):
+        action = _parse_action(self.request.body)
+        if not self.tunnel.enabled:
             raise web.HTTPError(
-                400, 'body must be JSON: {"action": "start|stop|restart"}'
-            ) from None
-        except RecursionError:  # nesting deeper than the parser's recursion limit
-            raise web.HTTPError(400, "body is nested too deeply") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, 'body must be a JSON object: {"action": "start|stop|restart"}')
-        action = body.get("action")
-        if not isinstance(action, str) or action not in TUNNEL_ACTIONS:
-            raise web.HTTPError(
-                400, f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {action!r}"
+                409, "tunnel_mode is 'off': set it to 'quick' or 'named' to run a tunnel"
             )
-        unknown = sorted(set(body) - {"action"})
-        if unknown:
-            raise web.HTTPError(400, f"unknown fields: {', '.join(map(str, unknown))}")
-        await self.colab.tunnel_action(action)
-        self.write_json(self.colab.tunnel_snapshot())
+        await self.tunnel.act(action)
+        self.write_json(self.tunnel.snapshot())
+
+
+_ACTION_FORM = '{"action": "start"} (or "stop", "restart")'
+
+
+def _parse_action(raw: bytes) -> TunnelAction:
+    if not raw.strip():
+        raise web.HTTPError(400, f"the body is empty: send JSON such as {_ACTION_FORM}")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise web.HTTPError(400, f"body must be JSON, such as {_ACTION_FORM}") from None
+    except RecursionError:  # nesting deeper than the parser's recursion limit
+        raise web.HTTPError(400, "body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise web.HTTPError(400, f"body must be a JSON object, such as {_ACTION_FORM}")
+    action = body.get("action")
+    for known in TUNNEL_ACTIONS:
+        if action == known:
+            break
+    else:
+        if action is None:
+            raise web.HTTPError(400, f'the "action" field is missing: send {_ACTION_FORM}')
+        raise web.HTTPError(
+            400, f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {action!r}"
+        )
+    unknown = sorted(set(body) - {"action"})
+    if unknown:
+        raise web.HTTPError(400, f"unknown fields: {', '.join(map(str, unknown))}")
+    return known
 
 
 default_handlers: list[tuple[str, type[ColabHandler]]] = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -15,7 +14,8 @@ from .timefmt import iso_utc
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
-Section = Callable[[], Awaitable[dict[str, Any]]]
+    from .gpu_service import GpuService
+    from .tunnel.service import TunnelService
 
 # psutil and statvfs reads are cheap but can stall on a hung network disk: read off the loop,
 # at most once a second.
@@ -28,20 +28,16 @@ class StatusReporter:
         serverapp: ServerApp,
         started_at: float,
         runtime: dict[str, Any],
-        tunnel_section: Section,
-        gpu_section: Section,
+        tunnel: TunnelService,
+        gpu: GpuService,
     ) -> None:
         self._serverapp = serverapp
         self._started_at = started_at
         self._runtime = runtime
         root_dir = serverapp.root_dir
         self._resources = SharedSample(lambda: resources(root_dir), RESOURCES_TTL)
-        self._tunnel_section = tunnel_section
-        self._gpu_section = gpu_section
-
-    @property
-    def runtime(self) -> dict[str, Any]:
-        return self._runtime
+        self._tunnel = tunnel
+        self._gpu = gpu
 
     async def status(self) -> dict[str, Any]:
         uptime = time.time() - self._started_at
@@ -50,6 +46,6 @@ class StatusReporter:
             "server": server_section(self._serverapp, iso_utc(self._started_at) or "", uptime),
             "runtime": dict(self._runtime),
             "resources": await self._resources.get(),
-            "tunnel": await self._tunnel_section(),
-            "gpu": await self._gpu_section(),
+            "tunnel": self._tunnel.summary(),
+            "gpu": await self._gpu.summary(),
         }

@@ -6,9 +6,8 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
 import pytest
 from traitlets.config import Config
 
@@ -16,10 +15,22 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import openapi_check  # noqa: E402
-import run_audit  # noqa: E402
-from server_process import ServerProcess, start_server  # noqa: E402
-from tunnel_env import TunnelServer, start_tunnel_server  # noqa: E402
+import run_audit  # noqa: E402  (light: the session-wide hooks below use it)
+
+if TYPE_CHECKING:
+    from server_process import ServerProcess
+    from tunnel_env import TunnelServer
+
+# Fixtures that start real processes: a test that uses one is an end-to-end test.
+REAL_PROCESS_FIXTURES = frozenset({"server_factory", "tunnel_server", "live"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark real-process tests `e2e` even where the module forgot to, so that
+    `pytest -m "not e2e and not bench"` is always the fast unit layer."""
+    for item in items:
+        if REAL_PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture
@@ -45,6 +56,8 @@ def jp_server_config(colab_config: dict[str, Any]) -> Config:
 @pytest.fixture
 def jp_fetch(jp_fetch: Any, jp_base_url: str) -> Any:
     """pytest-jupyter's jp_fetch; every /colab/ answer is held to docs/openapi.yaml."""
+    import openapi_check  # jsonschema and the spec load only for tests that fetch
+
     return openapi_check.validating_fetch(
         jp_fetch, jp_base_url, lambda body: run_audit.AUDIT.observe(body, "a jp_fetch response")
     )
@@ -71,10 +84,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if run_audit.AUDIT.basetemp is None:  # no test ran
         return
     problems = run_audit.AUDIT.finish()
+    openapi_check = sys.modules.get("openapi_check")
+    validated = openapi_check.STATS["validated"] if openapi_check else 0
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and reporter.verbosity >= -1:
         reporter.write_line(
-            f"\nopenapi_check: {openapi_check.STATS['validated']} /colab/ responses matched "
+            f"\nopenapi_check: {validated} /colab/ responses matched "
             f"docs/openapi.yaml; run audit: {run_audit.AUDIT.bodies_checked} outputs and "
             f"{run_audit.AUDIT.cmdlines_checked} cloudflared command lines free of secrets"
         )
@@ -97,6 +112,8 @@ def colab_app(jp_serverapp: Any, jp_asyncio_loop: Any) -> Any:
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     """Start real `jupyter server` processes; every one is stopped and reaped at teardown."""
+    from server_process import start_server
+
     started: list[ServerProcess] = []
 
     def factory(**kwargs: Any) -> ServerProcess:
@@ -113,6 +130,9 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def tunnel_server(tmp_path: Path) -> Iterator[Any]:
     """Start real servers with the cloudflared stand-in; at teardown none may be left."""
+    import psutil
+    from tunnel_env import start_tunnel_server
+
     started: list[TunnelServer] = []
 
     def factory(**kwargs: Any) -> TunnelServer:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A stand-in for the ``cloudflared`` binary (version 2026.8.2), for tests.
 
-It follows ``/work/shared/reference/cloudflared.md`` (command line, flag placement, log lines,
+It behaves as the real binary does (command line, flag placement, log lines,
 the quick-tunnel URL box, the metrics server, exit codes and signals) and really forwards HTTP
 and WebSocket traffic: a local "edge" port on 127.0.0.1 stands in for the public hostname.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ TRAITS = {
     "public_hostname": "",
     "protocol": "auto",
     "edge_ip_version": "auto",
-    "extra_args": [],
+    "cloudflared_args": [],
     "restart_backoff_initial": 1.0,
     "restart_backoff_max": 60.0,
     "max_restarts": 10,
@@ -52,18 +54,35 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert app.config_errors == []
 
 
-def test_every_trait_is_configurable_and_documented() -> None:
-    own = {n for n, t in ColabTunnelApp.class_traits(config=True).items() if n in TRAITS}
-    assert own == set(TRAITS)
-    for name in TRAITS:
-        trait = ColabTunnelApp.class_traits()[name]
-        assert len(trait.help) > 20, name
+OWN_TRAITS = ColabTunnelApp.class_own_traits(config=True)
 
 
-def test_docs_list_every_trait() -> None:
+def test_the_defaults_above_cover_every_setting() -> None:
+    assert set(OWN_TRAITS) == set(TRAITS)
+
+
+@pytest.mark.parametrize("name", sorted(OWN_TRAITS))
+def test_every_setting_has_help(name: str) -> None:
+    assert len(OWN_TRAITS[name].help) > 20, name
+
+
+@pytest.mark.parametrize("name", sorted(OWN_TRAITS))
+def test_docs_list_every_setting(name: str) -> None:
     doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
-    for name in TRAITS:
-        assert f"`{name}`" in doc, name
+    assert f"`{name}`" in doc, name
+
+
+def test_extra_args_still_works_with_a_deprecation_warning(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = make_app(monkeypatch, extra_args=["--edge-ip-version", "4"])
+    assert app.cloudflared_args == ["--edge-ip-version", "4"]
+    assert app.config_errors == []
+    warning = "ColabTunnelApp.extra_args is deprecated: use ColabTunnelApp.cloudflared_args"
+    assert warning in capsys.readouterr().err
+    # The new name wins when both are given.
+    app = make_app(monkeypatch, extra_args=["--old"], cloudflared_args=["--new"])
+    assert app.cloudflared_args == ["--new"]
 
 
 def test_mode_defaults_to_named_with_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,13 +102,20 @@ def test_command_line_sets_traits(monkeypatch: pytest.MonkeyPatch) -> None:
         [
             "--ColabTunnelApp.protocol=http2",
             "--ColabTunnelApp.max_restarts=3",
-            "--ColabTunnelApp.extra_args=--edge",
-            "--ColabTunnelApp.extra_args=region1.v2.argotunnel.com:7844",
+            "--ColabTunnelApp.cloudflared_args=--edge",
+            "--ColabTunnelApp.cloudflared_args=region1.v2.argotunnel.com:7844",
         ]
     )
     assert app.protocol == "http2"
     assert app.max_restarts == 3
-    assert app.extra_args == ["--edge", "region1.v2.argotunnel.com:7844"]
+    assert app.cloudflared_args == ["--edge", "region1.v2.argotunnel.com:7844"]
+
+
+def test_command_line_accepts_the_old_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNNEL_TOKEN", raising=False)
+    app = ColabTunnelApp()
+    app.parse_command_line(["--ColabTunnelApp.extra_args=--edge-ip-version=4"])
+    assert app.cloudflared_args == ["--edge-ip-version=4"]
 
 
 @pytest.mark.parametrize(
@@ -122,3 +148,20 @@ def test_invalid_token_type_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> No
     (error,) = app.config_errors
     assert "123456789" not in error.message
     assert error.trait == "tunnel_token"
+
+
+@pytest.mark.e2e
+def test_settings_help_command_prints_every_setting() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_colab_tunnel.app"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for name, trait in OWN_TRAITS.items():
+        assert f"--ColabTunnelApp.{name}=" in out, name
+        assert trait.help.split()[0] in out
+    assert "answer_yes" not in out  # inherited, not ours
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    assert "python -m jupyter_colab_tunnel.app" in doc

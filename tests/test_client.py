@@ -60,7 +60,7 @@ async def test_reads_match_the_rest_api(
 ) -> None:
     url, token = remote
     install(monkeypatch, [FakeGpu.t4(processes=[FakeProcess(4242)]), FakeGpu.a100_mig()])
-    colab_app.gpu_sampler.cache_ttl = 30.0  # one sample for the client and for jp_fetch
+    colab_app.gpu.sampler.cache_ttl = 30.0  # one sample for the client and for jp_fetch
     client = ColabClient(url, token)
     sync = ColabClientSync(url, token)
 

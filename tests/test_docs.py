@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import asyncio
+import dataclasses
 import inspect
 import json
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ import pytest
 from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
-from jupyter_colab_tunnel.launcher import launch
-from jupyter_colab_tunnel.local.mcp_cli import add_mcp_parser
-from jupyter_colab_tunnel.tunnel.errors import HINTS
+from jupyter_colab_tunnel.launcher import Connection, launch
+from jupyter_colab_tunnel.launcher.cli import build_parser
+from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"
 NOTEBOOK = DOCS / "colab_setup.ipynb"
@@ -107,9 +108,14 @@ def test_relative_links_between_docs_resolve() -> None:
     assert not broken, broken
 
 
-@pytest.mark.parametrize("kind", sorted(HINTS))
+@pytest.mark.parametrize("kind", sorted(TUNNEL_KINDS))
 def test_troubleshooting_covers_every_error_kind(kind: str) -> None:
     assert f"`{kind}`" in (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("kind", GPU_KINDS)
+def test_gpu_guide_explains_every_error_kind(kind: str) -> None:
+    assert f"| `{kind}` |" in (DOCS / "gpu.md").read_text(encoding="utf-8")
 
 
 def test_settings_named_in_the_guides_exist() -> None:
@@ -124,6 +130,80 @@ def test_settings_named_in_the_guides_exist() -> None:
     assert gateway <= set(GatewayClient.class_trait_names(config=True)), gateway
 
 
+# ----- what users copy from the docs works ---------------------------------------------------
+
+ALL_PAGES = [Path(__file__).parent.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+CODE_BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+
+
+def _blocks(language: str) -> list[tuple[str, str]]:
+    found = []
+    for page in ALL_PAGES:
+        for lang, body in CODE_BLOCK.findall(page.read_text(encoding="utf-8")):
+            if lang == language:
+                found.append((page.name, body))
+    return found
+
+
+def test_json_blocks_parse() -> None:
+    blocks = _blocks("json")
+    assert blocks
+    for page, body in blocks:
+        try:
+            json.loads(body)
+        except ValueError as e:
+            raise AssertionError(f"{page}: {e}\n{body}") from None
+
+
+def test_python_blocks_compile() -> None:
+    blocks = _blocks("python")
+    assert blocks
+    for page, body in blocks:
+        # Notebook magics (%pip) are not Python; everything else must be.
+        source = "\n".join(ln for ln in body.splitlines() if not ln.lstrip().startswith(("%", "!")))
+        compile(source, page, "exec")
+
+
+def test_shell_blocks_are_valid_bash() -> None:
+    blocks = _blocks("bash")
+    assert blocks
+    for page, body in blocks:
+        result = subprocess.run(["bash", "-n"], input=body, capture_output=True, text=True)
+        assert result.returncode == 0, f"{page}: {result.stderr}\n{body}"
+
+
+def test_request_bodies_in_docs_are_json() -> None:
+    bodies = []
+    for page in ALL_PAGES:
+        text = page.read_text(encoding="utf-8")
+        bodies += [(page.name, b) for b in re.findall(r"-d '([^']*)'", text)]
+        bodies += [(page.name, b) for b in re.findall(r"POST `?(\{[^{}`]*\})", text)]
+    assert bodies
+    for page, body in bodies:
+        try:
+            json.loads(body)
+        except ValueError:
+            raise AssertionError(f"{page}: not JSON: {body}") from None
+
+
+def test_readme_links_every_guide() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(docs/([^)#\s]+)", readme))
+    shipped = {p.name for p in DOCS.iterdir() if p.suffix in (".md", ".yaml", ".ipynb")}
+    assert shipped <= linked, sorted(shipped - linked)
+
+
+def test_connection_attributes_named_in_the_guides_exist() -> None:
+    texts = [(DOCS / name).read_text(encoding="utf-8") for name in GUIDES]
+    texts += [cell.source for cell in _notebook().cells]
+    texts.append((DOCS.parent / "README.md").read_text(encoding="utf-8"))
+    used = set(re.findall(r"\bconn\.([A-Za-z_]+)", "\n".join(texts)))
+    assert {"gateway_url", "status", "stop", "wait", "token"} <= used
+    fields = {f.name for f in dataclasses.fields(Connection)}
+    missing = {name for name in used if name not in fields and not hasattr(Connection, name)}
+    assert not missing, missing
+
+
 # ----- docs/agents.md: the MCP configurations ----------------------------------------------
 
 AGENTS = DOCS / "agents.md"
@@ -133,12 +213,6 @@ SH_FENCE = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
 
 def _agents_configs() -> list[dict[str, Any]]:
     return [json.loads(block) for block in JSON_FENCE.findall(AGENTS.read_text(encoding="utf-8"))]
-
-
-def _mcp_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jupyter colab-tunnel")
-    add_mcp_parser(parser.add_subparsers(dest="command", required=True))
-    return parser
 
 
 def test_agents_json_configs_parse_and_pair_both_servers() -> None:
@@ -151,7 +225,7 @@ def test_agents_json_configs_parse_and_pair_both_servers() -> None:
         assert {"JUPYTER_URL", "JUPYTER_TOKEN"} <= set(servers["jupyter"]["env"])
         colab = servers["colab"]
         assert Path(colab["command"]).name == "jupyter-colab-tunnel"
-        args = _mcp_parser().parse_args(colab["args"])  # the real command line accepts them
+        args = build_parser().parse_args(colab["args"])  # the real command line accepts them
         assert args.command == "mcp"
         assert args.url.startswith("https://")
         # The token comes from a file or the environment, never from args.
@@ -167,7 +241,7 @@ def test_agents_claude_code_commands_use_the_real_command_line() -> None:
     ]:
         argv = shlex.split(line.split(" -- ", 1)[-1])
         start = argv.index("mcp")
-        args = _mcp_parser().parse_args(argv[start:])
+        args = build_parser().parse_args(argv[start:])
         assert args.url
         assert args.token_file
 

@@ -25,6 +25,8 @@ from e2e_kit import (
 from server_process import ServerProcess, free_port
 from tunnel_env import VALID_TOKEN, TunnelServer
 
+pytestmark = pytest.mark.e2e
+
 NAMED_HOST = "jupyter.example.com"
 
 

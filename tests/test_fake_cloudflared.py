@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import fake_cloudflared
 
+pytestmark = pytest.mark.e2e
+
 FAKE = Path(fake_cloudflared.__file__).resolve()
 URL_RE = re.compile(r"https://[a-z0-9-]+\.trycloudflare\.com")
 TS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"

@@ -25,6 +25,8 @@ from tunnel_env import TunnelServer
 
 from jupyter_colab_tunnel.tunnel.supervisor import MAX_LINE
 
+pytestmark = pytest.mark.e2e
+
 
 class ChildWatch:
     """Counts the server's live cloudflared children every few milliseconds, in a thread."""

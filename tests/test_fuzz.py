@@ -37,7 +37,7 @@ FLAGS = ("1", "true", "yes", "on", *OFF)
 MAX_LOG_LINES = 100_000
 
 # A failing example of the 100 000-deep body is large to print; that is not a problem.
-pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Generating overly large repr")]
 
 FUZZ = settings(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),

@@ -1,15 +1,16 @@
-"""NVML reader and sampler: the real no-GPU path of this machine, then a patched pynvml."""
+"""NVML reader and sampler: the real path of this machine (GPU or not), then a patched pynvml."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +21,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_nvml import ERROR_KEYS, FakeGpu, FakeNvml, FakeProcess, MiB, install
+from real_nvml import DEVICE_KEYS, REAL, SAMPLE_KEYS, assert_real_sample, real_summary
 
-from jupyter_colab_tunnel import gpu
-from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader, summary
+from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader, NvmlThread, summary
+from jupyter_colab_tunnel.gpu.__main__ import main as smoke_check
+from jupyter_colab_tunnel.problems import HINTS
 
 REPO = Path(__file__).resolve().parent.parent
-
-SAMPLE_KEYS = {
-    "available",
-    "count",
-    "driver_version",
-    "cuda_driver_version",
-    "sampled_at",
-    "error",
-    "devices",
-}
-DEVICE_KEYS = {
-    "index",
-    "name",
-    "uuid",
-    "pci_bus_id",
-    "lost",
-    "memory",
-    "utilization",
-    "temperature_c",
-    "power_w",
-    "power_limit_w",
-    "fan_percent",
-    "clocks_mhz",
-    "mig_mode",
-    "processes",
-}
 
 
 class Clock:
@@ -84,76 +61,77 @@ def counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     return calls
 
 
-# --- the real library on this machine (no GPU, no libnvidia-ml.so.1) -------------------------
+def samples_read(fake: FakeNvml) -> int:
+    """Samples that reached the (fake) driver: each one asks for the device count once."""
+    return fake.calls["nvmlDeviceGetCount"]
 
 
-def test_real_no_gpu_sample() -> None:
-    reader = NvmlReader()
-    sample = reader.sample()
-    assert set(sample) == SAMPLE_KEYS
-    assert sample["available"] is False
-    assert sample["count"] == 0
-    assert sample["devices"] == []
-    assert sample["driver_version"] is None
-    assert sample["cuda_driver_version"] is None
-    assert sample["error"]["kind"] == "no_library"
-    assert sample["error"]["message"] == "NVML Shared Library Not Found"
-    assert "libnvidia-ml.so.1" in sample["error"]["hint"]
-    assert "Runtime > Change runtime type" in sample["error"]["hint"]
-    sampled_at = datetime.fromisoformat(sample["sampled_at"])
-    assert sampled_at.utcoffset() == timezone.utc.utcoffset(None)
-    assert abs((datetime.now(timezone.utc) - sampled_at).total_seconds()) < 60
-    json.dumps(sample)  # plain JSON
-    assert reader.initialised is False
-    reader.shutdown()  # not initialised: nothing to release, no error
+# --- the real library of this machine: no GPU (the classified error) or its GPUs ------------
 
 
-def test_real_no_gpu_init_retried_at_most_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    inits = counting(monkeypatch, "nvmlInit")
+def test_real_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     shutdowns = counting(monkeypatch, "nvmlShutdown")
+    reader = NvmlReader()
+    assert_real_sample(reader.sample())
+    assert_real_sample(reader.sample(processes=False), processes=False)
+    reader.shutdown()
+    reader.shutdown()
+    # Released once, and only where it was taken.
+    assert len(shutdowns) == (1 if REAL.driver else 0)
+
+
+def test_real_init_retried_at_most_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    inits = counting(monkeypatch, "nvmlInit")
     clock = Clock()
     reader = NvmlReader(clock=clock)
     assert reader.retry_interval == 30.0
     first = reader.sample()
     second = reader.sample(processes=False)
-    assert len(inits) == 1  # the second call within 30 s reuses the remembered failure
+    assert len(inits) == 1  # a failure is remembered for 30 s; a success is kept
     assert second["error"] == first["error"]
     clock.now += 29.9
     reader.sample()
     assert len(inits) == 1
     clock.now += 0.2
-    assert reader.sample()["error"]["kind"] == "no_library"
-    assert len(inits) == 2
+    assert_real_sample(reader.sample())
+    assert len(inits) == (1 if REAL.driver else 2)
     reader.shutdown()
-    assert shutdowns == []
 
 
-def test_real_no_gpu_retry_interval_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_retry_interval_zero(monkeypatch: pytest.MonkeyPatch) -> None:
     inits = counting(monkeypatch, "nvmlInit")
     reader = NvmlReader(retry_interval=0)
     for _ in range(3):
-        reader.sample()
-    assert len(inits) == 3
+        assert_real_sample(reader.sample())
+    assert len(inits) == (1 if REAL.driver else 3)
+    reader.shutdown()
 
 
-def test_real_no_gpu_default_clock_within_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_default_clock_within_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     inits = counting(monkeypatch, "nvmlInit")
     reader = NvmlReader()
     reader.sample()
     reader.sample()
     assert len(inits) == 1
+    reader.shutdown()
 
 
 def test_real_tpu_runtime() -> None:
-    sample = NvmlReader(tpu_type="v5e-1").sample()
+    reader = NvmlReader(tpu_type="v5e-1")
+    sample = reader.sample()
+    reader.shutdown()
+    if REAL.driver:  # NVML works: the GPUs are reported, whatever the runtime claims
+        assert_real_sample(sample)
+        return
     assert sample["available"] is False
     assert sample["devices"] == []
     error = sample["error"]
     assert error["kind"] == "tpu_runtime"
     assert error["message"] == "This is a TPU runtime (v5e-1): NVIDIA GPUs are not available"
-    assert error["hint"]
+    assert error["hint"] == HINTS["tpu_runtime"]
 
 
+@pytest.mark.e2e
 def test_real_cli_subprocess() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for args in ([], ["--no-processes"]):
@@ -166,18 +144,102 @@ def test_real_cli_subprocess() -> None:
             check=False,
         )
         assert proc.returncode == 0, proc.stderr
-        sample = json.loads(proc.stdout)
-        assert set(sample) == SAMPLE_KEYS
-        assert sample["available"] is False
-        assert sample["error"]["kind"] == "no_library"
+        assert proc.stderr == ""  # no runpy warning, no traceback
+        assert_real_sample(json.loads(proc.stdout), processes=not args)
         assert proc.stdout.startswith('{\n  "available"')  # indent 2
+
+
+def test_real_sampler() -> None:
+    async def run() -> list[dict[str, Any]]:
+        sampler = GpuSampler(NvmlReader(), cache_ttl=0)
+        try:
+            return [await sampler.get(), await sampler.get(processes=False)]
+        finally:
+            await sampler.close()
+
+    full, lean = asyncio.run(run())
+    assert_real_sample(full)
+    assert_real_sample(lean, processes=False)
+
+
+def test_real_summary() -> None:
+    reader = NvmlReader()
+    sample = reader.sample()
+    reader.shutdown()
+    out = summary(sample)
+    assert {key: out[key] for key in ("available", "count", "error")} == real_summary()
+    assert out["names"] == [device["name"] for device in sample["devices"]]
+    assert (out["memory_total"] > 0) is (REAL.count > 0)
+
+
+@pytest.mark.e2e
+def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> None:
+    """A meta-path hook sees every import attempted while a real ServerApp loads the extension."""
+    code = textwrap.dedent(
+        """
+        import asyncio, sys
+        attempted = []
+
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                top = name.split(".")[0]
+                if top in {"pynvml", "psutil"}:
+                    attempted.append(top)
+                return None
+
+        sys.meta_path.insert(0, Watch())
+        from jupyter_server.serverapp import ServerApp
+
+        async def serve():
+            app = ServerApp()
+            app.initialize(
+                argv=[
+                    "--ServerApp.jpserver_extensions={'jupyter_colab_tunnel': True}",
+                    "--ColabTunnelApp.tunnel_mode=off",
+                    "--port=0",
+                    "--no-browser",
+                ],
+                new_httpserver=True,
+            )
+            await app._post_start()
+            assert "jupyter_colab_tunnel.app" in sys.modules
+            await app._cleanup()
+
+        asyncio.run(serve())
+        print("start-up:", sorted(set(attempted)))
+        import jupyter_colab_tunnel.gpu  # the hook does see them: the GPU package needs both
+        print("gpu package:", sorted(set(attempted)))
+        """
+    )
+    dirs = {name: tmp_path / name for name in ("config", "data", "runtime")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "HOME": str(tmp_path),
+        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+        "JUPYTER_DATA_DIR": str(dirs["data"]),
+        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "start-up: []",
+        "gpu package: ['psutil', 'pynvml']",
+    ]
 
 
 def test_main_in_process(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = install(monkeypatch, [FakeGpu.t4(processes=[FakeProcess(os.getpid())])])
-    assert gpu.main(["--no-processes"]) == 0
+    assert smoke_check(["--no-processes"]) == 0
     sample = json.loads(capsys.readouterr().out)
     assert sample["available"] is True
     assert sample["devices"][0]["processes"] is None
@@ -470,7 +532,7 @@ def test_init_failure_kinds(monkeypatch: pytest.MonkeyPatch, error: Any, kind: s
     assert sample["driver_version"] is None
     assert sample["error"]["kind"] == kind
     assert sample["error"]["message"]
-    assert sample["error"]["hint"] == gpu._HINTS[kind]
+    assert sample["error"]["hint"] == HINTS[kind]
     if isinstance(error, type) and issubclass(error, pynvml.NVMLError):
         assert sample["error"]["message"] == str(error())
     # On a TPU machine any init failure reads as "this is a TPU".
@@ -514,12 +576,11 @@ def test_init_once_handles_cached_shutdown_once(monkeypatch: pytest.MonkeyPatch)
     assert fake.init_calls == 1
     assert fake.calls["nvmlDeviceGetHandleByIndex"] == 2
     assert fake.calls["nvmlSystemGetDriverVersion"] == 1
-    assert reader.initialised
+    assert fake.refcount == 1
     reader.shutdown()
     reader.shutdown()
     assert fake.shutdown_calls == 1
     assert fake.refcount == 0
-    assert not reader.initialised
     # A later sample initialises again (and releases nothing it did not take).
     assert reader.sample()["available"] is True
     assert fake.init_calls == 2
@@ -557,24 +618,22 @@ def test_fake_rejects_unknown_error_keys() -> None:
 def test_sampler_shares_one_in_flight_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = install(monkeypatch, [FakeGpu.t4(), FakeGpu.a100_mig()], per_call_delay=0.002)
 
-    async def main() -> tuple[list[dict[str, Any]], int]:
+    async def main() -> list[dict[str, Any]]:
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
         results = await asyncio.gather(*(sampler.get() for _ in range(20)))
-        taken = sampler.samples_taken
         await sampler.close()
-        return results, taken
+        return results
 
-    results, taken = asyncio.run(main())
-    assert taken == 1
+    results = asyncio.run(main())
     assert fake.init_calls == 1
-    assert fake.calls["nvmlDeviceGetCount"] == 1
+    assert samples_read(fake) == 1
     assert all(r == results[0] for r in results)
     assert results[0]["count"] == 2
     assert fake.shutdown_calls == 1
 
 
 def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, [FakeGpu()])
+    fake = install(monkeypatch, [FakeGpu()])
 
     async def main() -> list[int]:
         sampler = GpuSampler(NvmlReader(), cache_ttl=60)
@@ -582,16 +641,16 @@ def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
         first = await sampler.get()
         second = await sampler.get()
         assert second["sampled_at"] == first["sampled_at"]
-        taken.append(sampler.samples_taken)  # reused within the TTL
+        taken.append(samples_read(fake))  # reused within the TTL
         sampler.cache_ttl = 0.05
         await asyncio.sleep(0.1)
         third = await sampler.get()
         assert third["sampled_at"] != first["sampled_at"]
-        taken.append(sampler.samples_taken)  # new sample after the TTL
+        taken.append(samples_read(fake))  # new sample after the TTL
         sampler.cache_ttl = 0
         await sampler.get()
         await sampler.get()
-        taken.append(sampler.samples_taken)  # TTL 0: always fresh
+        taken.append(samples_read(fake))  # TTL 0: always fresh
         await sampler.close()
         return taken
 
@@ -607,12 +666,12 @@ def test_sampler_processes_flag(monkeypatch: pytest.MonkeyPatch) -> None:
         with_p, without_p, without_p2 = await asyncio.gather(
             sampler.get(), sampler.get(processes=False), sampler.get(processes=False)
         )
-        assert sampler.samples_taken == 1
+        assert samples_read(fake) == 1
         assert with_p["devices"][0]["processes"][0]["pid"] == os.getpid()
         assert without_p["devices"][0]["processes"] is None
         assert without_p2["devices"][0]["processes"] is None
         assert (await sampler.get(processes=False))["devices"][0]["processes"] is None
-        assert sampler.samples_taken == 1
+        assert samples_read(fake) == 1
         await sampler.close()
 
         # A sample without processes never serves a caller that wants them.
@@ -621,7 +680,7 @@ def test_sampler_processes_flag(monkeypatch: pytest.MonkeyPatch) -> None:
         # Only the first sampler's sample queried processes.
         assert fake.calls["nvmlDeviceGetComputeRunningProcesses"] == 1
         assert (await sampler.get())["devices"][0]["processes"] is not None
-        assert sampler.samples_taken == 2
+        assert samples_read(fake) == 3  # one by the first sampler, two by this one
         await sampler.close()
 
     asyncio.run(main())
@@ -643,8 +702,6 @@ def test_sampler_runs_nvml_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_sampler_with_given_executor_and_slow_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    import concurrent.futures
-
     fake = install(monkeypatch, [FakeGpu()] * 2, per_call_delay=0.01)
 
     async def main() -> float:
@@ -664,7 +721,7 @@ def test_sampler_with_given_executor_and_slow_driver(monkeypatch: pytest.MonkeyP
 
 
 def test_sampler_cancelled_caller_does_not_cancel_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, [FakeGpu()], per_call_delay=0.005)
+    fake = install(monkeypatch, [FakeGpu()], per_call_delay=0.005)
 
     async def main() -> None:
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
@@ -675,7 +732,7 @@ def test_sampler_cancelled_caller_does_not_cancel_others(monkeypatch: pytest.Mon
         result = await second
         assert result["available"] is True
         assert first.cancelled()
-        assert sampler.samples_taken == 1
+        assert samples_read(fake) == 1
         await sampler.close()
 
     asyncio.run(main())
@@ -684,7 +741,7 @@ def test_sampler_cancelled_caller_does_not_cancel_others(monkeypatch: pytest.Mon
 def test_sampler_shares_one_sample_and_views_without_processes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    install(monkeypatch, [FakeGpu(processes=[FakeProcess(1)])])
+    fake = install(monkeypatch, [FakeGpu(processes=[FakeProcess(1)])])
 
     async def main() -> None:
         sampler = GpuSampler(NvmlReader(), cache_ttl=60)
@@ -694,7 +751,7 @@ def test_sampler_shares_one_sample_and_views_without_processes(
         view = await sampler.get(processes=False)
         assert view["devices"][0]["processes"] is None
         assert first["devices"][0]["processes"][0]["pid"] == 1  # the shared sample is untouched
-        assert sampler.samples_taken == 1
+        assert samples_read(fake) == 1
         await sampler.close()
 
     asyncio.run(main())
@@ -718,16 +775,112 @@ def test_close_does_not_wait_for_a_hung_driver(monkeypatch: pytest.MonkeyPatch) 
     assert elapsed < GpuSampler.CLOSE_TIMEOUT + 0.5
 
 
-def test_sampler_without_gpu() -> None:
+# --- after close(): the server is shutting down ---------------------------------------------
+
+
+def assert_shutting_down(sample: dict[str, Any]) -> None:
+    assert set(sample) == SAMPLE_KEYS
+    assert sample["available"] is False
+    assert sample["count"] == 0
+    assert sample["devices"] == []
+    assert sample["error"]["kind"] == "shutting_down"
+    assert sample["error"]["message"]
+    assert sample["error"]["hint"] == HINTS["shutting_down"]
+    assert summary(sample)["error"] == "shutting_down"
+
+
+def test_get_after_close_answers_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the closed NVML thread used to accept the read and never run it.
+    fake = install(monkeypatch, [FakeGpu.t4()])
+
+    async def main() -> list[dict[str, Any]]:
+        sampler = GpuSampler(NvmlReader(), cache_ttl=0)
+        assert (await sampler.get())["available"] is True
+        await sampler.close()
+        await sampler.close()  # jupyter_server may stop an extension twice
+        return [await asyncio.wait_for(sampler.get(processes=flag), 5) for flag in (True, False)]
+
+    for sample in asyncio.run(main()):
+        assert_shutting_down(sample)
+    assert samples_read(fake) == 1  # nothing reached NVML after close
+    assert fake.shutdown_calls == 1
+    assert fake.refcount == 0
+
+
+def test_read_queued_behind_close_does_not_start_nvml_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = install(monkeypatch, [FakeGpu.t4()])
+
     async def main() -> dict[str, Any]:
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
-        try:
-            return await sampler.get()
-        finally:
-            await sampler.close()
+        getting = asyncio.ensure_future(sampler.get())
+        await asyncio.sleep(0)  # get() is past its check; its read is scheduled, not submitted
+        await sampler.close()  # close's NVML shutdown is queued first, the read after it
+        return await asyncio.wait_for(getting, 5)
 
-    sample = asyncio.run(main())
-    assert sample["error"]["kind"] == "no_library"
+    assert_shutting_down(asyncio.run(main()))
+    assert fake.init_calls == 0
+    assert samples_read(fake) == 0
+
+
+def test_close_with_given_executor_leaves_it_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = install(monkeypatch, [FakeGpu.t4()])
+
+    async def main(pool: concurrent.futures.Executor) -> dict[str, Any]:
+        sampler = GpuSampler(NvmlReader(), cache_ttl=0, executor=pool)
+        await sampler.get()
+        await sampler.close()
+        return await asyncio.wait_for(sampler.get(), 5)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert_shutting_down(asyncio.run(main(pool)))
+        assert pool.submit(lambda: 42).result(timeout=5) == 42  # the owner's, not ours to stop
+    assert fake.refcount == 0
+
+
+def nvml_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == "nvml"}
+
+
+def test_nvml_thread_refuses_work_after_shutdown() -> None:
+    before = nvml_threads()
+    executor = NvmlThread()
+    assert len(nvml_threads() - before) == 1
+    assert executor.submit(pow, 2, 10).result(timeout=5) == 1024
+    executor.shutdown(wait=True)
+    executor.shutdown()  # idempotent
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        executor.submit(pow, 2, 3)
+    assert nvml_threads() <= before  # its thread has ended
+
+
+def test_nvml_thread_runs_queued_work_then_stops_or_cancels_it() -> None:
+    for cancel in (False, True):
+        executor = NvmlThread()
+        gate = threading.Event()
+        blocking = executor.submit(gate.wait, 5)
+        while not blocking.running():  # on the thread now, so only `queued` waits in the queue
+            time.sleep(0.001)
+        queued = executor.submit(pow, 3, 2)
+        executor.shutdown(wait=False, cancel_futures=cancel)
+        gate.set()
+        assert blocking.result(timeout=5) is True
+        if cancel:
+            assert queued.cancelled()
+        else:
+            assert queued.result(timeout=5) == 9
+        executor.shutdown(wait=True)
+
+
+def test_nvml_thread_passes_exceptions_back() -> None:
+    executor = NvmlThread()
+    try:
+        with pytest.raises(ZeroDivisionError):
+            executor.submit(divmod, 1, 0).result(timeout=5)
+        assert executor.submit(divmod, 7, 2).result(timeout=5) == (3, 1)
+    finally:
+        executor.shutdown()
 
 
 # --- summary --------------------------------------------------------------------------------
@@ -757,17 +910,6 @@ def test_summary_sums_memory(monkeypatch: pytest.MonkeyPatch) -> None:
         "memory_total": (15360 + 40960) * MiB,
         "memory_used": 1024 * MiB,
         "error": None,
-    }
-
-
-def test_summary_without_gpu() -> None:
-    assert summary(NvmlReader().sample()) == {
-        "available": False,
-        "count": 0,
-        "names": [],
-        "memory_total": 0,
-        "memory_used": 0,
-        "error": "no_library",
     }
 
 

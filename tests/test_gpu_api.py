@@ -7,8 +7,14 @@ import json
 from typing import Any
 
 import pytest
-from fake_nvml import FakeGpu, FakeProcess, install
+from fake_nvml import FakeGpu, FakeNvml, FakeProcess, install
+from real_nvml import assert_real_sample, real_summary
 from tornado.httpclient import HTTPClientError
+
+
+def samples_read(fake: FakeNvml) -> int:
+    """Samples that reached the (fake) driver: each one asks for the device count once."""
+    return fake.calls["nvmlDeviceGetCount"]
 
 
 async def get_json(jp_fetch: Any, *path: str, **kwargs: Any) -> Any:
@@ -18,24 +24,14 @@ async def get_json(jp_fetch: Any, *path: str, **kwargs: Any) -> Any:
     return json.loads(r.body)
 
 
-async def test_real_no_gpu_path(jp_fetch: Any, colab_app: Any) -> None:
-    # No patching: this machine has no NVIDIA driver library.
+async def test_real_path(jp_fetch: Any, colab_app: Any) -> None:
+    # No patching: this machine's NVML, with or without a GPU.
     body = await get_json(jp_fetch, "colab", "gpu")
-    assert body["available"] is False
-    assert body["count"] == 0
-    assert body["devices"] == []
-    assert body["error"]["kind"] == "no_library"
-    assert "NVML Shared Library Not Found" in body["error"]["message"]
-    assert body["error"]["hint"]
+    assert_real_sample(body)
     status = await get_json(jp_fetch, "colab", "status")
-    assert status["gpu"] == {
-        "available": False,
-        "count": 0,
-        "names": [],
-        "memory_total": 0,
-        "memory_used": 0,
-        "error": "no_library",
-    }
+    gpu = status["gpu"]
+    assert {key: gpu[key] for key in ("available", "count", "error")} == real_summary()
+    assert gpu["names"] == [device["name"] for device in body["devices"]]
 
 
 async def test_gpu_needs_credentials(jp_fetch: Any, colab_app: Any) -> None:
@@ -83,11 +79,10 @@ async def test_processes_false(
 async def test_concurrent_requests_share_one_sample(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.01)
-    colab_app.gpu_sampler.cache_ttl = 5.0
-    before = colab_app.gpu_sampler.samples_taken
+    fake = install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.01)
+    colab_app.gpu.sampler.cache_ttl = 5.0
     bodies = await asyncio.gather(*(get_json(jp_fetch, "colab", "gpu") for _ in range(16)))
-    assert colab_app.gpu_sampler.samples_taken - before == 1
+    assert samples_read(fake) == 1
     assert len({b["sampled_at"] for b in bodies}) == 1
 
 
@@ -95,7 +90,7 @@ async def test_slow_driver_does_not_block_the_server(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = install(monkeypatch, [FakeGpu.t4()] * 4, per_call_delay=0.05)
-    colab_app.gpu_sampler.cache_ttl = 0.0
+    colab_app.gpu.sampler.cache_ttl = 0.0
     order: list[str] = []
 
     async def gpu() -> None:
@@ -111,3 +106,34 @@ async def test_slow_driver_does_not_block_the_server(
 
     await asyncio.gather(gpu(), api_status())
     assert order == ["api", "gpu"]
+
+
+async def test_requests_during_shutdown_answer_at_once(
+    jp_fetch: Any, colab_app: Any, jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: jupyter_server stops extensions before its HTTP server (and then shuts the
+    # kernels down); a GPU request in that window used to wait forever on the closed NVML thread.
+    fake = install(monkeypatch, [FakeGpu.t4()])
+    colab_app.gpu.sampler.cache_ttl = 0.0
+    assert (await get_json(jp_fetch, "colab", "gpu"))["available"] is True
+    await jp_serverapp.cleanup_extensions()
+    assert fake.refcount == 0  # NVML was released
+    body = await asyncio.wait_for(get_json(jp_fetch, "colab", "gpu"), 10)
+    assert body["available"] is False
+    assert body["error"]["kind"] == "shutting_down"
+    assert body["error"]["hint"]
+    status = await asyncio.wait_for(get_json(jp_fetch, "colab", "status"), 10)
+    assert status["gpu"]["error"] == "shutting_down"
+    assert samples_read(fake) == 1
+
+
+async def test_requests_after_shutdown_never_start_nvml(
+    jp_fetch: Any, colab_app: Any, jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No GPU request before shutdown: the sampler was never made and must not be made now.
+    fake = install(monkeypatch, [FakeGpu.t4()])
+    await jp_serverapp.cleanup_extensions()
+    body = await asyncio.wait_for(get_json(jp_fetch, "colab", "gpu"), 10)
+    assert body["error"]["kind"] == "shutting_down"
+    assert samples_read(fake) == 0
+    assert fake.refcount == 0

@@ -19,8 +19,8 @@ from openapi_spec_validator import validate
 from server_process import ServerProcess, free_port
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import gpu, handlers
-from jupyter_colab_tunnel.tunnel import errors, supervisor
+from jupyter_colab_tunnel import gpu, handlers, problems
+from jupyter_colab_tunnel.tunnel import supervisor
 
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -61,7 +61,7 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
 
 def test_spec_enums_are_the_codes() -> None:
     assert schema("TunnelState")["enum"] == list(supervisor.STATES)
-    assert set(schema("TunnelErrorKind")["enum"]) == set(errors.HINTS)
+    assert set(schema("TunnelErrorKind")["enum"]) == set(problems.TUNNEL_KINDS)
     assert schema("GpuErrorKind")["enum"] == list(gpu.ERROR_KINDS)
     post = openapi_check.spec()["paths"]["/colab/tunnel"]["post"]
     assert schema("TunnelAction")["properties"]["action"]["enum"] == list(handlers.TUNNEL_ACTIONS)
@@ -94,7 +94,7 @@ async def test_real_answers_validate(jp_fetch: Any, colab_app: Any) -> None:
 
 
 def _snapshot(colab_app: Any) -> dict[str, Any]:
-    body = colab_app.tunnel_snapshot(logs=3)
+    body = colab_app.tunnel.snapshot(logs=3)
     body["state"] = "ready"
     body["url"] = "https://a-b-c.trycloudflare.com"
     body["pid"] = 4242
@@ -175,7 +175,7 @@ def test_wrong_answers_are_rejected(
 
 
 def test_gpu_and_status_shapes(colab_app: Any) -> None:
-    sample = colab_app.gpu_sampler.reader.sample()
+    sample = colab_app.gpu.sampler.reader.sample()
     check_response("GET", "/colab/gpu", 200, JSON, json.dumps(sample).encode())
     sample["devices"] = [{"index": 0, "name": "T4"}]
     with pytest.raises(SpecViolation, match="devices/0"):
@@ -185,14 +185,14 @@ def test_gpu_and_status_shapes(colab_app: Any) -> None:
 async def test_drift_in_the_code_fails_jp_fetch(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = colab_app.tunnel_snapshot
+    real = colab_app.tunnel.snapshot
 
     def drifted(logs: int = 0) -> dict[str, Any]:
         body = copy.deepcopy(real(logs))
         body["uptime"] = 1.0  # a field the spec does not know
         return body  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(colab_app, "tunnel_snapshot", drifted)
+    monkeypatch.setattr(colab_app.tunnel, "snapshot", drifted)
     with pytest.raises(SpecViolation, match="uptime"):
         await jp_fetch("colab", "tunnel")
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import importlib.abc
 import os
 import sys
+from typing import Any
+
+import pytest
 
 from jupyter_colab_tunnel.runtime import (
     RuntimeProbe,
@@ -74,11 +79,41 @@ def test_gpu_from_driver_files() -> None:
     assert accelerator(probe({}, paths=("/proc/driver/nvidia/version",))) == "gpu"
 
 
-def test_real_probe_imports_nothing_heavy() -> None:
-    before = set(sys.modules)
-    info = runtime_info()
+HEAVY = ("google.colab", "jax", "tensorflow", "torch")
+
+
+class _ImportRecorder(importlib.abc.MetaPathFinder):
+    """Sees every attempted import, even of modules that are not installed."""
+
+    def __init__(self) -> None:
+        self.attempted: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        self.attempted.append(fullname)
+        return None  # let the real finders do the work
+
+
+def test_real_probe_attempts_no_heavy_import() -> None:
+    recorder = _ImportRecorder()
+    sys.meta_path.insert(0, recorder)
+    try:
+        info = runtime_info()
+    finally:
+        sys.meta_path.remove(recorder)
     assert info["python"].count(".") == 2
-    assert not {"google.colab", "jax", "tensorflow", "torch"} & (set(sys.modules) - before)
+    tried = [name for name in recorder.attempted if name.startswith(HEAVY)]
+    assert tried == []
+
+
+def test_the_import_recorder_sees_failed_imports() -> None:
+    recorder = _ImportRecorder()
+    sys.meta_path.insert(0, recorder)
+    try:
+        with pytest.raises(ImportError):
+            importlib.import_module("torch_that_is_not_installed")
+    finally:
+        sys.meta_path.remove(recorder)
+    assert "torch_that_is_not_installed" in recorder.attempted
 
 
 def test_real_resources(tmp_path: os.PathLike[str]) -> None:

@@ -24,6 +24,8 @@ import run_audit
 from server_process import ServerProcess
 from tunnel_env import FAST, VALID_TOKEN, TunnelServer, start_tunnel_server
 
+pytestmark = pytest.mark.e2e
+
 HERE = Path(__file__).resolve().parent
 
 OPERATIONS = [

@@ -10,7 +10,11 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from jupyter_colab_tunnel import __version__
+
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).parent.parent
 

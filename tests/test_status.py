@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ import psutil
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import __version__
+from jupyter_colab_tunnel import __version__, status
 
 ENDPOINTS = ["colab/status"]
 
@@ -76,12 +78,27 @@ async def test_status_fields(
     assert isinstance(body["gpu"], dict)
 
 
-async def test_resources_are_read_once_per_second(jp_fetch: Any, colab_app: Any) -> None:
-    reads = colab_app.status_reporter._resources
-    before = reads.reads
+async def test_resources_are_read_once_per_ttl_and_again_after_it(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    real = status.resources
+
+    def counting(root_dir: str) -> dict[str, Any]:
+        reads.append(root_dir)
+        return real(root_dir)
+
+    monkeypatch.setattr(status, "resources", counting)
+    monkeypatch.setattr(status, "RESOURCES_TTL", 0.3)
+    reporter = status.StatusReporter(
+        colab_app.serverapp, time.time(), {}, colab_app.tunnel, colab_app.gpu
+    )
     for _ in range(5):
-        await jp_fetch("colab/status")
-    assert reads.reads - before <= 1
+        await reporter.status()
+    assert len(reads) == 1
+    await asyncio.sleep(0.35)
+    await reporter.status()
+    assert len(reads) == 2
 
 
 @pytest.mark.parametrize("jp_base_url", ["/deep/base/path/"])

@@ -18,6 +18,8 @@ import psutil
 import pytest
 from tunnel_env import TUNNEL_ID, VALID_TOKEN, TunnelServer
 
+pytestmark = pytest.mark.e2e
+
 URL_RE = re.compile(r"^https://[a-z0-9-]+\.trycloudflare\.com$")
 
 
@@ -157,7 +159,7 @@ def test_invalid_token_is_not_retried(tunnel_server: Any) -> None:
 
 
 def test_misplaced_flag_is_bad_arguments(tunnel_server: Any) -> None:
-    ts = tunnel_server(traits={"extra_args": ["--bogus-flag"]})
+    ts = tunnel_server(traits={"cloudflared_args": ["--bogus-flag"]})
     body = ts.wait_state("failed")
     assert body["error"]["kind"] == "bad_arguments"
     assert body["error"]["message"] == (
@@ -167,8 +169,8 @@ def test_misplaced_flag_is_bad_arguments(tunnel_server: Any) -> None:
     assert len(ts.spawned_pids()) == 1
 
 
-def test_token_in_extra_args_is_refused_before_spawning(tunnel_server: Any) -> None:
-    ts = tunnel_server(traits={"extra_args": [f"--token={VALID_TOKEN}"]})
+def test_token_in_cloudflared_args_is_refused_before_spawning(tunnel_server: Any) -> None:
+    ts = tunnel_server(traits={"cloudflared_args": [f"--token={VALID_TOKEN}"]})
     body = ts.wait_state("failed")
     assert body["error"]["kind"] == "bad_arguments"
     assert ts.spawned_pids() == []
@@ -195,7 +197,7 @@ def test_metrics_port_in_use(tunnel_server: Any) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        ts = tunnel_server(traits={"extra_args": ["--metrics", f"127.0.0.1:{port}"]})
+        ts = tunnel_server(traits={"cloudflared_args": ["--metrics", f"127.0.0.1:{port}"]})
         body = ts.wait_state("backoff", "failed", error_kind="metrics_port_in_use")
     assert f"127.0.0.1:{port}" in body["error"]["message"]
     assert "address already in use" in body["error"]["message"]
@@ -316,7 +318,7 @@ def test_stop_start_restart_actions(tunnel_server: Any) -> None:
         (b'{"action": "explode"}', "action must be one of"),
         (b'{"action": 3}', "action must be one of"),
         (b'{"action": "stop", "extra": 1}', "unknown fields"),
-        (b"", "must be JSON"),
+        (b"", "the body is empty"),
     ],
 )
 def test_malformed_posts_are_400(tunnel_server: Any, body: bytes, fragment: str) -> None:

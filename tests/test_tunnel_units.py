@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 import pytest
+from traitlets.config import Config
 
 from jupyter_colab_tunnel.connect import connect_info, gateway_url
 from jupyter_colab_tunnel.tunnel.command import (
@@ -13,8 +15,8 @@ from jupyter_colab_tunnel.tunnel.command import (
     build_env,
     check_extra_args,
 )
+from jupyter_colab_tunnel.tunnel.errors import RATE_LIMIT_DELAY, min_delay, retryable
 from jupyter_colab_tunnel.tunnel.logs import (
-    RATE_LIMIT_DELAY,
     classify_exit,
     parse_line,
     redact,
@@ -69,10 +71,10 @@ def test_forbidden_extra_args(args: list[str]) -> None:
     error = check_extra_args(args)
     assert error is not None
     assert error.kind == "bad_arguments"
-    assert not error.retry
+    assert not retryable(error)
     flag = args[0].split("=")[0]
     assert f"-{flag.lstrip('-')}" in error.message
-    assert "x" not in error.message.split(":")[0].replace("extra_args", "")
+    assert "x" not in error.message.split(":")[0].replace("cloudflared_args", "")
 
 
 def test_allowed_extra_args() -> None:
@@ -120,7 +122,7 @@ def test_redact() -> None:
 def test_classify_usage_error_exit_zero() -> None:
     stdout = ["Incorrect Usage. flag provided but not defined: -bogus", "", "NAME:"]
     e = classify_exit(0, [], stdout)
-    assert (e.kind, e.retry) == ("bad_arguments", False)
+    assert (e.kind, retryable(e)) == ("bad_arguments", False)
     assert e.message == "Incorrect Usage. flag provided but not defined: -bogus"
     assert e.hint
 
@@ -129,7 +131,7 @@ def test_classify_invalid_token() -> None:
     e = classify_exit(
         255, ["Provided Tunnel token is not valid.", "See 'cloudflared tunnel run --help'."], []
     )
-    assert (e.kind, e.retry) == ("invalid_token", False)
+    assert (e.kind, retryable(e)) == ("invalid_token", False)
     assert e.message == "Provided Tunnel token is not valid."
 
 
@@ -141,7 +143,7 @@ def test_classify_dns_failure() -> None:
     e = classify_exit(
         1, [f"{TS} INF Requesting new quick Tunnel on trycloudflare.com...", line], []
     )
-    assert (e.kind, e.retry, e.message) == ("network", True, line)
+    assert (e.kind, retryable(e), e.message) == ("network", True, line)
 
 
 def test_classify_rate_limit() -> None:
@@ -152,8 +154,8 @@ def test_classify_rate_limit() -> None:
     ]
     e = classify_exit(1, lines, [])
     assert e.kind == "rate_limited"
-    assert e.retry
-    assert e.min_delay == RATE_LIMIT_DELAY
+    assert retryable(e)
+    assert min_delay(e) == RATE_LIMIT_DELAY
 
 
 def test_classify_metrics_port_in_use() -> None:
@@ -181,6 +183,16 @@ def test_connect_info() -> None:
     )
     assert info["mcp"]["mcpServers"]["jupyter"]["env"]["JUPYTER_URL"] == "http://localhost:8888"
     assert connect_info(None, "/") is None
+
+
+def test_printed_local_config_runs_and_sets_the_recommended_timeouts() -> None:
+    info = connect_info("https://a.trycloudflare.com", "/", "T")
+    assert info is not None
+    c: Any = Config()
+    exec(info["config"], {"c": c})  # what users paste into jupyter_lab_config.py
+    assert c.GatewayClient.url == "https://a.trycloudflare.com"
+    assert c.GatewayClient.request_timeout == 120.0
+    assert c.GatewayClient.connect_timeout == 60.0
 
 
 def test_line_splitter_bounds_lines() -> None:

@@ -33,20 +33,26 @@ class _RefuseToken(argparse.Action):
         )
 
 
+HELP = "serve MCP tools (status, GPU, tunnel) for AI agents over stdio"
+DESCRIPTION = (
+    "Serve MCP tools over stdio for an AI agent: colab_status, colab_gpu, colab_tunnel, "
+    "colab_tunnel_action and colab_wait_gpu_memory, each asking the remote server's /colab/* "
+    f"API. The token is read from --token-file, else from ${TOKEN_ENV}."
+)
+
+
 def add_mcp_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `mcp` subcommand to an argparse subparsers object."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "mcp",
-        # No prefixes: `--token SECRET` must not be taken for --token-file.
-        allow_abbrev=False,
-        help="serve MCP tools (status, GPU, tunnel) for AI agents over stdio",
-        description=(
-            "Serve MCP tools over stdio for an AI agent: colab_status, colab_gpu, "
-            "colab_tunnel, colab_tunnel_action and colab_wait_gpu_memory, each asking the "
-            "remote server's /colab/* API. The token is read from --token-file, else from "
-            f"${TOKEN_ENV}."
-        ),
-    )
+    parser: argparse.ArgumentParser = subparsers.add_parser("mcp", help=HELP)
+    configure_mcp_parser(parser)
+    return parser
+
+
+def configure_mcp_parser(parser: argparse.ArgumentParser) -> None:
+    """The `mcp` subcommand's description and options."""
+    parser.description = DESCRIPTION
+    # No prefixes: `--token SECRET` must not be taken for --token-file.
+    parser.allow_abbrev = False
     parser.add_argument(
         "--url",
         required=True,
@@ -60,7 +66,6 @@ def add_mcp_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=REQUEST_TIMEOUT,
         help=f"seconds for each request to the remote (default: {REQUEST_TIMEOUT:g})",
     )
-    return parser
 
 
 class _UsageError(Exception):

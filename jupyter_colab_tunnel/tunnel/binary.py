@@ -11,7 +11,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 
-from .errors import TunnelError
+from ..problems import Problem
 
 VERSION_RE = re.compile(r"cloudflared version (\S+)")
 DOWNLOAD_TIMEOUT = 30.0
@@ -27,7 +27,7 @@ class Binary:
 class BinaryUnavailable(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.error = TunnelError("binary_unavailable", message, retry=False)
+        self.error = Problem("binary_unavailable", message)
 
 
 def _check_executable(path: str, what: str) -> None:

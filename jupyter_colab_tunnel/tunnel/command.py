@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import TunnelError
+from ..problems import Problem
 
 # Flags that must never come from extra_args: the token would be visible in argv, and the
 # supervisor owns the origin and the log level it parses. (--metrics is allowed: the last one
@@ -35,16 +35,15 @@ class TunnelCommand:
     token: str = field(default="", repr=False)
 
 
-def check_extra_args(extra_args: Sequence[str]) -> TunnelError | None:
+def check_extra_args(extra_args: Sequence[str]) -> Problem | None:
     for arg in extra_args:
         name = arg.split("=", 1)[0]
         if name.startswith("-") and not name.startswith("--"):
             name = "-" + name  # urfave/cli accepts -flag as --flag
         if name in _FORBIDDEN_EXTRA:
-            return TunnelError(
+            return Problem(
                 "bad_arguments",
-                f"extra_args may not contain {name}: {_FORBIDDEN_EXTRA[name]}.",
-                retry=False,
+                f"cloudflared_args may not contain {name}: {_FORBIDDEN_EXTRA[name]}.",
             )
     return None
 

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import TunnelError
+from ..problems import Problem
 
 # The quick-tunnel URL from the box; the box width varies, so match the URL, not a column.
 # The DNS-failure line names https://api.trycloudflare.com/tunnel: the look-arounds and the
@@ -19,7 +19,6 @@ REGISTERED_RE = re.compile(r"Registered tunnel connection\b")
 LEVEL_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DBG|INF|WRN|ERR|FTL) ")
 
 _LEVELS = frozenset({"DBG", "INF", "WRN", "ERR", "FTL"})
-RATE_LIMIT_DELAY = 60.0
 
 
 @dataclass(frozen=True)
@@ -99,15 +98,15 @@ _NETWORK_MARKERS = (
 )
 
 
-def classify_line(line: str) -> TunnelError | None:
+def classify_line(line: str) -> Problem | None:
     """A live error from a line cloudflared printed while running (it retries on its own)."""
     _, message = split_level(line)
     if "error code: 1015" in message or "429 Too Many Requests" in message:
-        return TunnelError("rate_limited", message, retry=True, min_delay=RATE_LIMIT_DELAY)
+        return Problem("rate_limited", message)
     if "address already in use" in message and "metrics" in message:
-        return TunnelError("metrics_port_in_use", message)
+        return Problem("metrics_port_in_use", message)
     if any(marker in message for marker in _NETWORK_MARKERS):
-        return TunnelError("network", message)
+        return Problem("network", message)
     return None
 
 
@@ -127,21 +126,21 @@ def _last_message(lines: Sequence[str]) -> str:
 
 def classify_exit(
     returncode: int, stderr_tail: Sequence[str], stdout_tail: Sequence[str]
-) -> TunnelError:
+) -> Problem:
     """Turn an unrequested exit of cloudflared into a classified error."""
     usage = next((ln for ln in stdout_tail if ln.startswith("Incorrect Usage")), None)
     if usage is None:
         usage = next((ln for ln in stderr_tail if ln.startswith("Incorrect Usage")), None)
     if usage is not None:
         # cloudflared exits 0 after a usage error: a configuration error, never a clean stop.
-        return TunnelError("bad_arguments", usage.strip(), retry=False)
+        return Problem("bad_arguments", usage.strip())
     message = _last_message(stderr_tail)
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = str(-returncode)
-        return TunnelError("crashed", f"cloudflared was killed by signal {name}")
+        return Problem("crashed", f"cloudflared was killed by signal {name}")
     if returncode == 255:
         token_line = next(
             (
@@ -152,14 +151,14 @@ def classify_exit(
             None,
         )
         if token_line is not None:
-            return TunnelError("invalid_token", token_line, retry=False)
-        return TunnelError("crashed", message or "cloudflared exited 255")
+            return Problem("invalid_token", token_line)
+        return Problem("crashed", message or "cloudflared exited 255")
     for line in reversed(stderr_tail):
         found = classify_line(line)
         if found is not None:
-            return TunnelError(found.kind, message or found.message, min_delay=found.min_delay)
+            return Problem(found.kind, message or found.message)
     if returncode == 0:
-        return TunnelError(
+        return Problem(
             "crashed", message or "cloudflared exited (code 0) without being asked to stop"
         )
-    return TunnelError("crashed", message or f"cloudflared exited with code {returncode}")
+    return Problem("crashed", message or f"cloudflared exited with code {returncode}")

@@ -21,10 +21,11 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from ..problems import Problem
 from ..timefmt import iso_utc, now_iso
 from .binary import Binary, BinaryUnavailable, resolve
 from .command import TunnelCommand, build_argv, build_env, check_extra_args
-from .errors import TunnelError
+from .errors import min_delay, retryable
 from .lines import LineSplitter
 from .logs import classify_exit, classify_line, parse_line, redact
 
@@ -88,7 +89,7 @@ class _Child:
         # cloudflared's usage error comes first, then a help text longer than any tail we keep.
         self.usage_line: str | None = None
         self.stop_requested = False
-        self.kill_reason: TunnelError | None = None
+        self.kill_reason: Problem | None = None
         # When this child was first seen ready (monotonic), by its log line or by /ready.
         self.ready_since: float | None = None
 
@@ -99,7 +100,7 @@ class TunnelSupervisor:
         settings: SupervisorSettings,
         log: logging.Logger,
         origin: Callable[[], str],
-        preflight: Callable[[], TunnelError | None] = lambda: None,
+        preflight: Callable[[], Problem | None] = lambda: None,
         on_url: Callable[[str | None], None] = lambda url: None,
         on_ready: Callable[[TunnelSupervisor], None] = lambda sup: None,
     ) -> None:
@@ -125,7 +126,7 @@ class TunnelSupervisor:
         self.ready_at: float | None = None
         self.next_retry_at: float | None = None
         self.last_exit: dict[str, Any] | None = None
-        self.error: TunnelError | None = None
+        self.error: Problem | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=100)
         self.logs: deque[str] = deque(maxlen=settings.log_lines)
         self.lines_seen = 0
@@ -159,7 +160,7 @@ class TunnelSupervisor:
         self._set_state("starting", "start requested")
         self._task = asyncio.ensure_future(self._run())
 
-    def fail(self, error: TunnelError) -> None:
+    def fail(self, error: Problem) -> None:
         """Enter `failed` without running anything (e.g. invalid configuration)."""
         self.error = error
         self._set_state("failed", error.message)
@@ -285,7 +286,7 @@ class TunnelSupervisor:
                     self._set_url(None)  # that hostname died with its cloudflared
                 error = self._record_exit(child)
                 self.error = error
-                if not error.retry:
+                if not retryable(error):
                     self._set_state("failed", f"{error.kind}: {error.message}")
                     return
                 now = time.monotonic()
@@ -293,11 +294,10 @@ class TunnelSupervisor:
                 while exits and now - exits[0] > self.settings.crash_window:
                     exits.popleft()
                 if len(exits) > self.settings.max_restarts:
-                    self.error = TunnelError(
+                    self.error = Problem(
                         "crash_loop",
                         f"cloudflared exited {len(exits)} times within "
                         f"{self.settings.crash_window:g}s; last: {error.kind}: {error.message}",
-                        retry=False,
                     )
                     self._set_state("failed", self.error.message)
                     return
@@ -306,7 +306,7 @@ class TunnelSupervisor:
                     and now - ready_since >= self.settings.restart_backoff_max
                 ):
                     attempt = 0  # it was stable: start the backoff over
-                delay = max(self._backoff(attempt), error.min_delay)
+                delay = max(self._backoff(attempt), min_delay(error))
                 attempt += 1
                 self.next_retry_at = time.time() + delay
                 self._set_state("backoff", f"{error.kind}; retrying in {delay:.1f}s")
@@ -317,9 +317,7 @@ class TunnelSupervisor:
             raise
         except Exception as e:  # never let a bug kill supervision silently
             self.log.exception("Tunnel supervisor failed")
-            self.error = TunnelError(
-                "crashed", f"supervisor error: {type(e).__name__}: {e}", retry=False
-            )
+            self.error = Problem("crashed", f"supervisor error: {type(e).__name__}: {e}")
             self._set_state("failed", self.error.message)
         finally:
             child = self._child
@@ -347,17 +345,14 @@ class TunnelSupervisor:
                     token = (await loop.run_in_executor(None, _read_token, s.token_file)).strip()
                 except OSError as e:
                     self.fail(
-                        TunnelError(
+                        Problem(
                             "token_unavailable",
                             f"cannot read tunnel_token_file {s.token_file}: {e.strerror}",
-                            retry=False,
                         )
                     )
                     return None
             if not token:
-                self.fail(
-                    TunnelError("token_unavailable", "no tunnel token configured", retry=False)
-                )
+                self.fail(Problem("token_unavailable", "no tunnel token configured"))
                 return None
         if self.binary is None:
             # A thread cannot be cancelled: a stop during `resolve` leaves it running. Keep that
@@ -411,7 +406,7 @@ class TunnelSupervisor:
             raise
         except OSError as e:
             self.binary = None
-            self.fail(TunnelError("binary_unavailable", f"cannot run {argv[0]}: {e}", retry=False))
+            self.fail(Problem("binary_unavailable", f"cannot run {argv[0]}: {e}"))
             return None
         child = _Child(proc)
         self._child = child
@@ -515,7 +510,7 @@ class TunnelSupervisor:
             self._wake.clear()
             have_tunnel = self.url is not None if s.mode == "quick" else child.metrics is not None
             if not have_tunnel and time.monotonic() >= deadline:
-                child.kill_reason = TunnelError(
+                child.kill_reason = Problem(
                     "url_timeout",
                     f"no tunnel {'URL' if s.mode == 'quick' else 'connection'} from cloudflared "
                     f"within {s.url_timeout:g}s",
@@ -539,7 +534,7 @@ class TunnelSupervisor:
                     # in a row is a stalled tunnel that cloudflared is not recovering.
                     strikes += 1
                     if strikes >= STALL_CHECKS:
-                        child.kill_reason = TunnelError(
+                        child.kill_reason = Problem(
                             "stalled",
                             f"the tunnel was ready, then unready or unreachable for "
                             f"{STALL_CHECKS} health checks",
@@ -597,7 +592,7 @@ class TunnelSupervisor:
             return True
         return False
 
-    def _record_exit(self, child: _Child) -> TunnelError:
+    def _record_exit(self, child: _Child) -> Problem:
         code = child.proc.returncode
         assert code is not None
         self.last_exit = {

@@ -1,0 +1,179 @@
+"""`jupyter colab-tunnel <command>`: the subcommands, one registration each in SUBCOMMANDS."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .errors import LaunchError
+from .launching import find, start_and_wait
+from .report import PREFIX
+from .waiting import Interrupted
+from .watch import GIVE_UP_AFTER
+
+NOT_RUNNING = "no server started by `jupyter colab-tunnel launch` is running"
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One `jupyter colab-tunnel NAME`: `configure` adds its options, `run` does it (exit code)."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, list[str]], int]
+    # Options it does not know are handed to `run` (launch passes them to jupyter server).
+    passthrough: bool = False
+    description: str | None = None
+
+
+def _launch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="port (default: 8888 or the next free one)")
+    parser.add_argument("--token", help="server token (default: a random one)")
+    parser.add_argument("--root-dir", help="root dir and kernels' cwd (default: cwd)")
+    parser.add_argument("--tunnel-mode", choices=("quick", "named", "off"))
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds (default: 120)")
+    parser.add_argument(
+        "--give-up-after",
+        type=int,
+        default=GIVE_UP_AFTER,
+        metavar="N",
+        help=f"stop waiting after the same tunnel error N times in a row (default: {GIVE_UP_AFTER}; "
+        "0: wait for --timeout); the server keeps retrying",
+    )
+    parser.add_argument("--log", help="server log file")
+    parser.add_argument("--quiet", action="store_true", help="print nothing")
+
+
+def _launch(args: argparse.Namespace, rest: list[str]) -> int:
+    try:
+        conn = start_and_wait(
+            port=args.port,
+            token=args.token,
+            root_dir=args.root_dir,
+            tunnel_mode=args.tunnel_mode,
+            timeout=args.timeout,
+            log_path=args.log,
+            extra_args=rest,
+            quiet=args.quiet,
+            env=None,
+            give_up_after=args.give_up_after or None,
+        )
+    except Interrupted:
+        return 130  # the shell's code for "ended by SIGINT"
+    except (LaunchError, ValueError) as e:
+        print(f"{PREFIX} {e}", file=sys.stderr)
+        return 1
+    return 0 if conn.error is None else 1
+
+
+def _status_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print GET /colab/tunnel as JSON")
+
+
+def _status(args: argparse.Namespace, rest: list[str]) -> int:
+    conn, found = find()
+    if conn is None:
+        note = found.note()
+        if note is not None:
+            print(f"{PREFIX} {note}")
+        print(f"{PREFIX} {NOT_RUNNING}")
+        return 1
+    body = None
+    with contextlib.suppress(LaunchError):
+        body = conn.status()
+        conn.refresh(body)
+    if args.json:
+        if body is None:
+            print(f"{PREFIX} the server (pid {conn.pid}) does not answer", file=sys.stderr)
+            return 1
+        print(json.dumps(body, indent=2))
+        # stderr: stdout stays JSON.
+        print(
+            f'{PREFIX} the token is not in this JSON: it is "token" in {conn.record_path}',
+            file=sys.stderr,
+        )
+    else:
+        print(conn)
+    return 0 if conn.state in ("ready", "off") else 1
+
+
+def _stop(args: argparse.Namespace, rest: list[str]) -> int:
+    conn, found = find()
+    if conn is None:
+        note = found.note()
+        if note is not None:
+            print(f"{PREFIX} {note}")
+        if found.identity == "other_env":
+            return 1  # there is a server, but not one this environment may stop
+        print(f"{PREFIX} {NOT_RUNNING}")
+        return 0
+    conn.stop()
+    print(f"{PREFIX} stopped the Jupyter server (pid {conn.pid})")
+    return 0
+
+
+def _no_options(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+# `mcp` is the local side (local/mcp_cli.py): imported only when its parser is built or it runs.
+def _mcp_options(parser: argparse.ArgumentParser) -> None:
+    from ..local.mcp_cli import configure_mcp_parser
+
+    configure_mcp_parser(parser)
+
+
+def _mcp(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..local.mcp_cli import run_mcp
+
+    return run_mcp(args)
+
+
+SUBCOMMANDS: list[Subcommand] = [
+    Subcommand(
+        "launch",
+        "start the server (or reuse the running one) and wait for the tunnel",
+        _launch_options,
+        _launch,
+        passthrough=True,
+        description="Other --Class.trait=value options are passed to jupyter server.",
+    ),
+    Subcommand(
+        "status", "show the running server's tunnel and connect info", _status_options, _status
+    ),
+    Subcommand("stop", "stop the running server (and its tunnel and kernels)", _no_options, _stop),
+    Subcommand(
+        "mcp",
+        "serve MCP tools (status, GPU, tunnel) for AI agents over stdio",
+        _mcp_options,
+        _mcp,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter colab-tunnel",
+        description="Run a Jupyter server with a cloudflared tunnel in the background.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in SUBCOMMANDS:
+        command.configure(
+            sub.add_parser(command.name, help=command.help, description=command.description)
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`jupyter colab-tunnel launch | status | stop | ...` (see SUBCOMMANDS)."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    command = next(c for c in SUBCOMMANDS if c.name == args.command)
+    if rest and not command.passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return command.run(args, rest)

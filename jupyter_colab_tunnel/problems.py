@@ -1,0 +1,233 @@
+"""One "kind / message / hint" type for every failure the package reports, on both sides.
+
+A kind is a `Literal`, so a misspelt kind fails mypy, and `HINTS` must name every kind (a test
+checks it), so no kind ever reaches a user without something to do about it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+TunnelKind = Literal[
+    "binary_unavailable",
+    "invalid_token",
+    "token_unavailable",
+    "bad_arguments",
+    "network",
+    "rate_limited",
+    "metrics_port_in_use",
+    "url_timeout",
+    "stalled",
+    "crashed",
+    "crash_loop",
+    "insecure_config",
+    "invalid_config",
+]
+
+GpuKind = Literal[
+    "no_library",
+    "driver_not_loaded",
+    "no_permission",
+    "version_mismatch",
+    "no_devices",
+    "tpu_runtime",
+    "shutting_down",
+    "unknown",
+]
+
+LaunchKind = Literal[
+    "unreachable",
+    "http_error",
+    "already_running",
+    "port_in_use",
+    "no_state_dir",
+    "bad_root_dir",
+    "server_exited",
+    "token_rejected",
+    "server_timeout",
+    "extension_missing",
+    "timeout",
+    "not_started",
+]
+
+ConfigKind = Literal["invalid_value"]
+
+Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind]
+
+TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
+GPU_KINDS: tuple[GpuKind, ...] = get_args(GpuKind)
+LAUNCH_KINDS: tuple[LaunchKind, ...] = get_args(LaunchKind)
+KINDS: tuple[Kind, ...] = (*TUNNEL_KINDS, *GPU_KINDS, *LAUNCH_KINDS, "invalid_value")
+
+# The default hint of each kind; a Problem may carry a more specific one.
+HINTS: dict[Kind, str] = {
+    # --- the tunnel (cloudflared) ---
+    "binary_unavailable": (
+        "Install cloudflared and put it on PATH, or set c.ColabTunnelApp.cloudflared_path. "
+        "Without internet access pycloudflared cannot download it."
+    ),
+    "invalid_token": (
+        "The named-tunnel token was rejected. Copy it again from the Cloudflare dashboard "
+        "(Networks > Tunnels > your tunnel > the token in the install command) into "
+        "tunnel_token, tunnel_token_file or $TUNNEL_TOKEN."
+    ),
+    "token_unavailable": (
+        "tunnel_mode 'named' needs a token: set c.ColabTunnelApp.tunnel_token, "
+        "tunnel_token_file, or $TUNNEL_TOKEN; or use tunnel_mode 'quick'."
+    ),
+    "bad_arguments": (
+        "cloudflared rejected its command line. Check c.ColabTunnelApp.cloudflared_args: only "
+        "tunnel-level flags belong there, and never --token (use tunnel_token)."
+    ),
+    "network": (
+        "cloudflared could not reach Cloudflare. Check DNS and outbound access to "
+        "api.trycloudflare.com:443 and the edge on port 7844; where UDP is blocked set "
+        "c.ColabTunnelApp.protocol = 'http2'. It is retried with backoff."
+    ),
+    "rate_limited": (
+        "Cloudflare is rate-limiting quick tunnels from this address (HTTP 429, error 1015). "
+        "It is retried after a long delay; a named tunnel (tunnel_token) is not rate-limited."
+    ),
+    "metrics_port_in_use": (
+        "The metrics address given to cloudflared in cloudflared_args is taken by another "
+        "program. Pick a free port, or remove --metrics from cloudflared_args so that a free "
+        "one is chosen."
+    ),
+    "url_timeout": (
+        "cloudflared did not report its tunnel within url_timeout. The quick-tunnel service "
+        "may be slow or unreachable; it is restarted. Raise c.ColabTunnelApp.url_timeout on "
+        "slow networks."
+    ),
+    "stalled": (
+        "The tunnel lost its connection to Cloudflare and did not recover; cloudflared was "
+        "restarted. Frequent stalls point at an unstable network: try protocol 'http2'."
+    ),
+    "crashed": "cloudflared exited unexpectedly; it is restarted with backoff. See the logs (?logs=50).",
+    "crash_loop": (
+        "cloudflared keeps exiting, so restarts stopped. Read the last error and the logs "
+        '(?logs=100), fix the cause, then POST {"action": "start"} to /colab/tunnel.'
+    ),
+    "insecure_config": (
+        "This server has neither a token nor a password, so a public tunnel would let anyone "
+        "run code here. Set a token (--IdentityProvider.token=...) or a password; only if the "
+        "tunnel is protected otherwise (Cloudflare Access), set allow_unauthenticated = True."
+    ),
+    "invalid_config": (
+        "Fix the named ColabTunnelApp settings and restart the server, or POST "
+        '{"action": "start"} to run the tunnel with the valid settings.'
+    ),
+    # --- the GPU (NVML) ---
+    "no_library": (
+        "This machine has no NVIDIA driver library (libnvidia-ml.so.1). On Colab pick "
+        "Runtime > Change runtime type > GPU; elsewhere install the NVIDIA driver."
+    ),
+    "driver_not_loaded": (
+        "The NVIDIA driver library is installed but the kernel driver is not loaded. Check with "
+        "`nvidia-smi`; load the driver (e.g. `sudo modprobe nvidia`) or reboot. In a container, "
+        "start it with GPU access (e.g. `docker run --gpus all`)."
+    ),
+    "no_permission": (
+        "NVML may not open the GPU device files (/dev/nvidia*). Run the server as a user that "
+        "can (often the `video` group), or give the container access to the GPU."
+    ),
+    "version_mismatch": (
+        "The NVIDIA kernel driver and its user-space library have different versions, usually "
+        "after a driver upgrade without a reboot. Reboot (or reload the nvidia kernel modules)."
+    ),
+    "no_devices": (
+        "NVML works but sees no GPU. In a container, expose the GPUs (e.g. `--gpus all` or "
+        "NVIDIA_VISIBLE_DEVICES); on Colab pick Runtime > Change runtime type > GPU."
+    ),
+    "tpu_runtime": (
+        "Use the TPU from JAX or PyTorch/XLA. For an NVIDIA GPU on Colab pick "
+        "Runtime > Change runtime type > a GPU (e.g. T4)."
+    ),
+    "shutting_down": (
+        "The server is stopping, so it no longer reads the GPUs. Start it again (or wait for the "
+        "runtime to come back) and repeat the request."
+    ),
+    "unknown": (
+        "NVML failed for an unexpected reason. Run `nvidia-smi` to see whether the driver works; "
+        "restarting the runtime (or the machine) often helps."
+    ),
+    # --- launch() and the CLI ---
+    "unreachable": "Is the server still running? Read its log.",
+    "http_error": "Is the server still running? Read its log.",
+    "already_running": "Stop it first: Connection.stop() or `jupyter colab-tunnel stop`.",
+    "port_in_use": "Choose another port, or leave port=None to pick a free one.",
+    "no_state_dir": "Make $HOME (or the system's temporary directory) writable.",
+    "bad_root_dir": "Pass root_dir= an existing directory.",
+    "server_exited": "Read the whole server log: its path is printed with the error.",
+    "token_rejected": "Stop it (`jupyter colab-tunnel stop`) and launch again.",
+    "server_timeout": "The machine may be overloaded: read the server log, then launch again.",
+    "extension_missing": (
+        "Install jupyter-colab-tunnel in the Python that runs the server and check "
+        "`jupyter server extension list`."
+    ),
+    "timeout": (
+        "The server keeps trying: call conn.wait() or read conn.status(); raise timeout= on "
+        "slow networks."
+    ),
+    "not_started": 'Start it: POST {"action": "start"} to /colab/tunnel.',
+    # --- configuration ---
+    "invalid_value": "Fix the setting in jupyter_server_config.py (or on the command line).",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What went wrong (`kind`), in words (`message`), and what to do about it (`hint`)."""
+
+    kind: Kind
+    message: str
+    hint: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.hint:
+            object.__setattr__(self, "hint", HINTS[self.kind])
+
+    def as_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "message": self.message, "hint": self.hint}
+
+    @classmethod
+    def from_dict(cls, body: Any) -> Problem | None:
+        """The problem in a JSON answer, or None; an unknown kind becomes 'unknown'."""
+        if not isinstance(body, dict):
+            return None
+        kind = body.get("kind")
+        known: Kind = kind if kind in KINDS else "unknown"
+        return cls(known, str(body.get("message") or ""), str(body.get("hint") or ""))
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}" + (f"\nHint: {self.hint}" if self.hint else "")
+
+
+@dataclass(frozen=True)
+class ConfigProblem(Problem):
+    """A rejected configuration value; its trait keeps its default."""
+
+    trait: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {"trait": self.trait, **super().as_dict()}
+
+
+class ColabTunnelError(Exception):
+    """Base of every exception this package raises; carries its `Problem`."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+    @property
+    def kind(self) -> Kind:
+        return self.problem.kind
+
+    @property
+    def message(self) -> str:
+        return self.problem.message
+
+    @property
+    def hint(self) -> str:
+        return self.problem.hint

@@ -1,0 +1,50 @@
+"""What /colab/tunnel shows and does: the supervisor's snapshot with connect info, and actions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..connect import connect_info
+from ..problems import ConfigProblem
+from .supervisor import TunnelSupervisor
+
+TunnelAction = Literal["start", "stop", "restart"]
+TUNNEL_ACTIONS: tuple[TunnelAction, ...] = ("start", "stop", "restart")
+
+
+class TunnelService:
+    """The tunnel as the REST API sees it; the supervisor stays free of HTTP and server facts."""
+
+    def __init__(
+        self,
+        supervisor: TunnelSupervisor,
+        mode: str,
+        base_url: str,
+        config_errors: Sequence[ConfigProblem] = (),
+    ) -> None:
+        self.supervisor = supervisor
+        self.mode = mode
+        self.base_url = base_url
+        self.config_errors = config_errors
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+    def snapshot(self, logs: int = 0) -> dict[str, Any]:
+        body = self.supervisor.snapshot(logs=logs)
+        body["connect"] = connect_info(self.supervisor.url, self.base_url)
+        body["config_errors"] = [e.as_dict() for e in self.config_errors]
+        return body
+
+    def summary(self) -> dict[str, Any]:
+        return self.supervisor.summary()
+
+    async def act(self, action: TunnelAction) -> None:
+        if action == "start":
+            await self.supervisor.start()
+        elif action == "stop":
+            await self.supervisor.stop()
+        else:
+            await self.supervisor.restart()
