@@ -28,6 +28,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.simple_httpclient import HTTPTimeoutError
 
+from .problems import KINDS, ColabTunnelError, Kind, Problem
+
 JSONObject = dict[str, Any]
 TunnelAction = Literal["start", "stop", "restart"]
 TUNNEL_ACTIONS: tuple[TunnelAction, ...] = ("start", "stop", "restart")
@@ -38,72 +40,47 @@ REQUEST_TIMEOUT = 30.0
 ACTION_TIMEOUT = 60.0
 MAX_BODY = 64 * 1024 * 1024
 
-# Kinds raised by this client; a remote's own `{"error": {"kind": ...}}` keeps its kind.
-ErrorKind = Literal[
-    "invalid_url",
-    "dns_error",
-    "connection_refused",
-    "tls_error",
-    "timeout",
-    "unreachable",
-    "forbidden",
-    "not_found",
-    "no_tunnel",
-    "bad_gateway",
-    "redirected",
-    "bad_request",
-    "conflict",
-    "server_error",
-    "http_error",
-    "bad_response",
-]
 # The kinds where no HTTP answer came back at all.
-UNREACHABLE_KINDS = frozenset(
+UNREACHABLE_KINDS: frozenset[Kind] = frozenset(
     {"dns_error", "connection_refused", "tls_error", "timeout", "unreachable"}
 )
-
-FORBIDDEN_HINT = (
-    "Pass the token of the server that URL reaches: the remote Jupyter server's token for a "
-    "tunnel URL (printed by launch() and `jupyter colab-tunnel status` on the remote), or the "
-    "relay's token for the local relay. `jupyter colab-tunnel mcp` reads it from --token-file "
-    "or $JUPYTER_COLAB_TUNNEL_TOKEN."
+TIMEOUT_HINT = (
+    "The remote may be overloaded, or the network slow: try again, or raise the timeout. If "
+    "it persists, check the remote server's log."
 )
-NO_TUNNEL_HINT = (
-    "No tunnel is connected behind that hostname. A quick tunnel gets a new URL each time "
-    "cloudflared starts: read the current one on the remote (`jupyter colab-tunnel status`, "
-    "or `url` in /colab/tunnel), or use a named tunnel or the local relay, which keep their "
-    "address. If the runtime was recycled, launch the server again."
-)
+UNREACHABLE_HINT = "Check the URL and your network, and that the remote server is running."
 
 
-class RemoteError(Exception):
-    """A request to the remote REST API failed: what kind of failure, what happened, what to do."""
+class RemoteError(ColabTunnelError):
+    """A request to the remote REST API failed: its `problem` (kind, message, hint), the HTTP
+    `status` (None when nothing answered) and the request `url` (which never holds the token).
+    """
 
     def __init__(
         self,
-        kind: str,
+        kind: Kind,
         message: str,
         hint: str = "",
         *,
         status: int | None = None,
         url: str | None = None,
     ) -> None:
-        super().__init__(kind, message, hint)
-        self.kind = kind
-        self.message = message
-        self.hint = hint
-        self.status = status  # the HTTP status, None when nothing answered
-        self.url = url  # the request URL (never carries the token)
+        super().__init__(Problem(kind, message, hint))
+        self.status = status
+        self.url = url
+
+    @classmethod
+    def from_problem(
+        cls, problem: Problem, *, status: int | None = None, url: str | None = None
+    ) -> RemoteError:
+        return cls(problem.kind, problem.message, problem.hint, status=status, url=url)
 
     @property
     def unreachable(self) -> bool:
         return self.kind in UNREACHABLE_KINDS
 
     def as_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "message": self.message, "hint": self.hint}
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.message}" + (f"\nHint: {self.hint}" if self.hint else "")
+        return self.problem.as_dict()
 
 
 def normalize_url(url: str) -> str:
@@ -114,11 +91,9 @@ def normalize_url(url: str) -> str:
         parts = urllib.parse.urlsplit(raw)
         parts.port  # noqa: B018 (raises ValueError on a bad port)
     except ValueError as e:
-        raise RemoteError("invalid_url", f"{shown!r} is not a URL: {e}", _URL_HINT) from None
+        raise RemoteError("invalid_url", f"{shown!r} is not a URL: {e}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteError(
-            "invalid_url", f"{shown!r} is not an http:// or https:// URL with a host", _URL_HINT
-        )
+        raise RemoteError("invalid_url", f"{shown!r} is not an http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
         # A token in the URL would end up in logs and error messages: refuse it.
         raise RemoteError(
@@ -140,12 +115,6 @@ def _without_secrets(url: str) -> str:
         + rest.split("/", 1)[0].rpartition("@")[2]
         + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
     )
-
-
-_URL_HINT = (
-    "Give the server's address, e.g. https://<words>.trycloudflare.com or "
-    "http://127.0.0.1:8888/ (with its base_url, if it has one)."
-)
 
 
 def _endpoint(base: str, path: str, query: Mapping[str, str] | None = None) -> str:
@@ -177,32 +146,25 @@ def error_for_exception(exc: BaseException, url: str, timeout: float) -> RemoteE
         return RemoteError(
             "timeout",
             f"{url} did not answer within {timeout:g} s",
-            "The remote may be overloaded, or the network slow: try again, or raise the "
-            "timeout. If it persists, check the remote server's log.",
+            TIMEOUT_HINT,
             url=url,
         )
     if isinstance(exc, socket.gaierror):
         return RemoteError(
             "dns_error",
             f"the host name {host} does not resolve ({exc.strerror or exc})",
-            "Check the URL for typos. A quick tunnel's hostname disappears when its "
-            "cloudflared stops: read the current URL on the remote (`jupyter colab-tunnel "
-            "status`).",
             url=url,
         )
     if isinstance(exc, ConnectionRefusedError):
         return RemoteError(
             "connection_refused",
             f"nothing listens at {_origin(url)} (connection refused)",
-            "Is the server (or the relay) running, and is the port right?",
             url=url,
         )
     if isinstance(exc, ssl.SSLError):
         return RemoteError(
             "tls_error",
             f"TLS with {host} failed: {getattr(exc, 'reason', None) or exc}",
-            "Use http:// for a server on this machine (it speaks plain HTTP) and https:// "
-            "for a tunnel URL; a TLS-intercepting proxy needs its CA in the trust store.",
             url=url,
         )
     detail = str(exc) or type(exc).__name__
@@ -211,7 +173,7 @@ def error_for_exception(exc: BaseException, url: str, timeout: float) -> RemoteE
     return RemoteError(
         "unreachable",
         f"could not reach {_origin(url)}: {detail}",
-        "Check the URL and your network, and that the remote server is running.",
+        UNREACHABLE_HINT,
         url=url,
     )
 
@@ -243,8 +205,6 @@ def result_or_error(
             "bad_response",
             f"{method} {url} answered 200 without a JSON object "
             f"({headers.get('content-type') or 'no Content-Type'})",
-            "The URL reaches some other web server or a login page: check the URL (and its "
-            "base_url).",
             status=status,
             url=url,
         )
@@ -258,22 +218,22 @@ def _http_error(
     remote = parsed.get("error") if isinstance(parsed, dict) else None
     if isinstance(remote, dict) and isinstance(remote.get("kind"), str):
         # A structured error of ours (the relay, a newer server): its own kind and hint.
-        return RemoteError(
-            remote["kind"],
-            str(remote.get("message") or said),
-            str(remote.get("hint") or ""),
-            status=status,
-            url=url,
-        )
+        kind = remote["kind"]
+        said_there = str(remote.get("message") or said)
+        if kind not in KINDS:  # a kind this version does not know: keep its name in the text
+            said_there = f"[{kind}] {said_there}"
+        problem = Problem.from_dict({**remote, "message": said_there})
+        assert problem is not None
+        return RemoteError.from_problem(problem, status=status, url=url)
     message = parsed.get("message") if isinstance(parsed, dict) else None
     text = body[:200].decode("utf-8", "replace").strip()
     detail = f"{said}: {message}" if isinstance(message, str) and message else said
 
-    def error(kind: ErrorKind, hint: str, what: str = detail) -> RemoteError:
+    def error(kind: Kind, hint: str = "", what: str = detail) -> RemoteError:
         return RemoteError(kind, what, hint, status=status, url=url)
 
     if status == 530 or "error code: 1033" in text:
-        return error("no_tunnel", NO_TUNNEL_HINT, f"{said}: Cloudflare has no tunnel there")
+        return error("no_tunnel", what=f"{said}: Cloudflare has no tunnel there")
     if 300 <= status < 400:
         location = headers.get("location") or ""
         if "cloudflareaccess.com" in location:
@@ -285,37 +245,23 @@ def _http_error(
                 f"{said}: redirected to the Cloudflare Access login",
             )
         return error(
-            "redirected",
-            "Use the address the server redirects to, with the server's base_url.",
-            f"{said}: redirected to {location.split('?')[0] or 'nowhere'}",
+            "redirected", what=f"{said}: redirected to {location.split('?')[0] or 'nowhere'}"
         )
     if status in (401, 403):
-        return error("forbidden", FORBIDDEN_HINT, f"{detail} (the token is missing or wrong)")
+        return error("forbidden", what=f"{detail} (the token is missing or wrong)")
     if status == 404:
-        return error(
-            "not_found",
-            "The URL reaches a web server without the jupyter-colab-tunnel extension: "
-            "install jupyter-colab-tunnel where the remote Jupyter server runs and restart "
-            "it (`jupyter server extension list` shows it), or fix the URL's base path.",
-        )
+        return error("not_found")
     if status in (502, 503, 504, 520, 521, 522, 523, 524):
         return error(
             "bad_gateway",
-            "The tunnel (or proxy) is up but the Jupyter server behind it does not answer: "
-            "it may have stopped or be restarting. Check it on the remote machine.",
-            f"{said}: {message or text or 'no answer from the server behind it'}",
+            what=f"{said}: {message or text or 'no answer from the server behind it'}",
         )
     if status == 400:
-        return error("bad_request", "The request was refused as malformed; see the message.")
+        return error("bad_request")
     if status == 409:
-        return error(
-            "conflict",
-            "The remote cannot do this in its current configuration; see the message.",
-        )
+        return error("conflict")
     if status >= 500:
-        return error(
-            "server_error", "The remote server failed; its log (on the remote machine) says why."
-        )
+        return error("server_error")
     return error("http_error", "See the message; check the URL and the token.")
 
 

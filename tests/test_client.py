@@ -26,6 +26,7 @@ from jupyter_colab_tunnel.client import (
     normalize_url,
     result_or_error,
 )
+from jupyter_colab_tunnel.problems import CLIENT_KINDS, HINTS, ColabTunnelError, Problem
 
 VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
 
@@ -288,13 +289,20 @@ def test_cloudflare_and_proxy_answers_are_classified() -> None:
 
 
 def test_a_structured_remote_error_keeps_its_kind_and_hint() -> None:
-    body = {"error": {"kind": "remote_unreachable", "message": "upstream gone", "hint": "wait"}}
+    body = {"error": {"kind": "no_tunnel", "message": "upstream gone", "hint": "wait"}}
     e = classify(502, json.dumps(body).encode())
-    assert (e.kind, e.message, e.hint, e.status) == (
-        "remote_unreachable",
-        "upstream gone",
-        "wait",
-        502,
-    )
-    assert str(e) == "remote_unreachable: upstream gone\nHint: wait"
+    assert (e.kind, e.message, e.hint, e.status) == ("no_tunnel", "upstream gone", "wait", 502)
+    assert str(e) == "no_tunnel: upstream gone\nHint: wait"
+    # One problem type for the whole package.
+    assert isinstance(e, ColabTunnelError)
+    assert e.problem == Problem("no_tunnel", "upstream gone", "wait")
+    # A kind this version does not know is "unknown", with its name kept in the message.
+    body = {"error": {"kind": "relay_martian", "message": "what?", "hint": "look"}}
+    e = classify(502, json.dumps(body).encode())
+    assert (e.kind, e.message, e.hint) == ("unknown", "[relay_martian] what?", "look")
     assert result_or_error(200, {}, b'{"a": 1}', "u") == {"a": 1}
+
+
+def test_every_client_error_kind_has_a_default_hint() -> None:
+    for kind in CLIENT_KINDS:
+        assert RemoteError(kind, "it broke").hint == HINTS[kind]

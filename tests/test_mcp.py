@@ -278,7 +278,7 @@ async def test_wait_gpu_memory_bad_arguments(
             await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 1, "gpu_index": 3})
         )
         assert "no_such_gpu: the remote has no GPU 3 (1 GPUs" in text
-        assert "Hint: call colab_gpu" in text
+        assert "Hint: Call colab_gpu for the list" in text
         assert "greater than or equal to 1" in error_text(
             await client.call_tool("colab_wait_gpu_memory", {"min_free_mib": 0})
         )

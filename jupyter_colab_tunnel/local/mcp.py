@@ -23,6 +23,7 @@ from pydantic import Field
 
 from .._version import __version__
 from ..client import ColabClient, JSONObject, RemoteError
+from ..problems import Kind, Problem
 from .mcp_schemas import GpuMemoryWait, GpuSample, Status, TunnelSnapshot
 
 MiB = 1024 * 1024
@@ -229,6 +230,11 @@ def build_server(
     return server
 
 
+def _tool_error(kind: Kind, message: str, hint: str = "") -> ToolError:
+    """A tool error whose text is the problem's: `kind: message` and a `Hint:` line."""
+    return ToolError(str(Problem(kind, message, hint)))
+
+
 def _cut_mid_request(error: RemoteError) -> bool:
     """Whether the connection broke after the request was sent, as when the tunnel it went
     through stops (refused, DNS and TLS failures happen before anything is sent)."""
@@ -266,33 +272,33 @@ async def _reach_again(
             "read it on the remote (`jupyter colab-tunnel status`) and point this MCP server "
             "at it; the local relay follows the URL by itself, and a named tunnel keeps it."
         )
-    raise ToolError(
-        f"tunnel_cut: the {action} request went through the tunnel it {action}s, so its "
-        f"answer was lost, and the remote did not answer again in time ({last.kind}: "
-        f"{last.message})\nHint: {hint}"
+    raise _tool_error(
+        "tunnel_cut",
+        f"the {action} request went through the tunnel it {action}s, so its answer was lost, "
+        f"and the remote did not answer again in time ({last.kind}: {last.message})",
+        hint,
     )
 
 
 def _best_device(sample: JSONObject, gpu_index: int | None) -> JSONObject:
     """The asked-for GPU, or the one with the most free memory; ToolError when there is none."""
-    if not sample.get("available"):
-        error = sample.get("error") or {}
-        raise ToolError(
-            f"{error.get('kind', 'no_gpu')}: the remote has no usable GPU: "
-            f"{error.get('message', 'NVML reports none')}"
-            + (f"\nHint: {error['hint']}" if error.get("hint") else "")
-        )
     devices: list[JSONObject] = list(sample.get("devices") or [])
+    if not sample.get("available") or not devices:
+        # The remote's own GPU problem (kind and hint), e.g. no_library, no_devices.
+        problem = Problem.from_dict(sample.get("error")) or Problem(
+            "no_devices", "the remote lists no GPU"
+        )
+        raise _tool_error(
+            problem.kind, f"the remote has no usable GPU: {problem.message}", problem.hint
+        )
     if gpu_index is not None:
         devices = [d for d in devices if d.get("index") == gpu_index]
         if not devices:
-            raise ToolError(
-                f"no_such_gpu: the remote has no GPU {gpu_index} "
-                f"({sample.get('count', 0)} GPUs, indexes from 0)\n"
-                "Hint: call colab_gpu for the list, or leave gpu_index out to use any GPU."
+            raise _tool_error(
+                "no_such_gpu",
+                f"the remote has no GPU {gpu_index} "
+                f"({sample.get('count', 0)} GPUs, indexes from 0)",
             )
-    if not devices:
-        raise ToolError("no_gpu: the remote reports GPUs but lists none\nHint: call colab_gpu.")
     return max(devices, key=lambda d: _mib(d, "free") or -1.0)
 
 
