@@ -462,6 +462,11 @@ def test_stdio_restart_of_a_named_tunnel(tunnel_server: Any, tmp_path: Path) -> 
             # start on a running tunnel changes nothing.
             same = ok(await client.call_tool("colab_tunnel_action", {"action": "start"}))
             assert (same["state"], same["pid"]) == ("ready", body["pid"])
+            # stop through the tunnel it stops: the answer is lost, and the tool says so.
+            text = error_text(await client.call_tool("colab_tunnel_action", {"action": "stop"}))
+            assert "tunnel_cut: the stop request went through the tunnel it stops" in text
+            assert "Hint: The tunnel is stopped" in text
+            assert ts.wait_state("stopped")["pid"] is None
 
     asyncio.run(scenario())
 

@@ -263,8 +263,9 @@ async def _reach_again(
     if action == "stop":
         hint = (
             "The tunnel is stopped, so nothing reaches the remote through it any more. Start "
-            "it again on the remote machine (`jupyter colab-tunnel launch` there, or POST "
-            '{"action": "start"} to its /colab/tunnel from the machine itself).'
+            'it again from the remote machine itself: POST {"action": "start"} to '
+            "http://127.0.0.1:<port>/colab/tunnel there with the server's token (e.g. with "
+            "curl in a notebook cell), or restart the Jupyter server."
         )
     else:
         hint = (
