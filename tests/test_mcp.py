@@ -319,6 +319,19 @@ def test_cli_without_the_sdk_says_how_to_install_it() -> None:
     assert run.stdout == ""
 
 
+def test_cli_warns_about_a_token_file_others_can_read(tmp_path: Path) -> None:
+    shared = tmp_path / "token"
+    shared.write_text("s3cret-value\n")
+    shared.chmod(0o644)
+    run = run_cli(["mcp", "--url", "http://h/", "--token-file", str(shared)], hide_mcp=True)
+    assert run.returncode == 1  # it read the token, then found no SDK
+    assert f"warning: {shared} is readable by other users; `chmod 600 {shared}`" in run.stderr
+    assert "s3cret-value" not in run.stderr
+    shared.chmod(0o600)
+    quiet = run_cli(["mcp", "--url", "http://h/", "--token-file", str(shared)], hide_mcp=True)
+    assert "warning" not in quiet.stderr
+
+
 def test_cli_needs_a_token_and_a_usable_url(tmp_path: Path) -> None:
     run = run_cli(["mcp", "--url", "https://x.trycloudflare.com"])
     assert run.returncode == 2
