@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.extension.manager import ExtensionManager
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
@@ -250,6 +251,10 @@ class ColabTunnelApp(ExtensionApp):
                 ),
             }
         )
+        if not hasattr(ExtensionManager, "start_all_extensions"):
+            # jupyter_server < 2.16 (Colab's 2026.01 runtime ships 2.14) has no start hook:
+            # run ours once the server's IOLoop runs.
+            serverapp.io_loop.add_callback(self._start_jupyter_server_extension, serverapp)
 
     def _supervisor_settings(self) -> SupervisorSettings:
         return SupervisorSettings(

@@ -164,10 +164,12 @@ def start_server(
     config: dict[str, Any] | None = None,
     wait: bool = True,
     timeout: float = 30.0,
+    command: list[str] | None = None,
 ) -> ServerProcess:
     """Start `jupyter server` from the installed package and wait until /api/status answers.
 
     token=None generates one; token="" starts a server without a token (auth off).
+    command: the `jupyter-server` to run (default: this environment's), e.g. another venv's.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     root_dir = workdir / "root"
@@ -195,7 +197,7 @@ def start_server(
         )
     full_env.update(env or {})
     cmd = [
-        *jupyter_server_command(),
+        *(command or jupyter_server_command()),
         f"--port={port}",
         "--port-retries=0",
         "--ip=127.0.0.1",

@@ -116,6 +116,7 @@ def start_tunnel_server(
     install: bool = True,
     base_url: str = "/",
     wait: bool = True,
+    command: list[str] | None = None,
 ) -> TunnelServer:
     bin_dir = workdir / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -141,5 +142,6 @@ def start_tunnel_server(
         base_url=base_url,
         path_prepend=[bin_dir],
         wait=wait,
+        command=command,
     )
     return TunnelServer(server=server, state_dir=state_dir, bin_dir=bin_dir)

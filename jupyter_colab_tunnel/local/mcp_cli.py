@@ -19,7 +19,9 @@ TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 (the variable's name)
 PREFIX = "[colab-tunnel mcp]"
 INSTALL_HINT = (
     "`jupyter colab-tunnel mcp` needs the MCP SDK, an optional extra. Install it on this "
-    "(local) machine with:\n    pip install 'jupyter-colab-tunnel[mcp]'"
+    "(local) machine with:\n    pip install 'jupyter-colab-tunnel[mcp]'\n"
+    "(until the first release on PyPI: pip install 'jupyter-colab-tunnel[mcp] @ "
+    "git+https://github.com/jupyter-colab-tunnel/jupyter-colab-tunnel')"
 )
 
 
