@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterable
 from copy import deepcopy
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -22,11 +23,25 @@ from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
+from .tunnel.command import split_args
 from .tunnel.service import TunnelService
 from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
+
+
+class _ArgvList(List):  # type: ignore[type-arg]
+    """A list of strings that also takes one string, split the way a shell would."""
+
+    def set(self, obj: Any, value: Any) -> None:
+        # traitlets' List would take a string as a one-item list.
+        if isinstance(value, str):
+            try:
+                value = split_args(value)
+            except ValueError as e:
+                raise TraitError(f"cannot split {value!r} into arguments: {e}") from None
+        super().set(obj, value)
 
 
 class ColabTunnelApp(ExtensionApp):
@@ -91,12 +106,13 @@ class ColabTunnelApp(ExtensionApp):
         help="IP version used to reach Cloudflare's edge.",
     ).tag(config=True)
 
-    cloudflared_args = List(
+    cloudflared_args = _ArgvList(
         Unicode(),
         help=(
-            "Extra tunnel-level flags for cloudflared, placed before `--url`/`run` "
-            "(e.g. ['--edge', 'region1.v2.argotunnel.com:7844']). Never put the token here. "
-            "Formerly `extra_args`, which still works for now."
+            "Extra tunnel-level flags for cloudflared, placed before `--url`/`run`, one flag or "
+            "value per item (e.g. ['--edge', 'region1.v2.argotunnel.com:7844']); a single "
+            "string is split the way a shell would. Never put the token here. Formerly "
+            "`extra_args`, which still works for now."
         ),
     ).tag(config=True)
 
@@ -111,7 +127,11 @@ class ColabTunnelApp(ExtensionApp):
     max_restarts = Int(
         10,
         min=0,
-        help="Give up (state 'failed', kind 'crash_loop') after more exits than this within crash_window.",
+        help=(
+            "Give up (state 'failed', kind 'crash_loop') after more crashes or stalls than this "
+            "within crash_window. Network failures and rate limits never count: they are retried "
+            "for as long as the server runs."
+        ),
     ).tag(config=True)
 
     crash_window = Float(
@@ -258,22 +278,7 @@ class ColabTunnelApp(ExtensionApp):
 
     def _supervisor_settings(self) -> SupervisorSettings:
         return SupervisorSettings(
-            mode=self.tunnel_mode,
-            cloudflared_path=self.cloudflared_path,
-            token=self.tunnel_token,
-            token_file=self.tunnel_token_file,
-            public_hostname=self.public_hostname,
-            protocol=self.protocol,
-            edge_ip_version=self.edge_ip_version,
-            extra_args=list(self.cloudflared_args),
-            restart_backoff_initial=self.restart_backoff_initial,
-            restart_backoff_max=max(self.restart_backoff_max, self.restart_backoff_initial),
-            max_restarts=self.max_restarts,
-            crash_window=self.crash_window,
-            url_timeout=self.url_timeout,
-            health_interval=self.health_interval,
-            stop_timeout=self.stop_timeout,
-            log_lines=self.log_lines,
+            **{f.name: getattr(self, f.name) for f in fields(SupervisorSettings)}
         )
 
     def _refuse_insecure(self) -> Problem | None:

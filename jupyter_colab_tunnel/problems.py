@@ -110,7 +110,7 @@ HINTS: dict[Kind, str] = {
     "network": (
         "cloudflared could not reach Cloudflare. Check DNS and outbound access to "
         "api.trycloudflare.com:443 and the edge on port 7844; where UDP is blocked set "
-        "c.ColabTunnelApp.protocol = 'http2'. It is retried with backoff."
+        "c.ColabTunnelApp.protocol = 'http2'. It is retried for as long as the server runs."
     ),
     "rate_limited": (
         "Cloudflare is rate-limiting quick tunnels from this address (HTTP 429, error 1015). "

@@ -300,3 +300,21 @@ def test_server_tunnel_and_kernel_in_the_colab_env(colab_env: ColabEnv, tunnel_s
     assert jc_version == colab_env.pins["jupyter-client"] == "7.4.9"
     assert ik_version == colab_env.pins["ipykernel"]
     assert Path(prefix) == colab_env.venv  # the kernel runs in the Colab env, not the tests'
+
+
+def test_config_loading_on_colabs_traitlets(colab_env: ColabEnv, tunnel_server: Any) -> None:
+    # ColabTunnelApp._load_config overrides a private traitlets method: prove it on Colab's
+    # traitlets (5.7.1), with a bad value beside a good one and the deprecated name.
+    assert colab_env.pins["traitlets"] == "5.7.1"
+    ts = tunnel_server(
+        command=[colab_env.bin("jupyter-server")],
+        traits={"protocol": "udp", "extra_args": ["--edge-ip-version", "4"]},
+        wait=False,
+    )
+    body = ts.server.wait_for("colab/tunnel", lambda b: b["state"] == "failed")
+    (error,) = body["config_errors"]
+    assert error["trait"] == "protocol"
+    assert "'auto', 'quic', 'http2'" in error["message"]
+    assert body["error"]["kind"] == "invalid_config"
+    log = ts.server.log()
+    assert "ColabTunnelApp.extra_args is deprecated" in log

@@ -23,7 +23,7 @@ import psutil
 import pytest
 from tunnel_env import TunnelServer
 
-from jupyter_colab_tunnel.tunnel.supervisor import MAX_LINE
+from jupyter_colab_tunnel.tunnel.child import MAX_LINE
 
 pytestmark = pytest.mark.e2e
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import fake_cloudflared
 import psutil
 import pytest
 from tunnel_env import TUNNEL_ID, VALID_TOKEN, TunnelServer
@@ -158,6 +160,19 @@ def test_invalid_token_is_not_retried(tunnel_server: Any) -> None:
     assert len(ts.spawned_pids()) == 1
 
 
+def test_named_tunnel_with_an_invalid_token_offers_nothing_to_connect_to(
+    tunnel_server: Any,
+) -> None:
+    ts = tunnel_server(
+        env={"TUNNEL_TOKEN": "notatoken"}, traits={"public_hostname": "jupyter.example.com"}
+    )
+    body = ts.wait_state("failed")
+    assert body["error"]["kind"] == "invalid_token"
+    assert body["url"] is None
+    assert body["connect"] is None
+    assert ts.server.get_json("colab/status")["tunnel"]["url"] is None
+
+
 def test_misplaced_flag_is_bad_arguments(tunnel_server: Any) -> None:
     ts = tunnel_server(traits={"cloudflared_args": ["--bogus-flag"]})
     body = ts.wait_state("failed")
@@ -183,6 +198,47 @@ def test_dns_failure_is_network_and_retried(tunnel_server: Any) -> None:
     assert "no such host" in body["error"]["message"]
     assert "http2" in body["error"]["hint"]
     ts.server.wait_for("colab/tunnel", lambda b: b["restarts"] >= 1)
+
+
+def test_network_outage_is_retried_past_max_restarts_and_logged_once(
+    tunnel_server: Any,
+) -> None:
+    ts = tunnel_server(faults="dns_failure", traits={"max_restarts": 1})
+    body = ts.server.wait_for("colab/tunnel", lambda b: b["restarts"] >= 4, timeout=60)
+    assert body["state"] != "failed"  # network failures never make a crash_loop
+    assert body["error"]["kind"] == "network"
+    log = ts.server.log()
+    warnings = [line for line in log.splitlines() if "Tunnel backoff: network" in line]
+    assert len(warnings) == 1, warnings  # the first of a storm, not one per retry
+    assert warnings[0].startswith("[W ")
+    assert "no such host" in warnings[0]
+    assert "Hint: cloudflared could not reach Cloudflare" in log
+
+
+def test_cloudflared_args_as_one_string_are_split_like_a_shell(tunnel_server: Any) -> None:
+    # One value on the command line arrives as a string: --ColabTunnelApp.cloudflared_args="..."
+    ts = tunnel_server(traits={"cloudflared_args": ["--edge-ip-version 4 --retries '3'"]})
+    body = ts.wait_state("ready")
+    argv = ts.fake_state(body["pid"])["argv"]
+    assert argv[argv.index("--edge-ip-version") :][:4] == [
+        "--edge-ip-version",
+        "4",
+        "--retries",
+        "3",
+    ]
+
+
+def test_flag_and_value_in_one_item_is_refused_before_spawning(tunnel_server: Any) -> None:
+    # Two values make a list; its first item holds a flag and its value.
+    ts = tunnel_server(traits={"cloudflared_args": ["--edge-ip-version 4", "--retries=3"]})
+    body = ts.wait_state("failed")
+    assert body["error"]["kind"] == "bad_arguments"
+    assert '["--edge-ip-version", "4"]' in body["error"]["message"]
+    assert body["url"] is None
+    assert body["connect"] is None
+    assert ts.spawned_pids() == []
+    assert "[E " in ts.server.log()
+    assert "Tunnel failed: bad_arguments: cloudflared_args item" in ts.server.log()
 
 
 def test_rate_limited_waits_long(tunnel_server: Any) -> None:
@@ -444,9 +500,25 @@ def test_server_sigterm_stops_everything(tunnel_server: Any) -> None:
     assert not psutil.pid_exists(body["pid"])
 
 
-def test_server_sigkill_takes_the_child_down(tunnel_server: Any) -> None:
-    ts = tunnel_server()
+@pytest.mark.parametrize("mechanism", ["setpriv", "prctl"])
+def test_server_sigkill_takes_the_child_down(
+    tunnel_server: Any, tmp_path: Path, mechanism: str
+) -> None:
+    if mechanism == "setpriv":
+        if shutil.which("setpriv") is None:
+            pytest.skip("util-linux setpriv is not installed here")
+        ts = tunnel_server()
+        told = "cloudflared dies with this server through setpriv --pdeathsig"
+    else:
+        # A PATH with the stand-in and no setpriv: the fallback sets the signal itself.
+        bin_dir = tmp_path / "no-setpriv"
+        fake_cloudflared.install(bin_dir)
+        ts = tunnel_server(install=False, env={"PATH": str(bin_dir)})
+        told = "cloudflared dies with this server through prctl in the child"
     body = ts.wait_state("ready")
+    assert told in ts.server.log()
+    # setpriv execs cloudflared: the pid the supervisor knows is cloudflared's own.
+    assert [p.pid for p in ts.children()] == [body["pid"]]
     os.kill(ts.server.pid, signal.SIGKILL)
     ts.server.proc.wait()
     deadline = time.monotonic() + 2.0

@@ -9,13 +9,22 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_colab_tunnel.connect import connect_info, gateway_url
+from jupyter_colab_tunnel.problems import Problem
 from jupyter_colab_tunnel.tunnel.command import (
     TunnelCommand,
     build_argv,
     build_env,
-    check_extra_args,
+    normalize_cloudflared_args,
 )
-from jupyter_colab_tunnel.tunnel.errors import RATE_LIMIT_DELAY, min_delay, retryable
+from jupyter_colab_tunnel.tunnel.errors import (
+    NAMED_NETWORK_HINT,
+    RATE_LIMIT_DELAY,
+    backoff_delay,
+    counts_as_crash,
+    fit_to_mode,
+    min_delay,
+    retryable,
+)
 from jupyter_colab_tunnel.tunnel.logs import (
     classify_exit,
     parse_line,
@@ -42,7 +51,7 @@ def test_named_argv_keeps_token_out() -> None:
         origin="http://127.0.0.1:8888",
         protocol="http2",
         edge_ip_version="4",
-        extra_args=("--edge", "region1.v2.argotunnel.com:7844"),
+        cloudflared_args=("--edge", "region1.v2.argotunnel.com:7844"),
         stop_timeout=2.5,
         token=TOKEN,
     )
@@ -65,20 +74,68 @@ def test_quick_env_drops_a_stray_token() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--token", "x"], ["--token=x"], ["-token", "x"], ["--url", "http://x"], ["--loglevel=x"]],
+    [
+        ["--token", "x"],
+        ["--token=x"],
+        ["-token", "x"],
+        ["--url", "http://x"],
+        ["--loglevel=x"],
+        ["--token x"],
+        "--token x",
+    ],
 )
-def test_forbidden_extra_args(args: list[str]) -> None:
-    error = check_extra_args(args)
-    assert error is not None
+def test_forbidden_cloudflared_args(args: list[str] | str) -> None:
+    error = normalize_cloudflared_args(args)
+    assert isinstance(error, Problem)
     assert error.kind == "bad_arguments"
     assert not retryable(error)
-    flag = args[0].split("=")[0]
+    first = args if isinstance(args, str) else args[0]
+    flag = first.split("=")[0].split()[0]
     assert f"-{flag.lstrip('-')}" in error.message
     assert "x" not in error.message.split(":")[0].replace("cloudflared_args", "")
+    assert " x" not in error.message  # never the value: it may be the token
 
 
-def test_allowed_extra_args() -> None:
-    assert check_extra_args(["--edge", "a:1", "--retries", "3", "--metrics", "127.0.0.1:1"]) is None
+def test_allowed_cloudflared_args() -> None:
+    args = ["--edge", "a:1", "--retries", "3", "--metrics", "127.0.0.1:1"]
+    assert normalize_cloudflared_args(args) == args
+    assert normalize_cloudflared_args([]) == []
+    assert normalize_cloudflared_args("") == []
+    # A flag whose value holds a space, given with "=", is one argument on purpose.
+    assert normalize_cloudflared_args(["--label=my box"]) == ["--label=my box"]
+
+
+def test_a_string_is_split_like_a_shell() -> None:
+    assert normalize_cloudflared_args("--edge-ip-version 4") == ["--edge-ip-version", "4"]
+    assert normalize_cloudflared_args("--label 'my box' --retries=3") == [
+        "--label",
+        "my box",
+        "--retries=3",
+    ]
+
+
+def test_bad_quoting_is_bad_arguments() -> None:
+    error = normalize_cloudflared_args("--label 'my box")
+    assert isinstance(error, Problem)
+    assert error.kind == "bad_arguments"
+    assert "No closing quotation" in error.message
+
+
+@pytest.mark.parametrize(
+    ("item", "right"),
+    [
+        ("--edge-ip-version 4", '["--edge-ip-version", "4"]'),
+        ("--edge  region1.v2.argotunnel.com:7844", '["--edge", "region1.v2.argotunnel.com:7844"]'),
+        ("--protocol\thttp2", '["--protocol", "http2"]'),
+    ],
+)
+def test_flag_and_value_in_one_item_is_refused_with_the_right_form(item: str, right: str) -> None:
+    error = normalize_cloudflared_args(["--no-tls-verify", item])
+    assert isinstance(error, Problem)
+    assert error.kind == "bad_arguments"
+    assert repr(item) in error.message
+    assert right in error.message
+    assert error.hint  # what to do, beyond the right form
 
 
 def test_url_from_the_box_not_from_the_error_line() -> None:
@@ -156,6 +213,46 @@ def test_classify_rate_limit() -> None:
     assert e.kind == "rate_limited"
     assert retryable(e)
     assert min_delay(e) == RATE_LIMIT_DELAY
+
+
+@pytest.mark.parametrize(
+    ("kind", "counts"),
+    [
+        ("crashed", True),
+        ("stalled", True),
+        ("url_timeout", True),
+        ("metrics_port_in_use", True),
+        ("network", False),  # an outage: retried for as long as it lasts
+        ("rate_limited", False),
+        ("invalid_token", False),  # not retried at all
+    ],
+)
+def test_what_counts_towards_crash_loop(kind: Any, counts: bool) -> None:
+    assert counts_as_crash(Problem(kind, "m")) is counts
+
+
+def test_backoff_is_exponential_capped_with_equal_jitter() -> None:
+    for attempt, base in enumerate([1.0, 2.0, 4.0, 8.0, 10.0, 10.0]):
+        delays = [backoff_delay(attempt, 1.0, 10.0) for _ in range(200)]
+        assert all(base / 2 <= d <= base for d in delays)
+        assert max(delays) - min(delays) > base / 10  # jittered, not constant
+    assert 2.5 <= backoff_delay(0, 5.0, 2.0) <= 5.0  # a cap below the start is the start
+    assert backoff_delay(10_000, 1.0, 60.0) <= 60.0  # no overflow
+
+
+def test_network_hint_fits_the_mode() -> None:
+    problem = Problem("network", "no such host")
+    assert fit_to_mode(problem, "quick") == problem
+    named = fit_to_mode(problem, "named")
+    assert named.hint == NAMED_NETWORK_HINT
+    assert (named.kind, named.message) == ("network", "no such host")
+    assert fit_to_mode(Problem("crashed", "x"), "named").hint == Problem("crashed", "x").hint
+
+
+def test_setpriv_exec_failure_is_binary_unavailable() -> None:
+    line = "setpriv: failed to execute /opt/cloudflared: No such file or directory"
+    assert classify_exit(127, [line], []) == Problem("binary_unavailable", line)
+    assert classify_exit(127, ["something else"], []).kind == "crashed"
 
 
 def test_classify_metrics_port_in_use() -> None:

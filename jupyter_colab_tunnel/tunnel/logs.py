@@ -135,6 +135,13 @@ def classify_exit(
         # cloudflared exits 0 after a usage error: a configuration error, never a clean stop.
         return Problem("bad_arguments", usage.strip())
     message = _last_message(stderr_tail)
+    if returncode == 127:
+        # The setpriv wrapper could not exec cloudflared (it vanished after it was found).
+        failed = next(
+            (ln for ln in stderr_tail if ln.startswith("setpriv: failed to execute")), None
+        )
+        if failed is not None:
+            return Problem("binary_unavailable", failed.strip())
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name

@@ -1,88 +1,89 @@
-"""The tunnel state machine: spawn cloudflared, watch it, health-check it, back off, stop it.
+"""The tunnel state machine: when to start cloudflared, when to restart it, when to give up.
 
 One asyncio task (`_run`) owns the child for its whole life, so there is never more than one
-child; start/stop/restart only start or stop that task, under a lock.
+child; start/stop/restart only start or stop that task, under a lock. The child itself
+(`child.py`), its health checks (`health.py`), time (`clock.py`) and the retry policy
+(`errors.py`) are passed in or imported, so every transition runs in tests without processes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import random
 import signal
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from typing import Any, Protocol
 
 from ..problems import Problem
-from ..timefmt import iso_utc, now_iso
-from .binary import Binary, BinaryUnavailable, resolve
-from .command import TunnelCommand, build_argv, build_env, check_extra_args
-from .errors import min_delay, retryable
-from .lines import LineSplitter
-from .logs import classify_exit, classify_line, parse_line, redact
+from ..timefmt import iso_utc
+from . import binary as binary_module
+from . import child as child_module
+from .binary import Binary, BinaryUnavailable
+from .child import LineSink
+from .clock import Clock, SystemClock
+from .command import TunnelCommand, build_argv, normalize_cloudflared_args
+from .errors import backoff_delay, counts_as_crash, fit_to_mode, min_delay, retryable
+from .failure_log import FailureLog
+from .health import HealthWatch, HttpProbe, Probe
+from .logs import classify_exit, classify_line, parse_line
 
 STATES = ("off", "starting", "connecting", "ready", "backoff", "stopping", "stopped", "failed")
-# A health check that got no answer in this long counts as unreachable.
-HEALTH_TIMEOUT = 2.0
-# Consecutive unready checks after being ready before the tunnel counts as stalled.
-STALL_CHECKS = 3
-MAX_LINE = 4096
-READ_CHUNK = 1 << 16
-PR_SET_PDEATHSIG = 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class SupervisorSettings:
-    mode: str = "quick"
-    cloudflared_path: str = ""
-    token: str = field(default="", repr=False)
-    token_file: str = ""
-    public_hostname: str = ""
-    protocol: str = "auto"
-    edge_ip_version: str = "auto"
-    extra_args: list[str] = field(default_factory=list)
-    restart_backoff_initial: float = 1.0
-    restart_backoff_max: float = 60.0
-    max_restarts: int = 10
-    crash_window: float = 600.0
-    url_timeout: float = 30.0
-    health_interval: float = 5.0
-    stop_timeout: float = 5.0
-    log_lines: int = 1000
+    """ColabTunnelApp's tunnel traits, by the same names; the traits hold the defaults."""
+
+    tunnel_mode: str
+    cloudflared_path: str
+    tunnel_token: str = field(repr=False)
+    tunnel_token_file: str
+    public_hostname: str
+    protocol: str
+    edge_ip_version: str
+    cloudflared_args: str | list[str]
+    restart_backoff_initial: float
+    restart_backoff_max: float
+    max_restarts: int
+    crash_window: float
+    url_timeout: float
+    health_interval: float
+    stop_timeout: float
+    log_lines: int
 
 
-def _child_setup(parent_pid: int) -> Callable[[], None]:
-    """Runs in the child before exec: die with the server, even on its SIGKILL."""
-    # Resolved here, in the parent: importing or dlopen-ing after fork can deadlock.
-    import ctypes
+class Child(Protocol):
+    """One running cloudflared, as the supervisor needs it (child.CloudflaredProcess)."""
 
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux: no parent-death signal
-        prctl = None
+    @property
+    def pid(self) -> int: ...
 
-    def setup() -> None:
-        if prctl is not None:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the server died before prctl took effect
-            os._exit(1)
+    @property
+    def returncode(self) -> int | None: ...
 
-    return setup
+    async def wait(self) -> int: ...
+
+    async def terminate(self, timeout: float) -> None: ...
 
 
-class _Child:
-    """One cloudflared process and what it said."""
+class Spawner(Protocol):
+    """Starts one child whose lines go to `on_line`; raises OSError if it cannot run."""
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+    async def __call__(
+        self, command: TunnelCommand, on_line: LineSink, log: logging.Logger
+    ) -> Child: ...
+
+
+class _Run:
+    """One child and what it said; health.Watched for the health checks."""
+
+    def __init__(self, supervisor: TunnelSupervisor) -> None:
+        self._sup = supervisor
+        self.child: Child | None = None
         self.stderr_tail: deque[str] = deque(maxlen=50)
         self.stdout_tail: deque[str] = deque(maxlen=50)
         self.metrics: str | None = None
@@ -93,8 +94,24 @@ class _Child:
         # When this child was first seen ready (monotonic), by its log line or by /ready.
         self.ready_since: float | None = None
 
+    @property
+    def url(self) -> str | None:
+        return self._sup.url
+
+    def confirmed_url(self, url: str) -> None:
+        self._sup._confirmed_url(url)
+
+    def readiness(self, connections: int, ready: bool) -> None:
+        self._sup._readiness(self, connections, ready)
+
+    def lost(self) -> None:
+        if self._sup.state == "ready":
+            self._sup._set_state("connecting", "lost its edge connection")
+
 
 class TunnelSupervisor:
+    """Keeps one cloudflared running for the server's life; its state is what /colab/tunnel shows."""
+
     def __init__(
         self,
         settings: SupervisorSettings,
@@ -103,6 +120,11 @@ class TunnelSupervisor:
         preflight: Callable[[], Problem | None] = lambda: None,
         on_url: Callable[[str | None], None] = lambda url: None,
         on_ready: Callable[[TunnelSupervisor], None] = lambda sup: None,
+        *,
+        spawn: Spawner = child_module.spawn,
+        resolve: Callable[[str], Binary] = binary_module.resolve,
+        clock: Clock | None = None,
+        probe: Probe | None = None,
     ) -> None:
         self.settings = settings
         self.log = log
@@ -110,14 +132,18 @@ class TunnelSupervisor:
         self._preflight = preflight
         self._on_url = on_url
         self._on_ready = on_ready
+        self._spawn_child = spawn
+        self._resolve = resolve
+        self.clock: Clock = clock or SystemClock()
+        self._probe: Probe = probe or HttpProbe()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._child: _Child | None = None
+        self._run_record: _Run | None = None
         self._wake = asyncio.Event()
         self.binary: Binary | None = None
         # The one `resolve` in flight (it runs `cloudflared --version`, maybe a download).
         self._resolving: asyncio.Future[Binary] | None = None
-        self.state = "off" if settings.mode == "off" else "stopped"
+        self.state = "off" if settings.tunnel_mode == "off" else "stopped"
         self.url: str | None = None
         self.pid: int | None = None
         self.restarts = 0
@@ -129,9 +155,7 @@ class TunnelSupervisor:
         self.error: Problem | None = None
         self.events: deque[dict[str, Any]] = deque(maxlen=100)
         self.logs: deque[str] = deque(maxlen=settings.log_lines)
-        self.lines_seen = 0
-        self.announced = False
-        self.children_spawned = 0
+        self._failure_log = FailureLog(log)
 
     # ----- public API -------------------------------------------------------------------
 
@@ -154,21 +178,18 @@ class TunnelSupervisor:
             await self._stop_locked()
             self._launch()
 
-    def _launch(self) -> None:
-        self.restarts = 0
-        self.error = None
-        self._set_state("starting", "start requested")
-        self._task = asyncio.ensure_future(self._run())
-
     def fail(self, error: Problem) -> None:
-        """Enter `failed` without running anything (e.g. invalid configuration)."""
+        """Enter `failed` (e.g. invalid configuration); nothing runs until the next start."""
         self.error = error
-        self._set_state("failed", error.message)
+        # A failed tunnel serves nothing: no URL to publish (a named one's included).
+        self._set_url(None)
+        self._set_state("failed", error.message, quiet=True)
+        self._failure_log.failed(error)
 
     def snapshot(self, logs: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
             "state": self.state,
-            "mode": self.settings.mode,
+            "mode": self.settings.tunnel_mode,
             "url": self.url,
             "pid": self.pid,
             "restarts": self.restarts,
@@ -196,16 +217,37 @@ class TunnelSupervisor:
             "error": self.error.kind if self.error else None,
         }
 
-    # ----- internals --------------------------------------------------------------------
+    # ----- state ------------------------------------------------------------------------
 
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def _launch(self) -> None:
+        self.restarts = 0
+        self.error = None
+        self._failure_log.reset()
+        self._set_state("starting", "start requested")
+        self._task = asyncio.ensure_future(self._run())
+
+    def _set_state(self, state: str, detail: str = "", quiet: bool = False) -> None:
+        """Record a state change; `quiet` when the caller logs it in its own words."""
         assert state in STATES, state
         if state == self.state and not detail:
             return
         self.state = state
-        self.events.append({"at": now_iso(), "state": state, "detail": detail})
-        self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
-        self._wake.set()
+        self.events.append({"at": iso_utc(self.clock.wall()), "state": state, "detail": detail})
+        if not quiet:
+            self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
+
+    def _enter_backoff(self, error: Problem, delay: float) -> None:
+        self._set_state("backoff", f"{error.kind}; retrying in {delay:.1f}s", quiet=True)
+        self._failure_log.backoff(error, delay)
+
+    def _become_ready(self) -> None:
+        if self.state == "ready":
+            return
+        self.ready_at = self.clock.wall()
+        self.error = None
+        self._failure_log.recovered()
+        self._set_state("ready", self.url or "")
+        self._notify(self._on_ready, self)
 
     def _notify(self, callback: Callable[[Any], None], arg: Any) -> None:
         """Run an owner's callback; its failure is logged, never fatal to supervision."""
@@ -220,6 +262,11 @@ class TunnelSupervisor:
         self.url = url
         self._notify(self._on_url, url)
 
+    def _problem(self, problem: Problem) -> Problem:
+        return fit_to_mode(problem, self.settings.tunnel_mode)
+
+    # ----- the run: prepare, spawn, watch, decide ---------------------------------------
+
     async def _stop_locked(self) -> None:
         task = self._task
         if task is None or task.done():
@@ -227,10 +274,10 @@ class TunnelSupervisor:
                 self._set_state("stopped")
             return
         self._set_state("stopping")
-        child = self._child
-        if child is not None:
-            child.stop_requested = True
-            await self._terminate(child)
+        run = self._run_record
+        if run is not None and run.child is not None:
+            run.stop_requested = True
+            await run.child.terminate(self.settings.stop_timeout)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -240,126 +287,111 @@ class TunnelSupervisor:
         self._set_url(None)
         self._set_state("stopped")
 
-    async def _terminate(self, child: _Child) -> None:
-        """SIGTERM, wait stop_timeout, SIGKILL; always reaped."""
-        proc = child.proc
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(proc.wait()), self.settings.stop_timeout)
-            except asyncio.TimeoutError:
-                self.log.warning(
-                    "cloudflared (pid %s) ignored SIGTERM for %gs: killing it",
-                    proc.pid,
-                    self.settings.stop_timeout,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
-
-    def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        base = min(s.restart_backoff_max, s.restart_backoff_initial * 2.0 ** min(attempt, 30))
-        # Full jitter in the upper half: spreads restarts without ever collapsing to zero.
-        return base * random.uniform(0.5, 1.0)
-
     async def _run(self) -> None:
-        exits: deque[float] = deque()
+        s = self.settings
+        crashes: deque[float] = deque()  # monotonic times of exits that count as crashes
         attempt = 0
         try:
             while True:
-                prepared = await self._prepare()
-                if prepared is None:
+                command = await self._prepare()
+                if command is None:
                     return
-                command, secrets = prepared
-                child = await self._spawn(command, secrets)
-                if child is None:
+                run = await self._spawn(command)
+                if run is None:
                     return
-                ready_since = await self._watch(child, secrets)
-                if child.stop_requested:
+                await self._watch(run)
+                if run.stop_requested:
                     return
-                self._child = None
+                self._run_record = None
                 self.pid = None
                 self.ready_connections = 0
-                if self.settings.mode == "quick":
+                if s.tunnel_mode == "quick":
                     self._set_url(None)  # that hostname died with its cloudflared
-                error = self._record_exit(child)
+                error = self._record_exit(run)
                 self.error = error
                 if not retryable(error):
-                    self._set_state("failed", f"{error.kind}: {error.message}")
+                    if error.kind == "binary_unavailable":
+                        self.binary = None  # look for it again at the next start
+                    self.fail(error)
                     return
-                now = time.monotonic()
-                exits.append(now)
-                while exits and now - exits[0] > self.settings.crash_window:
-                    exits.popleft()
-                if len(exits) > self.settings.max_restarts:
-                    self.error = Problem(
-                        "crash_loop",
-                        f"cloudflared exited {len(exits)} times within "
-                        f"{self.settings.crash_window:g}s; last: {error.kind}: {error.message}",
-                    )
-                    self._set_state("failed", self.error.message)
-                    return
-                if (
-                    ready_since is not None
-                    and now - ready_since >= self.settings.restart_backoff_max
-                ):
+                now = self.clock.monotonic()
+                if counts_as_crash(error):
+                    crashes.append(now)
+                    while crashes and now - crashes[0] > s.crash_window:
+                        crashes.popleft()
+                    if len(crashes) > s.max_restarts:
+                        self.fail(
+                            Problem(
+                                "crash_loop",
+                                f"cloudflared exited {len(crashes)} times within "
+                                f"{s.crash_window:g}s; last: {error.kind}: {error.message}",
+                            )
+                        )
+                        return
+                cap = max(s.restart_backoff_max, s.restart_backoff_initial)
+                if run.ready_since is not None and now - run.ready_since >= cap:
                     attempt = 0  # it was stable: start the backoff over
-                delay = max(self._backoff(attempt), min_delay(error))
+                delay = max(
+                    backoff_delay(attempt, s.restart_backoff_initial, s.restart_backoff_max),
+                    min_delay(error),
+                )
                 attempt += 1
-                self.next_retry_at = time.time() + delay
-                self._set_state("backoff", f"{error.kind}; retrying in {delay:.1f}s")
-                await asyncio.sleep(delay)
+                self.next_retry_at = self.clock.wall() + delay
+                self._enter_backoff(error, delay)
+                await self.clock.sleep(delay)
                 self.next_retry_at = None
                 self.restarts += 1
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a bug kill supervision silently
             self.log.exception("Tunnel supervisor failed")
-            self.error = Problem("crashed", f"supervisor error: {type(e).__name__}: {e}")
-            self._set_state("failed", self.error.message)
+            self.fail(Problem("crashed", f"supervisor error: {type(e).__name__}: {e}"))
         finally:
-            child = self._child
-            if child is not None and child.proc.returncode is None:
-                child.stop_requested = True
-                await asyncio.shield(self._terminate(child))
-            self._child = None
+            run = self._run_record
+            if run is not None and run.child is not None and run.child.returncode is None:
+                run.stop_requested = True
+                await asyncio.shield(run.child.terminate(s.stop_timeout))
+            self._run_record = None
             self.pid = None
 
-    async def _prepare(self) -> tuple[TunnelCommand, list[str]] | None:
-        """Everything before a spawn: security, token, binary. None = failed (state set)."""
+    async def _prepare(self) -> TunnelCommand | None:
+        """Everything before a spawn: security, arguments, token, binary. None = failed."""
         s = self.settings
         if self.state != "starting":
             self._set_state("starting", "restarting")
-        refused = self._preflight() or check_extra_args(s.extra_args)
+        refused = self._preflight()
         if refused is not None:
             self.fail(refused)
             return None
+        args = normalize_cloudflared_args(s.cloudflared_args)
+        if isinstance(args, Problem):
+            self.fail(args)
+            return None
         loop = asyncio.get_running_loop()
         token = ""
-        if s.mode == "named":
-            token = s.token
-            if not token and s.token_file:
+        if s.tunnel_mode == "named":
+            token = s.tunnel_token
+            if not token and s.tunnel_token_file:
                 try:
-                    token = (await loop.run_in_executor(None, _read_token, s.token_file)).strip()
+                    read = await loop.run_in_executor(None, _read_token, s.tunnel_token_file)
                 except OSError as e:
                     self.fail(
                         Problem(
                             "token_unavailable",
-                            f"cannot read tunnel_token_file {s.token_file}: {e.strerror}",
+                            f"cannot read tunnel_token_file {s.tunnel_token_file}: {e.strerror}",
                         )
                     )
                     return None
+                token = read.strip()
             if not token:
                 self.fail(Problem("token_unavailable", "no tunnel token configured"))
                 return None
         if self.binary is None:
             # A thread cannot be cancelled: a stop during `resolve` leaves it running. Keep that
             # one for the next start instead of starting another `cloudflared --version` (a
-            # burst of start/stop used to run several at once, each a cloudflared process).
+            # burst of start/stop would otherwise run several at once).
             if self._resolving is None:
-                self._resolving = loop.run_in_executor(None, resolve, s.cloudflared_path)
+                self._resolving = loop.run_in_executor(None, self._resolve, s.cloudflared_path)
                 self._resolving.add_done_callback(_retrieve)
             resolving = self._resolving
             try:
@@ -370,240 +402,138 @@ class TunnelSupervisor:
             finally:
                 if resolving.done() and self._resolving is resolving:
                     self._resolving = None
-        command = TunnelCommand(
-            mode=s.mode,
+        return TunnelCommand(
+            mode=s.tunnel_mode,
             binary=self.binary.path,
             origin=self._origin(),
             protocol=s.protocol,
             edge_ip_version=s.edge_ip_version,
-            extra_args=tuple(s.extra_args),
+            cloudflared_args=tuple(args),
             stop_timeout=s.stop_timeout,
             token=token,
         )
-        return command, [token] if token else []
 
-    async def _spawn(self, command: TunnelCommand, secrets: list[str]) -> _Child | None:
-        argv = build_argv(command)
-        spawning = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=build_env(command),
-                start_new_session=True,
-                preexec_fn=_child_setup(os.getpid()),
-                limit=2**16,
-            )
-        )
+    async def _spawn(self, command: TunnelCommand) -> _Run | None:
+        run = _Run(self)
+
+        def on_line(stream: str, line: str) -> None:
+            self._on_line(run, stream, line)
+
         try:
-            proc = await asyncio.shield(spawning)
-        except asyncio.CancelledError:
-            # Stopped mid-spawn: the process may exist already; never leave it behind.
-            with contextlib.suppress(OSError):
-                orphan = await spawning
-                await self._terminate(_Child(orphan))
-            raise
+            child = await self._spawn_child(command, on_line, self.log)
         except OSError as e:
-            self.binary = None
-            self.fail(Problem("binary_unavailable", f"cannot run {argv[0]}: {e}"))
+            self.binary = None  # look for it again next time
+            self.fail(Problem("binary_unavailable", f"cannot run {command.binary}: {e}"))
             return None
-        child = _Child(proc)
-        self._child = child
-        self.children_spawned += 1
-        self.pid = proc.pid
-        self.started_at = time.time()
+        run.child = child
+        self._run_record = run
+        self.pid = child.pid
+        self.started_at = self.clock.wall()
         self.ready_at = None
-        self._set_url(
+        named_url = (
             f"https://{self.settings.public_hostname}"
             if command.mode == "named" and self.settings.public_hostname
             else None
         )
-        self.log.info("Started cloudflared (pid %s): %s", proc.pid, " ".join(argv[1:]))
-        self._set_state("starting" if self.url is None else "connecting", f"pid {proc.pid}")
-        return child
+        self._set_url(named_url)
+        self.log.info(
+            "Started cloudflared (pid %s): %s", child.pid, " ".join(build_argv(command)[1:])
+        )
+        self._set_state("starting" if self.url is None else "connecting", f"pid {child.pid}")
+        return run
 
-    async def _watch(self, child: _Child, secrets: list[str]) -> float | None:
-        """Follow one child until it exits. Returns when it became ready (monotonic) or None."""
-        assert child.proc.stderr is not None
-        assert child.proc.stdout is not None
-        readers = [
-            asyncio.ensure_future(self._read(child, child.proc.stderr, child.stderr_tail, secrets)),
-            asyncio.ensure_future(self._read(child, child.proc.stdout, child.stdout_tail, secrets)),
-        ]
-        health = asyncio.ensure_future(self._health(child))
+    async def _watch(self, run: _Run) -> None:
+        """Follow one child until it exits; restart it when its health says so."""
+        assert run.child is not None
+        child = run.child
+        s = self.settings
+        watch = HealthWatch(
+            mode=s.tunnel_mode,
+            url_timeout=s.url_timeout,
+            interval=s.health_interval,
+            clock=self.clock,
+            probe=self._probe,
+            wake=self._wake,
+        )
+        health = asyncio.ensure_future(watch.run(run))
+        exited = asyncio.ensure_future(child.wait())
         try:
-            await child.proc.wait()
-            # Drain what it printed last (its fatal line), but never wait on a pipe held open
-            # by something else.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*readers), 1.0)
+            await asyncio.wait((health, exited), return_when=asyncio.FIRST_COMPLETED)
+            if health.done() and not exited.done():
+                reason = None
+                if health.exception() is not None:
+                    self.log.error("Tunnel health check failed", exc_info=health.exception())
+                else:
+                    reason = health.result()
+                if reason is not None and not run.stop_requested:
+                    run.kill_reason = reason
+                    if reason.kind == "stalled":
+                        self.ready_connections = 0
+                    await child.terminate(s.stop_timeout)
+            await exited
         finally:
-            for task in (*readers, health):
+            for task in (health, exited):
                 task.cancel()
-            await asyncio.gather(*readers, health, return_exceptions=True)
-        return child.ready_since
+            await asyncio.gather(health, exited, return_exceptions=True)
 
-    async def _read(
-        self,
-        child: _Child,
-        stream: asyncio.StreamReader,
-        tail: deque[str],
-        secrets: list[str],
-    ) -> None:
-        splitter = LineSplitter(MAX_LINE)
-        while True:
-            chunk = await stream.read(READ_CHUNK)
-            for raw in splitter.feed(chunk) if chunk else splitter.close():
-                line = redact(raw.decode("utf-8", errors="replace").rstrip("\r"), secrets)
-                self.lines_seen += 1
-                self.logs.append(line)
-                tail.append(line)
-                if child.usage_line is None and line.startswith("Incorrect Usage"):
-                    child.usage_line = line
-                try:
-                    self._on_line(child, line)
-                except Exception:
-                    # A bug in handling one line must never stop the reading: a pipe nobody
-                    # drains blocks cloudflared.
-                    self.log.exception("Tunnel: failed to handle a cloudflared line")
-            if not chunk:
-                return
-
-    def _on_line(self, child: _Child, line: str) -> None:
+    def _on_line(self, run: _Run, stream: str, line: str) -> None:
+        self.logs.append(line)
+        (run.stderr_tail if stream == "stderr" else run.stdout_tail).append(line)
+        if run.usage_line is None and line.startswith("Incorrect Usage"):
+            run.usage_line = line
         event = parse_line(line)
-        if event is None or child.stop_requested:
+        if event is None or run.stop_requested:
             return
-        if event.url and self.settings.mode == "quick":
+        if event.url and self.settings.tunnel_mode == "quick":
             self._set_url(event.url)
             if self.state == "starting":
                 self._set_state("connecting", event.url)
+            self._wake.set()
         elif event.metrics:
-            child.metrics = event.metrics
+            run.metrics = event.metrics
             self._wake.set()
         elif event.registered:
             self.ready_connections = max(self.ready_connections, 1)
-            if child.ready_since is None:
-                child.ready_since = time.monotonic()
+            if run.ready_since is None:
+                run.ready_since = self.clock.monotonic()
             self._become_ready()
             self._wake.set()
         elif event.error and self.state != "ready":
             live = classify_line(line)
             if live is not None:
-                self.error = live
+                self.error = self._problem(live)
 
-    def _become_ready(self) -> None:
-        if self.state == "ready":
+    def _confirmed_url(self, url: str) -> None:
+        """The quick tunnel's hostname as its metrics server states it (wins over the log)."""
+        if url == self.url:
             return
-        self.ready_at = time.time()
-        self.error = None
-        self._set_state("ready", self.url or "")
-        self._notify(self._on_ready, self)
+        self.log.warning("Tunnel URL from the log (%s) differs from /quicktunnel", self.url)
+        self._set_url(url)
+        if self.state == "starting":
+            self._set_state("connecting", url)
 
-    async def _health(self, child: _Child) -> None:
-        """URL deadline, /quicktunnel confirmation, /ready polling and stall detection."""
-        s = self.settings
-        deadline = time.monotonic() + s.url_timeout
-        confirmed = False
-        strikes = 0
-        while child.proc.returncode is None:
-            self._wake.clear()
-            have_tunnel = self.url is not None if s.mode == "quick" else child.metrics is not None
-            if not have_tunnel and time.monotonic() >= deadline:
-                child.kill_reason = Problem(
-                    "url_timeout",
-                    f"no tunnel {'URL' if s.mode == 'quick' else 'connection'} from cloudflared "
-                    f"within {s.url_timeout:g}s",
-                )
-                self.log.warning("Tunnel: %s; restarting cloudflared", child.kill_reason.message)
-                await self._terminate(child)
-                return
-            if child.metrics is not None:
-                if s.mode == "quick" and not confirmed:
-                    confirmed = await self._confirm_url(child)
-                ready = await self._poll_ready(child)
-                if child.stop_requested:
-                    return
-                if ready is True:
-                    strikes = 0
-                    if child.ready_since is None:
-                        child.ready_since = time.monotonic()
-                    self._become_ready()
-                elif child.ready_since is not None:
-                    # Was ready, now unready or unreachable: one miss may be a blip, three
-                    # in a row is a stalled tunnel that cloudflared is not recovering.
-                    strikes += 1
-                    if strikes >= STALL_CHECKS:
-                        child.kill_reason = Problem(
-                            "stalled",
-                            f"the tunnel was ready, then unready or unreachable for "
-                            f"{STALL_CHECKS} health checks",
-                        )
-                        self.ready_connections = 0
-                        self.log.warning("Tunnel stalled; restarting cloudflared")
-                        await self._terminate(child)
-                        return
-                    if strikes >= 2 and self.state == "ready":
-                        self._set_state("connecting", "lost its edge connection")
-            timeout = s.health_interval
-            if not have_tunnel:
-                timeout = min(timeout, max(0.0, deadline - time.monotonic()))
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+    def _readiness(self, run: _Run, connections: int, ready: bool) -> None:
+        if run.stop_requested:
+            return
+        self.ready_connections = connections
+        if ready:
+            if run.ready_since is None:
+                run.ready_since = self.clock.monotonic()
+            self._become_ready()
 
-    async def _get(self, child: _Child, path: str) -> tuple[int, Any] | None:
-        try:
-            r = await AsyncHTTPClient().fetch(
-                f"http://{child.metrics}{path}",
-                request_timeout=HEALTH_TIMEOUT,
-                connect_timeout=HEALTH_TIMEOUT,
-                raise_error=False,
-            )
-        except (OSError, HTTPClientError, asyncio.TimeoutError):
-            return None
-        if r.code == 599:
-            return None
-        try:
-            return r.code, json.loads(r.body or b"null")
-        except ValueError:
-            return r.code, None
-
-    async def _poll_ready(self, child: _Child) -> bool | None:
-        got = await self._get(child, "/ready")
-        if got is None:
-            return None
-        code, body = got
-        n = body.get("readyConnections", 0) if isinstance(body, dict) else 0
-        self.ready_connections = int(n) if isinstance(n, int) else 0
-        return code == 200 and self.ready_connections >= 1
-
-    async def _confirm_url(self, child: _Child) -> bool:
-        got = await self._get(child, "/quicktunnel")
-        if got is None or not isinstance(got[1], dict):
-            return False
-        hostname = got[1].get("hostname")
-        if isinstance(hostname, str) and hostname:
-            url = f"https://{hostname}"
-            if url != self.url:
-                self.log.warning("Tunnel URL from the log (%s) differs from /quicktunnel", self.url)
-                self._set_url(url)
-                if self.state == "starting":
-                    self._set_state("connecting", url)
-            return True
-        return False
-
-    def _record_exit(self, child: _Child) -> Problem:
-        code = child.proc.returncode
+    def _record_exit(self, run: _Run) -> Problem:
+        assert run.child is not None
+        code = run.child.returncode
         assert code is not None
         self.last_exit = {
             "code": code if code >= 0 else None,
             "signal": _signal_name(-code) if code < 0 else None,
-            "at": now_iso(),
+            "at": iso_utc(self.clock.wall()),
         }
-        if child.kill_reason is not None:
-            return child.kill_reason
-        stdout = [child.usage_line] if child.usage_line else list(child.stdout_tail)
-        return classify_exit(code, list(child.stderr_tail), stdout)
+        if run.kill_reason is not None:
+            return run.kill_reason
+        stdout = [run.usage_line] if run.usage_line else list(run.stdout_tail)
+        return self._problem(classify_exit(code, list(run.stderr_tail), stdout))
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
