@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, flood, peers, startup, tunnel
+from benchmarks import endpoints, flood, metrics, peers, startup, tunnel
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
@@ -29,6 +29,7 @@ SUITES: dict[str, Suite] = {
     "flood": flood.run,
     "peers": peers.run,
     "mcp": mcp_tools.run,
+    "metrics": metrics.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -43,6 +44,8 @@ GROUPS = [
     "log flood",
     "peers",
     "mcp",
+    "metrics",
+    "dashboard",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 
