@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import CollectorRegistry
+
+try:
+    from prometheus_client.registry import Collector
+except ImportError:  # prometheus_client < 0.14: any object with collect() is a collector
+    Collector = object  # type: ignore[misc, assignment]
 
 if TYPE_CHECKING:
     from .tunnel.supervisor import TunnelSupervisor
