@@ -117,6 +117,14 @@ class GpuProcess(BaseModel):
     pid: int = Field(description="Process id on the remote machine.")
     name: str | None
     used_memory: int | None = Field(description=BYTES)
+    # Optional: remotes before the kernel mapping do not send them.
+    kernel_id: str | None = Field(
+        None,
+        description="The remote server's kernel this process is (or descends from); null if none.",
+    )
+    notebook_path: str | None = Field(
+        None, description="Path of the notebook whose session uses that kernel; null if none."
+    )
 
 
 class GpuDevice(BaseModel):
