@@ -101,6 +101,8 @@ async def test_tools_are_listed_with_schemas_and_annotations(remote: Any) -> Non
     assert "MiB" in tools["colab_wait_gpu_memory"].description  # type: ignore[operator]
     gpu_props = tools["colab_gpu"].output_schema["properties"]  # type: ignore[index]
     assert {"available", "devices", "error", "sampled_at"} <= set(gpu_props)
+    process = tools["colab_gpu"].output_schema["$defs"]["GpuProcess"]["properties"]  # type: ignore[index]
+    assert {"kernel_id", "notebook_path"} <= set(process)
     assert tools["colab_gpu"].input_schema["properties"]["processes"]["type"] == "boolean"
 
 
@@ -113,6 +115,7 @@ async def test_each_tool_returns_the_rest_json(
         gpu = ok(await client.call_tool("colab_gpu", {"processes": True}))
         assert gpu == await rest(jp_fetch, "colab", "gpu")
         assert gpu["devices"][0]["processes"][0]["pid"] == 4242
+        assert gpu["devices"][0]["processes"][0]["kernel_id"] is None  # not a kernel there
         lean = ok(await client.call_tool("colab_gpu", {}))
         assert lean == await rest(jp_fetch, "colab", "gpu", params={"processes": "false"})
         assert lean["devices"][0]["processes"] is None
