@@ -14,7 +14,6 @@ the page's static files and one refresh of the API calls.
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from benchmarks.clients import Block, sequential
 from benchmarks.report import Figure, Summary, ratio
-from benchmarks.servers import TESTS, Fleet, Server
+from benchmarks.servers import Fleet, Server
 
 GPUS = 8
 SCRAPE_TARGET = 1.5
@@ -110,9 +109,7 @@ def scrape(gpus: Server, plain: Server, quick: bool) -> list[Figure]:
 
 
 def dashboard(server: Server, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    from headless import Chromium, chromium_path
+    from testkit.headless import Chromium, chromium_path
 
     if chromium_path() is None:
         why = "chromium is not installed (apt-get install chromium)"

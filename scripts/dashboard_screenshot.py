@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from dashboard_kit import start_gpu_tunnel_server  # noqa: E402
-from headless import Chromium  # noqa: E402
+
+from testkit.headless import Chromium  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

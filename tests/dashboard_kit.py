@@ -12,14 +12,15 @@ from typing import Any
 
 from tunnel_env import TunnelServer, start_tunnel_server
 
-TESTS = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
 
 # Two Colab-like cards with distinct, recognisable values. GPU 0's processes are, at each
 # sample, the server's running kernels plus the server itself (a process that is no kernel).
 GPUS_CONFIG = """\
 import os, sys
-sys.path[:0] = [{tests!r}]
-import fake_nvml, psutil, pytest
+sys.path[:0] = [{repo!r}]
+import psutil, pytest
+from testkit import fake_nvml
 MiB = fake_nvml.MiB
 
 class KernelsOnGpu(list):
@@ -73,6 +74,6 @@ def start_gpu_tunnel_server(
     config_dir = workdir / "server" / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "jupyter_server_config.py").write_text(
-        GPUS_CONFIG.format(tests=str(TESTS), extra=max(0, gpus - 2), live=live)
+        GPUS_CONFIG.format(repo=str(REPO), extra=max(0, gpus - 2), live=live)
     )
     return start_tunnel_server(workdir, **kwargs)

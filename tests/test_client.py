@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fake_nvml import FakeGpu, FakeProcess, install
 
 from jupyter_colab_tunnel.client import (
     ColabClient,
@@ -27,6 +26,7 @@ from jupyter_colab_tunnel.client import (
     result_or_error,
 )
 from jupyter_colab_tunnel.problems import CLIENT_KINDS, HINTS, ColabTunnelError, Problem
+from testkit.fake_nvml import FakeGpu, FakeProcess, install
 
 VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
 

@@ -2,7 +2,7 @@
 
 The server runs the cloudflared stand-in and fake GPUs (tests/dashboard_kit.py) under a
 base_url, so the page's relative URLs are exercised; Chromium is Debian's `chromium` driven over
-the DevTools protocol (tests/headless.py), which records every request the page makes.
+the DevTools protocol (testkit/headless.py), which records every request the page makes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from urllib.parse import urlparse
 
 import pytest
 from dashboard_kit import start_gpu_tunnel_server
-from fake_nvml import MiB
-from headless import Chromium, chromium_path
 from prometheus_client.parser import text_string_to_metric_families
+
+from testkit.fake_nvml import MiB
+from testkit.headless import Chromium, chromium_path
 
 pytestmark = [
     pytest.mark.e2e,

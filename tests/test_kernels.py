@@ -10,10 +10,10 @@ from typing import Any
 
 import psutil
 import pytest
-from fake_nvml import FakeGpu, FakeProcess, MiB, install
 
 from jupyter_colab_tunnel.handlers import KERNELS_SETTING
 from jupyter_colab_tunnel.kernels import kernel_pids, owners, parent_chain
+from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
 
 NOT_A_PID = 4_000_000  # above pid_max (2**22): never a process here
 

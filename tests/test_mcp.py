@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from e2e_kit import fixed_port
-from fake_nvml import FakeGpu, FakeProcess, install
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 from server_process import free_port
@@ -26,6 +25,7 @@ from tunnel_env import VALID_TOKEN, TunnelServer
 
 from jupyter_colab_tunnel.client import ColabClient
 from jupyter_colab_tunnel.local.mcp import build_server
+from testkit.fake_nvml import FakeGpu, FakeProcess, install
 
 MiB = 1024 * 1024
 TOOLS = {

@@ -7,12 +7,12 @@ import time
 from typing import Any
 
 import pytest
-from fake_nvml import FakeGpu, FakeProcess, MiB, install
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_tunnel.metrics import ColabCollector, MetricsHook
+from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
 
 
 def parse(text: str) -> dict[str, list[Any]]:
