@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, flood, metrics, peers, startup, tunnel
+from benchmarks import endpoints, flood, metrics, peers, relay, startup, tunnel
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
@@ -30,6 +30,7 @@ SUITES: dict[str, Suite] = {
     "peers": peers.run,
     "mcp": mcp_tools.run,
     "metrics": metrics.run,
+    "relay": relay.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -46,6 +47,7 @@ GROUPS = [
     "mcp",
     "metrics",
     "dashboard",
+    "relay",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 

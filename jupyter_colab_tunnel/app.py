@@ -12,11 +12,20 @@ from urllib.parse import urlparse
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.extension.manager import ExtensionManager
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, Union, default
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
 
+from .autostart import (
+    LAUNCHED_ENV,
+    AutostartDecision,
+    AutostartFacts,
+    decide_autostart,
+    explicit_tunnel_config,
+    is_kaggle,
+)
 from .connect import TOKEN_PLACEHOLDER, connect_info
+from .connection_file import ConnectionFileWriter, connection_record
 from .dashboard import dashboard_handlers
 from .gpu_service import GpuService
 from .handlers import GPU_SETTING, KERNELS_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
@@ -64,9 +73,29 @@ class ColabTunnelApp(ExtensionApp):
         ),
     ).tag(config=True)
 
-    autostart = Bool(
-        True,
-        help="Start the tunnel when the server starts. When False, start it with POST /colab/tunnel.",
+    autostart = Union(
+        [Bool(), Enum(["auto"])],
+        default_value="auto",
+        help=(
+            "Start the tunnel when the server starts. True: always; False: never (start it with "
+            "POST /colab/tunnel). 'auto': only on a hosted runtime (Colab, Kaggle), a server "
+            "started by launch(), or with an explicit tunnel configuration (tunnel_mode, "
+            "tunnel_token, tunnel_token_file, $TUNNEL_TOKEN); never in gateway mode."
+        ),
+    ).tag(config=True)
+
+    connection_file = Unicode(
+        "",
+        help=(
+            "Write the tunnel's URL and state as JSON to this path (atomically, mode 0600) at "
+            "start and on every change, for `jupyter colab-tunnel connect --connection-file`. "
+            "Empty: none."
+        ),
+    ).tag(config=True)
+
+    connection_file_token = Bool(
+        False,
+        help="Also write this server's Jupyter token into connection_file (keep it private).",
     ).tag(config=True)
 
     cloudflared_path = Unicode(
@@ -183,6 +212,8 @@ class ColabTunnelApp(ExtensionApp):
         self.config_errors: list[ConfigProblem] = []
         self._tunnel_host: str | None = None
         self._announced = False
+        self._connection_writer: ConnectionFileWriter | None = None
+        self._runtime: dict[str, Any] = {}
         self.started_at = time.time()
         super().__init__(**kwargs)
 
@@ -253,13 +284,15 @@ class ColabTunnelApp(ExtensionApp):
         assert self.serverapp is not None
         serverapp = self.serverapp
         runtime = runtime_info()
+        self._runtime = runtime
         self.supervisor = TunnelSupervisor(
             self._supervisor_settings(),
             self.log,
             origin=lambda: origin_url(serverapp),
             preflight=self._refuse_insecure,
-            on_url=self._allow_tunnel_host,
+            on_url=self._on_tunnel_url,
             on_ready=self._announce,
+            on_state=lambda state: self._write_connection_file(),
         )
         self.tunnel = TunnelService(
             self.supervisor, self.tunnel_mode, serverapp.base_url, self.config_errors
@@ -300,6 +333,38 @@ class ColabTunnelApp(ExtensionApp):
         return Problem(
             "insecure_config",
             "refusing to open a public tunnel to a Jupyter server without a token or password",
+        )
+
+    def _on_tunnel_url(self, url: str | None) -> None:
+        self._allow_tunnel_host(url)
+        self._write_connection_file()
+
+    def _write_connection_file(self) -> None:
+        """Record the tunnel's URL and state for the local relay (off the event loop)."""
+        if not self.connection_file:
+            return
+        assert self.serverapp is not None
+        if self._connection_writer is None:
+            self._connection_writer = ConnectionFileWriter(self.connection_file, self.log)
+        token = self.serverapp.identity_provider.token if self.connection_file_token else None
+        self._connection_writer.update(
+            connection_record(
+                self.supervisor.url, self.supervisor.state, self.serverapp.base_url, token
+            )
+        )
+
+    def _autostart_decision(self, serverapp: ServerApp) -> AutostartDecision:
+        configured = set(self.config.get(type(self).__name__, {}).keys())
+        gateway = getattr(serverapp, "gateway_config", None)
+        runtime = self._runtime
+        return decide_autostart(
+            AutostartFacts(
+                setting=self.autostart,
+                hosted=bool(runtime.get("colab")) or is_kaggle(os.environ),
+                launched=os.environ.get(LAUNCHED_ENV) == "1",
+                explicit_tunnel=explicit_tunnel_config(configured, os.environ),
+                gateway_mode=bool(gateway is not None and gateway.gateway_enabled),
+            )
         )
 
     def _allow_tunnel_host(self, url: str | None) -> None:
@@ -343,6 +408,7 @@ class ColabTunnelApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Runs once the IOLoop is up. Never waits on cloudflared: the server starts at once."""
         self.metrics.register()
+        self._write_connection_file()
         if self.tunnel_mode == "off":
             return
         if self.config_errors:
@@ -360,12 +426,19 @@ class ColabTunnelApp(ExtensionApp):
                 "tunnel will be refused (non-local Host). Set c.ColabTunnelApp.public_hostname "
                 "to the hostname routed to this server."
             )
-        if self.autostart:
+        decision = self._autostart_decision(serverapp)
+        if decision.start:
             await self.supervisor.start()
+        else:
+            self.log.info("Tunnel not started: %s", decision.reason)
+            self.supervisor.note(decision.reason)
 
     async def stop_extension(self) -> None:
         self.metrics.unregister()
         await self.supervisor.stop()
+        if self._connection_writer is not None:
+            self._write_connection_file()
+            self._connection_writer.close()
         await self.gpu.close()
 
     def initialize_handlers(self) -> None:

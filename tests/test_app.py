@@ -15,7 +15,9 @@ from jupyter_colab_tunnel.app import ColabTunnelApp
 
 TRAITS = {
     "tunnel_mode": "quick",
-    "autostart": True,
+    "autostart": "auto",
+    "connection_file": "",
+    "connection_file_token": False,
     "cloudflared_path": "",
     "tunnel_token": "",
     "tunnel_token_file": "",

@@ -47,6 +47,10 @@ FIGURES = [
     "metrics.gpu_series",
     "dashboard.first_gpu",
     "dashboard.transfer",
+    "relay.rest_overhead",
+    "relay.kernel_rtt",
+    "relay.switch",
+    "relay.resume",
 ]
 MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
@@ -60,6 +64,10 @@ DISTRIBUTIONS = [
     "peer.pycloudflared.time_to_url",
     *MCP_FIGURES,
     "metrics.scrape.c1",
+    "relay.rest_overhead",
+    "relay.kernel_rtt",
+    "relay.switch",
+    "relay.resume",
 ]
 
 
@@ -67,7 +75,7 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(520)
 def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     run = subprocess.run(
@@ -75,7 +83,7 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=500,
     )
     assert run.returncode == 0, f"{run.stdout[-5000:]}\n{run.stderr[-5000:]}"
     doc = json.loads(out.read_text())

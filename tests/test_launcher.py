@@ -152,8 +152,20 @@ def test_launch_ready_reuse_and_stop(
     launcher_env.write_record(**_record_of(lookalike, create_time=lookalike.create_time() - 100))
 
     port = free_port()
-    conn = launch(port=port, root_dir=launcher_env.root, extra_args=FAST_ARGS, timeout=60)
+    connection_file = launcher_env.home / "drive" / "colab-tunnel.json"
+    conn = launch(
+        port=port,
+        root_dir=launcher_env.root,
+        extra_args=FAST_ARGS,
+        timeout=60,
+        connection_file=connection_file,
+    )
     out = capsys.readouterr().out
+    # The connection file for the local relay, and the relay's command.
+    written = json.loads(connection_file.read_text())
+    assert (written["url"], written["state"]) == (conn.gateway_url, "ready")
+    assert "token" not in written
+    assert "jupyter colab-tunnel connect --connection-file" in out
     assert (conn.state, conn.error, conn.reused, conn.port) == ("ready", None, False, port)
     assert conn.gateway_url is not None
     assert conn.gateway_url.endswith(".trycloudflare.com")

@@ -125,7 +125,8 @@ def start_tunnel_server(
         fake_cloudflared.install(bin_dir)
     state_dir = workdir / "fake-state"
     state_dir.mkdir(exist_ok=True)
-    settings = {**FAST, **(traits or {})}
+    # autostart="auto" opens no tunnel on a plain machine: these servers ask for theirs.
+    settings = {"autostart": True, **FAST, **(traits or {})}
     args = []
     for name, value in settings.items():
         if isinstance(value, list):

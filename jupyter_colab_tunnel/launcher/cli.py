@@ -47,6 +47,9 @@ def _launch_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log", help="server log file")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
+    parser.add_argument(
+        "--connection-file", help="keep the tunnel URL and state in this JSON file (e.g. on Drive)"
+    )
 
 
 def _launch(args: argparse.Namespace, rest: list[str]) -> int:
@@ -62,6 +65,7 @@ def _launch(args: argparse.Namespace, rest: list[str]) -> int:
             quiet=args.quiet,
             env=None,
             give_up_after=args.give_up_after or None,
+            connection_file=args.connection_file,
         )
     except Interrupted:
         return 130  # the shell's code for "ended by SIGINT"
@@ -134,6 +138,19 @@ def _mcp(args: argparse.Namespace, rest: list[str]) -> int:
     return run_mcp(args)
 
 
+# The local side (the relay) lives in jupyter_colab_tunnel/local/, imported only when used.
+def _connect_options(parser: argparse.ArgumentParser) -> None:
+    from ..local.cli import add_connect_options
+
+    add_connect_options(parser)
+
+
+def _connect(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..local.cli import run_connect
+
+    return run_connect(args)
+
+
 SUBCOMMANDS: list[Subcommand] = [
     Subcommand(
         "launch",
@@ -152,6 +169,17 @@ SUBCOMMANDS: list[Subcommand] = [
         "serve MCP tools (status, GPU, tunnel) for AI agents over stdio",
         _mcp_options,
         _mcp,
+    ),
+    Subcommand(
+        "connect",
+        "run a local relay (127.0.0.1) to the remote that follows its tunnel URL",
+        _connect_options,
+        _connect,
+        description=(
+            "Relay 127.0.0.1:PORT to the remote Jupyter server, adding its token. With "
+            "--connection-file, a new tunnel URL is followed without restarting anything. "
+            "Runs until Ctrl-C / SIGTERM."
+        ),
     ),
 ]
 

@@ -29,6 +29,7 @@ def launch(
     quiet: bool = False,
     env: Mapping[str, str] | None = None,
     give_up_after: int | None = GIVE_UP_AFTER,
+    connection_file: str | os.PathLike[str] | None = None,
 ) -> Connection:
     """Start `jupyter server` with the tunnel in the background and wait until it is ready.
 
@@ -44,6 +45,8 @@ def launch(
     env: extra environment variables for the server (and so its kernels and cloudflared).
     give_up_after: stop waiting once the tunnel failed this many times in a row with the same
         error (None: wait for `timeout`). The server keeps retrying in the background.
+    connection_file: where the server keeps its tunnel URL and state as JSON (e.g. on Drive),
+        for `jupyter colab-tunnel connect --connection-file` on your machine.
 
     A server that this function started before, from this Python environment, and that still
     runs is reused, not doubled. Raises LaunchError when the server cannot run; a tunnel
@@ -61,6 +64,7 @@ def launch(
             quiet=quiet,
             env=env,
             give_up_after=give_up_after,
+            connection_file=connection_file,
         )
     except Interrupted as stopped:
         return stopped.conn
@@ -78,6 +82,7 @@ def start_and_wait(
     quiet: bool,
     env: Mapping[str, str] | None,
     give_up_after: int | None,
+    connection_file: str | os.PathLike[str] | None = None,
 ) -> Connection:
     """`launch()`, but Ctrl-C during the waits raises `Interrupted` (for the CLI's exit code)."""
     if tunnel_mode is not None and tunnel_mode not in ("quick", "named", "off"):
@@ -85,6 +90,9 @@ def start_and_wait(
     if give_up_after is not None and give_up_after < 1:
         raise ValueError(f"give_up_after must be at least 1 (or None), not {give_up_after}")
     report = Reporter(quiet)
+    if connection_file is not None:
+        path = os.path.abspath(os.path.expanduser(os.fspath(connection_file)))
+        extra_args = [*extra_args, f"--ColabTunnelApp.connection_file={path}"]
     directory = rec.state_dir()
     deadline = time.monotonic() + timeout
     with rec.locked(directory):
@@ -141,7 +149,20 @@ def start_and_wait(
 
     wait_interruptibly(conn, report, wait)
     report.text(str(conn))
+    if connection_file is not None:
+        report.text(relay_hint(os.fspath(connection_file)))
     return conn
+
+
+def relay_hint(connection_file: str) -> str:
+    """The local side's one command when the remote writes a connection file."""
+    return (
+        "\nOr, to follow this tunnel's URL as it changes, run on your machine (with this "
+        f"connection file synced there, e.g. by Google Drive for desktop: {connection_file}):\n"
+        "    jupyter colab-tunnel connect --connection-file <the synced file> "
+        "--token-file <a file holding the token>\n"
+        "and start JupyterLab with the command it prints."
+    )
 
 
 def find() -> tuple[Connection | None, rec.Lookup]:

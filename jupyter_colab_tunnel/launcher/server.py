@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from ..autostart import LAUNCHED_ENV
 from . import record as rec
 from .errors import LaunchError
 from .poll import poll
@@ -71,6 +72,7 @@ def spawn(
     child_env = {**os.environ, **(env or {})}
     # Through the environment: argv is visible to every user (ps).
     child_env["JUPYTER_TOKEN"] = token
+    child_env[LAUNCHED_ENV] = "1"  # autostart="auto" starts the tunnel of a launched server
     child_env.setdefault("PYTHONUNBUFFERED", "1")
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:

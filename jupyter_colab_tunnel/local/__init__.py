@@ -1,1 +1,3 @@
-"""The local side: what runs on the user's own machine (MCP tools; never the extension)."""
+"""The local side: what runs on the user's own machine (the relay, the MCP tools).
+
+Never imports the extension."""

@@ -120,6 +120,7 @@ class TunnelSupervisor:
         preflight: Callable[[], Problem | None] = lambda: None,
         on_url: Callable[[str | None], None] = lambda url: None,
         on_ready: Callable[[TunnelSupervisor], None] = lambda sup: None,
+        on_state: Callable[[str], None] = lambda state: None,
         *,
         spawn: Spawner = child_module.spawn,
         resolve: Callable[[str], Binary] = binary_module.resolve,
@@ -132,6 +133,7 @@ class TunnelSupervisor:
         self._preflight = preflight
         self._on_url = on_url
         self._on_ready = on_ready
+        self._on_state = on_state
         self._spawn_child = spawn
         self._resolve = resolve
         self.clock: Clock = clock or SystemClock()
@@ -188,6 +190,12 @@ class TunnelSupervisor:
         self._set_state("failed", error.message, quiet=True)
         self._failure_log.failed(error)
 
+    def note(self, detail: str) -> None:
+        """An event that changes no state (e.g. why the tunnel was not started)."""
+        self.events.append(
+            {"at": iso_utc(self.clock.wall()), "state": self.state, "detail": detail}
+        )
+
     def snapshot(self, logs: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
             "state": self.state,
@@ -237,6 +245,7 @@ class TunnelSupervisor:
         self.events.append({"at": iso_utc(self.clock.wall()), "state": state, "detail": detail})
         if not quiet:
             self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
+        self._notify(self._on_state, state)
 
     def _enter_backoff(self, error: Problem, delay: float) -> None:
         self._set_state("backoff", f"{error.kind}; retrying in {delay:.1f}s", quiet=True)

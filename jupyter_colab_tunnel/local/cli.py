@@ -1,0 +1,317 @@
+"""`jupyter colab-tunnel connect`: run the local relay in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient
+
+from .check import CheckResult, check_remote
+from .relay import Relay, RelaySettings
+from .upstream import ConnectionFileWatcher, UpstreamTracker, describe
+
+DEFAULT_PORT = 18888
+TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 - the variable's name
+HEADERS_ENV = "JUPYTER_COLAB_TUNNEL_HEADERS"
+DEFAULT_LOCAL_TOKEN_FILE = "~/.jupyter-colab-tunnel/relay_token"  # noqa: S105 - a path
+
+# The local JupyterLab's gateway client: retry its kernel websocket often and for long, so a
+# relay that is itself re-dialling a new tunnel URL is never given up on.
+GATEWAY_RETRY = {
+    "gateway_retry_interval": 0.5,
+    "gateway_retry_interval_max": 2.0,
+    "gateway_retry_max": 60,
+    "connect_timeout": 60.0,
+    "request_timeout": 120.0,
+}
+
+log = logging.getLogger("jupyter_colab_tunnel.relay")
+
+
+class UsageError(Exception):
+    """Bad input from the command line or a file it names: message says what and what to do."""
+
+
+HELP = "run a local relay (127.0.0.1) to the remote that follows its tunnel URL"
+DESCRIPTION = (
+    "Relay 127.0.0.1:PORT to the remote Jupyter server, adding its token. With "
+    "--connection-file, a new tunnel URL is followed without restarting anything. "
+    "Runs until Ctrl-C / SIGTERM."
+)
+
+
+def add_connect_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "connect", help=HELP, description=DESCRIPTION
+    )
+    add_connect_options(parser)
+    return parser
+
+
+def add_connect_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the remote's URL (tunnel URL plus any base_url)")
+    where.add_argument(
+        "--connection-file", help="the JSON file the remote writes (ColabTunnelApp.connection_file)"
+    )
+    parser.add_argument(
+        "--token-file",
+        help=f"file holding the remote Jupyter token (else ${TOKEN_ENV}, else the connection file)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"local port (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--local-token-file",
+        default=DEFAULT_LOCAL_TOKEN_FILE,
+        help=(
+            "the relay's own token: read from this file, or generated and written there (0600) "
+            f"(default {DEFAULT_LOCAL_TOKEN_FILE})"
+        ),
+    )
+    parser.add_argument(
+        "--headers-file",
+        help=(
+            "JSON object of extra headers for the remote, e.g. Cloudflare Access "
+            f"CF-Access-Client-Id/Secret (else ${HEADERS_ENV})"
+        ),
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="a browser origin allowed to call the relay (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="check the remote once, print the verdict, exit"
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=20.0,
+        help="seconds a request waits for a live remote during a switch (default 20)",
+    )
+    parser.add_argument(
+        "--resume-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a kernel websocket is held open while its remote is re-dialled (default 60)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=120.0,
+        help="seconds for one request to the remote (default 120)",
+    )
+
+
+def read_secret_file(path: str, what: str) -> str:
+    try:
+        value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise UsageError(f"cannot read the {what} file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"the {what} file {path} is not text") from None
+    if not value:
+        raise UsageError(f"the {what} file {path} is empty")
+    return value
+
+
+def local_token(path: str) -> tuple[str, bool]:
+    """(token, created): the file's content, or a new token written there with mode 0600."""
+    target = Path(path).expanduser()
+    if target.exists():
+        return read_secret_file(str(target), "local token"), False
+    token = secrets.token_urlsafe(32)
+    try:
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+    except FileExistsError:  # written meanwhile by another relay: use that one
+        return read_secret_file(str(target), "local token"), False
+    except OSError as e:
+        raise UsageError(f"cannot write the local token file {path}: {e.strerror}") from None
+    return token, True
+
+
+def extra_headers(path: str | None, environ: dict[str, str]) -> dict[str, str]:
+    """Headers for the remote from a JSON file or $JUPYTER_COLAB_TUNNEL_HEADERS (never argv)."""
+    if path:
+        text, source = read_secret_file(path, "headers"), f"the headers file {path}"
+    elif environ.get(HEADERS_ENV):
+        text, source = environ[HEADERS_ENV], f"${HEADERS_ENV}"
+    else:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise UsageError(
+            f"{source} is not JSON: expected an object such as "
+            '{"CF-Access-Client-Id": "...", "CF-Access-Client-Secret": "..."}'
+        ) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise UsageError(f"{source} must be a JSON object of string header names and values")
+    return dict(data)
+
+
+def local_instructions(port: int, token_file: str) -> str:
+    """The one command for the local JupyterLab, and the same as jupyter_lab_config.py lines."""
+    url = f"http://127.0.0.1:{port}"
+    path = str(Path(token_file).expanduser())
+    flags = " ".join(f"--GatewayClient.{k}={v}" for k, v in GATEWAY_RETRY.items())
+    config = "\n".join(f"    c.GatewayClient.{k} = {v!r}" for k, v in GATEWAY_RETRY.items())
+    return (
+        "Start JupyterLab on this machine (the relay's token stays in its file):\n"
+        f'    JUPYTER_GATEWAY_AUTH_TOKEN="$(cat {path})" jupyter lab --gateway-url={url} {flags}\n'
+        "Or in jupyter_lab_config.py:\n"
+        "    from pathlib import Path\n"
+        f'    c.GatewayClient.url = "{url}"\n'
+        f'    c.GatewayClient.auth_token = Path("{path}").read_text().strip()\n'
+        f"{config}\n"
+        f'Relay status: curl -H "Authorization: token $(cat {path})" {url}/relay/status'
+    )
+
+
+def _print_check(result: CheckResult) -> None:
+    mark = "OK" if result.ok else "PROBLEM"
+    print(
+        f"[colab-tunnel relay] remote check: {mark} ({result.kind}): {result.message}", flush=True
+    )
+    if result.hint:
+        print(f"[colab-tunnel relay] hint: {result.hint}", flush=True)
+
+
+def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
+    """Run the relay (or only the check with --check). `resolve` maps a public URL to the URL
+    dialled (tests use it in place of DNS for the cloudflared stand-in's edge)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            format="[colab-tunnel relay %(asctime)s] %(message)s",
+            datefmt="%H:%M:%S",
+            stream=sys.stderr,
+        )
+    try:
+        return asyncio.run(_serve(args, resolve or (lambda url: url)))
+    except UsageError as e:
+        print(f"[colab-tunnel relay] error: {e}", file=sys.stderr, flush=True)
+        return 2
+
+
+async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int:
+    if not 0 <= args.port < 65536:
+        raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    fixed_token = read_secret_file(args.token_file, "token") if args.token_file else None
+    fixed_token = fixed_token or os.environ.get(TOKEN_ENV) or None
+    headers = extra_headers(args.headers_file, dict(os.environ))
+    tracker = UpstreamTracker(log, resolve)
+    watcher: ConnectionFileWatcher | None = None
+    if args.connection_file:
+        watcher = ConnectionFileWatcher(args.connection_file, tracker, log)
+        watcher.read_now()
+    else:
+        if not args.url.startswith(("http://", "https://")):
+            raise UsageError(f"--url must start with https:// (or http://), not {args.url!r}")
+        tracker.set_url(args.url)
+
+    def remote_token() -> str | None:
+        if fixed_token:
+            return fixed_token
+        return watcher.info.token if watcher is not None and watcher.info else None
+
+    settings = RelaySettings(
+        local_token="",
+        remote_token=remote_token,
+        extra_headers=headers,
+        allowed_origins=frozenset(args.allow_origin),
+        http_wait=args.wait,
+        ws_resume_timeout=args.resume_timeout,
+        request_timeout=args.request_timeout,
+    )
+    check_headers = dict(headers)
+    token = remote_token()
+    if token:
+        check_headers["Authorization"] = f"token {token}"
+    elif not args.check:
+        log.warning(
+            "No remote token: pass --token-file, set $%s, or let the remote write it into the "
+            "connection file (c.ColabTunnelApp.connection_file_token = True)",
+            TOKEN_ENV,
+        )
+    client = AsyncHTTPClient(force_instance=True)
+    try:
+        current = tracker.current
+        result = await check_remote(
+            client, current.dial if current else None, check_headers, ca_certs=settings.ca_certs
+        )
+    finally:
+        client.close()
+    _print_check(result)
+    if args.check:
+        return 0 if result.ok else 1
+
+    settings.local_token, created = local_token(args.local_token_file)
+    relay = Relay(
+        settings,
+        tracker,
+        log,
+        status_extra=lambda: {
+            "connection_file": args.connection_file,
+            "remote": describe(watcher.info) if watcher else None,
+        },
+    )
+    try:
+        port = relay.listen(args.port)
+    except OSError as e:
+        raise UsageError(
+            f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}. Choose another --port."
+        ) from None
+    if watcher is not None:
+        watcher.start()
+    where = "new token written to" if created else "token in"
+    print(
+        f"[colab-tunnel relay] listening on http://127.0.0.1:{port} -> "
+        f"{tracker.current.url if tracker.current else '(waiting for a URL)'}; "
+        f"{where} {args.local_token_file}",
+        flush=True,
+    )
+    print(local_instructions(port, args.local_token_file), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("Stopping")
+    if watcher is not None:
+        await watcher.stop()
+    await relay.close()
+    with contextlib.suppress(Exception):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m jupyter_colab_tunnel.local.cli connect ...` (the same as the CLI subcommand)."""
+    parser = argparse.ArgumentParser(prog="jupyter colab-tunnel")
+    add_connect_parser(parser.add_subparsers(dest="command", required=True))
+    return run_connect(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

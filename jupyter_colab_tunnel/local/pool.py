@@ -1,0 +1,196 @@
+"""HTTP/1.1 requests to the remote over kept-alive connections.
+
+tornado's `SimpleAsyncHTTPClient` opens a new connection for every request: through a tunnel that
+is a TCP and a TLS handshake with Cloudflare's edge each time. This client keeps idle connections
+per host (tornado's own `HTTP1Connection` on a reused `IOStream`, as tornado's server does for
+its side), so a request costs one round trip. TLS is verified against the system trust store
+(`ssl.create_default_context`, which honours `SSL_CERT_FILE`), or the given CA file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from tornado import httputil
+from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.tcpclient import TCPClient
+
+MAX_BODY = 512 * 1024 * 1024
+IDLE_PER_HOST = 16
+IDLE_TIMEOUT = 30.0
+
+
+class UpstreamError(Exception):
+    """A request that got no HTTP answer. `connecting`: it never reached the remote."""
+
+    def __init__(self, cause: BaseException, connecting: bool, answered: bool = False) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause = cause
+        self.connecting = connecting
+        self.answered = answered  # some of an answer had arrived
+        self.__cause__ = cause
+
+
+@dataclass
+class Response:
+    code: int
+    reason: str
+    headers: httputil.HTTPHeaders
+    body: bytes
+
+
+class _Collector(httputil.HTTPMessageDelegate):
+    def __init__(self) -> None:
+        self.start: httputil.ResponseStartLine | None = None
+        self.headers = httputil.HTTPHeaders()
+        self.chunks: list[bytes] = []
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        if 100 <= start_line.code < 200:
+            return  # an interim answer: the real one follows
+        self.start = start_line
+        self.headers = headers
+
+    def data_received(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+
+
+class KeepAliveClient:
+    def __init__(self, ca_certs: str | None = None) -> None:
+        self._ssl = ssl.create_default_context(cafile=ca_certs)
+        self._tcp = TCPClient()
+        self._idle: dict[tuple[str, str, int], list[tuple[IOStream, float]]] = defaultdict(list)
+
+    async def fetch(
+        self,
+        url: str,
+        method: str,
+        headers: httputil.HTTPHeaders,
+        body: bytes | None,
+        connect_timeout: float,
+        request_timeout: float,
+    ) -> Response:
+        """One request; raises UpstreamError when no HTTP answer came back."""
+        parts = urlsplit(url)
+        https = parts.scheme == "https"
+        host = parts.hostname or ""
+        port = parts.port or (443 if https else 80)
+        key = (parts.scheme, host, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = httputil.HTTPHeaders(headers)
+        if "Host" not in headers:
+            default = (https and port == 443) or (not https and port == 80)
+            headers["Host"] = host if default else f"{host}:{port}"
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        while True:
+            stream = self._take(key)
+            reused = stream is not None
+            if stream is None:
+                stream = await self._connect(host, port, https, connect_timeout)
+            try:
+                response, keep = await self._exchange(
+                    stream, method, target, headers, body, request_timeout
+                )
+            except UpstreamError as e:
+                stream.close()
+                # A kept connection that the remote closed while it was idle: try a new one.
+                if reused and isinstance(e.cause, StreamClosedError) and not e.answered:
+                    continue
+                raise
+            if keep and not stream.closed():
+                self._idle[key].append((stream, time.monotonic()))
+                del self._idle[key][:-IDLE_PER_HOST]
+            else:
+                stream.close()
+            return response
+
+    def _take(self, key: tuple[str, str, int]) -> IOStream | None:
+        idle = self._idle.get(key)
+        now = time.monotonic()
+        while idle:
+            stream, since = idle.pop()
+            if not stream.closed() and now - since < IDLE_TIMEOUT:
+                return stream
+            stream.close()
+        return None
+
+    async def _connect(self, host: str, port: int, https: bool, timeout: float) -> IOStream:
+        try:
+            stream = await asyncio.wait_for(
+                self._tcp.connect(
+                    host,
+                    port,
+                    ssl_options=self._ssl if https else None,  # checks the hostname too
+                    max_buffer_size=MAX_BODY,
+                ),
+                timeout,
+            )
+        except asyncio.TimeoutError as e:
+            raise UpstreamError(TimeoutError(f"connect timeout after {timeout:g} s"), True) from e
+        except (OSError, ssl.SSLError, StreamClosedError) as e:
+            real = getattr(e, "real_error", None) or e
+            raise UpstreamError(real, True) from e
+        stream.set_nodelay(True)
+        return stream
+
+    async def _exchange(
+        self,
+        stream: IOStream,
+        method: str,
+        target: str,
+        headers: httputil.HTTPHeaders,
+        body: bytes | None,
+        timeout: float,
+    ) -> tuple[Response, bool]:
+        conn = HTTP1Connection(
+            stream,
+            True,
+            HTTP1ConnectionParameters(
+                no_keep_alive=False, decompress=False, max_body_size=MAX_BODY
+            ),
+        )
+        collector = _Collector()
+        try:
+            conn.write_headers(httputil.RequestStartLine(method, target, "HTTP/1.1"), headers)
+            if body:
+                conn.write(body)
+            conn.finish()
+            open_after = await asyncio.wait_for(conn.read_response(collector), timeout)
+        except asyncio.TimeoutError as e:
+            raise UpstreamError(TimeoutError(f"no answer in {timeout:g} s"), False) from e
+        except (StreamClosedError, OSError, httputil.HTTPInputError) as e:
+            # The request may have been processed: never resent, except by fetch() on a
+            # stale kept connection that answered nothing.
+            raise UpstreamError(e, False, collector.start is not None) from e
+        if collector.start is None:  # closed before an answer (read_response swallowed it)
+            raise UpstreamError(StreamClosedError(), False)
+        tokens = {t.strip().lower() for t in collector.headers.get("Connection", "").split(",")}
+        keep = bool(open_after) and "close" not in tokens
+        return (
+            Response(
+                collector.start.code,
+                collector.start.reason,
+                collector.headers,
+                b"".join(collector.chunks),
+            ),
+            keep,
+        )
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for stream, _ in idle:
+                stream.close()
+        self._idle.clear()
+        self._tcp.close()

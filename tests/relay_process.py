@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""`jupyter colab-tunnel connect` for tests, with the stand-in's edge in place of DNS.
+
+The remote announces `https://<words>.trycloudflare.com`; the cloudflared stand-in serves that
+hostname on a local edge port (tests/fake_cloudflared.py). This runs the real relay command
+with one difference: public tunnel URLs are dialled at the stand-in's edge address, which it
+writes into $FAKE_CLOUDFLARED_STATE_DIR/<pid>.json. Everything else is the shipped code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from jupyter_colab_tunnel.local.cli import add_connect_parser, run_connect
+
+# A directory under which the stand-ins of the test write their state (any depth).
+EDGE_ROOT_ENV = "RELAY_TEST_EDGE_ROOT"
+
+
+def edge_for(hostname: str, root: Path) -> str | None:
+    newest: tuple[float, str] | None = None
+    if root.is_dir():
+        for path in root.rglob("fake-state/*.json"):
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("hostname") == hostname and state.get("edge"):
+                stamp = path.stat().st_mtime
+                if newest is None or stamp > newest[0]:
+                    newest = (stamp, state["edge"])
+    return newest[1] if newest else None
+
+
+def resolve(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        return url
+    root = os.environ.get(EDGE_ROOT_ENV)
+    deadline = time.monotonic() + 2.0
+    while True:
+        edge = edge_for(parts.hostname, Path(root)) if root else None
+        if edge or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    if edge is None:
+        return url  # unknown to the stand-ins: dialled as is (and fails like a dead hostname)
+    return edge + parts.path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="jupyter colab-tunnel")
+    add_connect_parser(parser.add_subparsers(dest="command", required=True))
+    sys.exit(run_connect(parser.parse_args(sys.argv[1:]), resolve=resolve))

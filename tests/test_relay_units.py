@@ -1,0 +1,325 @@
+"""Unit tests of the relay's pure parts: connection file, upstream tracking, failures, CLI input."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+
+from jupyter_colab_tunnel.connection_file import connection_record, write_connection_file
+from jupyter_colab_tunnel.local import cli
+from jupyter_colab_tunnel.local.failures import classify_exception, classify_status
+from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, _hostname, error_body
+from jupyter_colab_tunnel.local.upstream import (
+    ConnectionFileError,
+    ConnectionFileWatcher,
+    UpstreamTracker,
+    parse_connection_file,
+)
+
+LOG = logging.getLogger("test-relay")
+
+
+# ----- the connection file (remote side writes, local side reads) ---------------------------
+
+
+def test_connection_record_and_atomic_private_write(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "conn.json"
+    record = connection_record("https://a-b.trycloudflare.com", "ready", "/user/me/")
+    write_connection_file(path, record)
+    body = json.loads(path.read_text())
+    assert body["url"] == "https://a-b.trycloudflare.com"
+    assert body["gateway_url"] == "https://a-b.trycloudflare.com/user/me"
+    assert body["state"] == "ready"
+    assert body["updated_at"].endswith("Z")
+    assert "token" not in body
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["conn.json"]  # no temp file left
+    write_connection_file(path, connection_record(None, "restarting", "/", token="T"))
+    again = json.loads(path.read_text())
+    assert (again["url"], again["gateway_url"], again["token"]) == (None, None, "T")
+
+
+def test_parse_connection_file() -> None:
+    info = parse_connection_file(
+        json.dumps(
+            {
+                "url": "https://x.trycloudflare.com",
+                "gateway_url": "https://x.trycloudflare.com/b/",
+                "state": "ready",
+            }
+        )
+    )
+    assert (info.gateway_url, info.live_url, info.token) == (
+        "https://x.trycloudflare.com/b",
+        "https://x.trycloudflare.com/b",
+        None,
+    )
+    # A URL whose tunnel is not ready is not live; a hand-written file with only a URL is.
+    assert parse_connection_file('{"url": "https://x", "state": "starting"}').live_url is None
+    assert parse_connection_file('{"url": "https://x"}').live_url == "https://x"
+    assert parse_connection_file('{"url": null, "state": "stopped"}').live_url is None
+    assert parse_connection_file('{"url": "https://x", "token": "t"}').token == "t"
+    for bad, why in [
+        ("{not json", "not JSON"),
+        ("[1]", "not a JSON object"),
+        ('{"url": 5}', "not a string"),
+        ('{"url": "ftp://x"}', "is not an http"),
+    ]:
+        with pytest.raises(ConnectionFileError, match=why):
+            parse_connection_file(bad)
+
+
+async def _watch(tmp_path: Path) -> list[tuple[str | None, str | None]]:
+    path = tmp_path / "conn.json"
+    tracker = UpstreamTracker(LOG, resolve=lambda url: url.replace("https://", "http://"))
+    seen: list[tuple[str | None, str | None]] = []
+    tracker.listen(
+        lambda old, new: seen.append((old.url if old else None, new.dial if new else None))
+    )
+    watcher = ConnectionFileWatcher(str(path), tracker, LOG, interval=0.01)
+    watcher.start()  # no file yet: no upstream, an error noted
+    await asyncio.sleep(0.05)
+    assert tracker.current is None
+    assert "cannot read connection file" in (tracker.last_error or "")
+    write_connection_file(path, connection_record("https://one.example", "ready", "/"))
+    await asyncio.sleep(0.1)
+    path.write_text("{half")  # a partial file (e.g. mid-sync): ignored, the old URL stays
+    await asyncio.sleep(0.1)
+    assert tracker.current is not None
+    write_connection_file(path, connection_record(None, "restarting", "/"))
+    await asyncio.sleep(0.1)
+    write_connection_file(path, connection_record("https://two.example", "ready", "/"))
+    await asyncio.sleep(0.1)
+    await watcher.stop()
+    assert tracker.switches == 1
+    return seen
+
+
+def test_watcher_follows_the_file(tmp_path: Path) -> None:
+    seen = asyncio.run(_watch(tmp_path))
+    assert seen == [
+        (None, "http://one.example"),
+        ("https://one.example", None),
+        (None, "http://two.example"),
+    ]
+
+
+def test_tracker_waits_for_a_live_upstream() -> None:
+    async def scenario() -> tuple[object, object, float]:
+        tracker = UpstreamTracker(LOG)
+        loop = asyncio.get_running_loop()
+        none = await tracker.wait_live(loop.time() + 0.05)
+        loop.call_later(0.05, tracker.set_url, "https://late.example")
+        started = loop.time()
+        late = await tracker.wait_live(loop.time() + 5)
+        return none, late, loop.time() - started
+
+    none, late, waited = asyncio.run(scenario())
+    assert none is None
+    assert getattr(late, "url", None) == "https://late.example"
+    assert waited < 2
+
+
+# ----- failures -----------------------------------------------------------------------------
+
+
+def test_classify_failures() -> None:
+    url = "https://x.trycloudflare.com"
+    dns = classify_exception(socket.gaierror(-2, "Name or service not known"), url)
+    assert (dns.reason, dns.status, dns.unsent) == ("dns", 502, True)
+    tls = classify_exception(ssl.SSLCertVerificationError("certificate verify failed"), url)
+    assert (tls.reason, tls.status) == ("tls", 502)
+    assert "SSL_CERT_FILE" in tls.hint
+    refused = classify_exception(ConnectionRefusedError(111, "refused"), url)
+    assert (refused.reason, refused.unsent) == ("refused", True)
+    slow = classify_exception(TimeoutError(), url)
+    assert (slow.reason, slow.status) == ("timeout", 504)
+    wrapped = RuntimeError("outer")
+    wrapped.__cause__ = socket.gaierror(-2, "x")
+    assert classify_exception(wrapped, url).reason == "dns"
+    gone = classify_status(530, b"error code: 1033", url)
+    assert gone is not None
+    assert (gone.reason, gone.status, gone.unsent) == ("no_tunnel", 502, True)
+    origin = classify_status(502, b"error code: 502", url)
+    assert origin is not None
+    assert origin.reason == "origin_down"
+    # An answer from the remote Jupyter server itself is relayed as it is.
+    assert classify_status(502, b'{"message": "Error from Gateway"}', url) is None
+    assert classify_status(403, b"", url) is None
+
+
+def test_error_body_has_the_keys_the_gateway_client_shows() -> None:
+    body = json.loads(error_body(503, "no_upstream", "no URL", "wait"))
+    assert body == {"status": 503, "reason": "no_upstream", "message": "no URL", "hint": "wait"}
+
+
+# ----- local request policy -----------------------------------------------------------------
+
+
+def _request(headers: dict[str, str], uri: str = "/api/kernels") -> HTTPServerRequest:
+    hdrs = HTTPHeaders(headers)
+    return HTTPServerRequest(start_line=RequestStartLine("GET", uri, "HTTP/1.1"), headers=hdrs)
+
+
+def _relay() -> Relay:
+    settings = RelaySettings(
+        local_token="local-secret",
+        remote_token=lambda: "remote-secret",
+        extra_headers={"CF-Access-Client-Id": "id"},
+        allowed_origins=frozenset({"https://allowed.example"}),
+    )
+    relay = Relay(
+        settings,
+        UpstreamTracker(LOG),
+        LOG,
+        status_extra=lambda: {"connection_file": None, "remote": None},
+    )
+    relay.port = 18888
+    return relay
+
+
+def test_local_policy() -> None:
+    relay = _relay()
+    ok = {"Host": "127.0.0.1:18888", "Authorization": "token local-secret"}
+    assert relay.refusal(_request(ok)) is None
+    assert relay.refusal(_request({**ok, "Host": "localhost"})) is None
+    assert relay.refusal(_request({**ok, "Host": "[::1]:18888"})) is None
+    assert (
+        relay.refusal(_request({**ok, "Host": "attacker.example:18888"}))[1] == "host_not_allowed"
+    )  # type: ignore[index]
+    assert relay.refusal(_request({**ok, "Host": "127.0.0.1.nip.io"}))[1] == "host_not_allowed"  # type: ignore[index]
+    assert (
+        relay.refusal(_request({**ok, "Origin": "https://evil.example"}))[1] == "origin_not_allowed"
+    )  # type: ignore[index]
+    assert relay.refusal(_request({**ok, "Origin": "https://allowed.example"})) is None
+    assert relay.refusal(_request({**ok, "Origin": "http://localhost:18888"})) is None
+    assert relay.refusal(_request({"Host": "127.0.0.1"}))[1] == "bad_local_token"  # type: ignore[index]
+    assert (
+        relay.refusal(_request({"Host": "127.0.0.1", "Authorization": "token wrong"})) is not None
+    )
+    assert relay.refusal(_request({"Host": "127.0.0.1"}, "/api/kernels?token=local-secret")) is None
+    assert (
+        relay.refusal(_request({"Host": "127.0.0.1", "Authorization": "Bearer local-secret"}))
+        is None
+    )
+
+
+def test_upstream_headers_and_url() -> None:
+    relay = _relay()
+    request = _request(
+        {
+            "Host": "127.0.0.1:18888",
+            "Authorization": "token local-secret",
+            "Cookie": "local=1",
+            "Origin": "http://127.0.0.1:18888",
+            "Connection": "keep-alive, X-Hop",
+            "X-Hop": "1",
+            "Accept": "application/json",
+        }
+    )
+    headers = relay.upstream_headers(request)
+    assert headers["Authorization"] == "token remote-secret"
+    assert headers["CF-Access-Client-Id"] == "id"
+    assert headers["Accept"] == "application/json"
+    for dropped in ("Host", "Cookie", "Origin", "Connection", "X-Hop"):
+        assert dropped not in headers
+    from jupyter_colab_tunnel.local.upstream import Upstream
+
+    up = Upstream("https://x.example/base", "http://127.0.0.1:9/base")
+    assert relay.upstream_url(
+        up, "/api/kernels/k/channels?session_id=s&token=local-secret", ws=True
+    ) == ("ws://127.0.0.1:9/base/api/kernels/k/channels?session_id=s")
+    assert relay.upstream_url(up, "/api/kernels") == "http://127.0.0.1:9/base/api/kernels"
+
+
+def test_hostname() -> None:
+    assert _hostname("127.0.0.1:80") == "127.0.0.1"
+    assert _hostname("[::1]:80") == "::1"
+    assert _hostname("localhost") == "localhost"
+
+
+# ----- CLI input ----------------------------------------------------------------------------
+
+
+def test_local_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "dir" / "token"
+    token, created = cli.local_token(str(path))
+    assert created
+    assert len(token) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert cli.local_token(str(path)) == (token, False)
+    path.write_text("  mine \n")
+    assert cli.local_token(str(path)) == ("mine", False)
+    path.write_text("\n")
+    with pytest.raises(cli.UsageError, match="is empty"):
+        cli.local_token(str(path))
+
+
+def test_extra_headers(tmp_path: Path) -> None:
+    assert cli.extra_headers(None, {}) == {}
+    env = {cli.HEADERS_ENV: '{"CF-Access-Client-Id": "a", "CF-Access-Client-Secret": "b"}'}
+    assert cli.extra_headers(None, env)["CF-Access-Client-Secret"] == "b"
+    f = tmp_path / "h.json"
+    f.write_text('{"X-A": "1"}')
+    assert cli.extra_headers(str(f), env) == {"X-A": "1"}  # the file wins
+    f.write_text("CF-Access-Client-Secret: b")
+    with pytest.raises(cli.UsageError, match="not JSON") as e:
+        cli.extra_headers(str(f), {})
+    assert "CF-Access-Client-Secret: b" not in str(e.value)  # the content is never echoed
+    with pytest.raises(cli.UsageError, match="JSON object of string"):
+        cli.extra_headers(None, {cli.HEADERS_ENV: '{"X": 1}'})
+    with pytest.raises(cli.UsageError, match="cannot read"):
+        cli.extra_headers(str(tmp_path / "missing"), {})
+
+
+def test_local_instructions_keep_the_token_in_its_file() -> None:
+    text = cli.local_instructions(18888, "/home/me/.jupyter-colab-tunnel/relay_token")
+    assert "--gateway-url=http://127.0.0.1:18888" in text
+    assert 'JUPYTER_GATEWAY_AUTH_TOKEN="$(cat /home/me/.jupyter-colab-tunnel/relay_token)"' in text
+    assert 'c.GatewayClient.auth_token = Path("/home/me/.jupyter-colab-tunnel/relay_token")' in text
+    assert "--GatewayClient.gateway_retry_max=60" in text
+    assert "c.GatewayClient.gateway_retry_interval = 0.5" in text
+
+
+def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["connect", "--url", "x.example", "--check"]) == 2
+    assert "--url must start with https://" in capsys.readouterr().err
+    assert cli.main(["connect", "--url", "https://x", "--token-file", str(tmp_path / "no")]) == 2
+    assert "cannot read the token file" in capsys.readouterr().err
+    assert cli.main(["connect", "--url", "https://x", "--port", "70000"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main(["connect"])  # --url or --connection-file is required
+
+
+def test_relay_spec_is_valid_and_matches_the_status() -> None:
+    import yaml
+    from openapi_spec_validator import validate
+    from relay_env import SPEC, check_relay_body
+
+    validate(yaml.safe_load(SPEC.read_text()))
+    relay = _relay()
+    check_relay_body("RelayStatus", json.loads(json.dumps(relay.status())))
+    check_relay_body("Error", json.loads(error_body(403, "bad_local_token", "m")))
+
+
+def test_connect_is_a_subcommand_of_the_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_colab_tunnel.launcher", "connect", "--check", "--url",
+         "http://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert "remote check: PROBLEM (refused)" in done.stdout

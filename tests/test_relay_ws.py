@@ -1,0 +1,167 @@
+"""The relay's kernel-websocket handling, in-process with real sockets: an upstream tornado
+websocket server that goes away and comes back, the relay, and a websocket client.
+
+What the local side sends while the upstream is away is held (bounded) and delivered in order
+once it is back; what does not fit is counted and logged, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import pytest
+from tornado import web, websocket
+from tornado.httpclient import HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders
+from tornado.netutil import bind_sockets
+
+from jupyter_colab_tunnel.local.relay import Relay, RelaySettings
+from jupyter_colab_tunnel.local.upstream import UpstreamTracker
+
+RECEIVED: list[str] = []
+OPEN: list[websocket.WebSocketHandler] = []
+
+
+class Echo(websocket.WebSocketHandler):
+    """The remote kernel channel: records what arrives, echoes it back."""
+
+    def check_origin(self, origin: str) -> bool:
+        return True
+
+    def open(self, *args: Any) -> None:
+        OPEN.append(self)
+        self.write_message(f"hello {self.get_argument('session_id')}")
+
+    def on_message(self, message: str | bytes) -> None:
+        assert isinstance(message, str)
+        RECEIVED.append(message)
+        self.write_message(f"echo {message}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_upstream(port: int) -> HTTPServer:
+    server = HTTPServer(web.Application([(r"/api/kernels/[^/]+/channels", Echo)]))
+    server.add_sockets(bind_sockets(port, "127.0.0.1"))
+    return server
+
+
+async def stop_upstream(server: HTTPServer) -> None:
+    """Like a tunnel that goes away: no new connections, the open websockets closed."""
+    server.stop()
+    for handler in OPEN:
+        handler.close(1001, "going away")
+    OPEN.clear()
+    await server.close_all_connections()
+
+
+async def scenario(caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
+    RECEIVED.clear()
+    log = logging.getLogger("test-relay-ws")
+    port = free_port()
+    upstream = start_upstream(port)
+    tracker = UpstreamTracker(log)
+    tracker.set_url(f"http://127.0.0.1:{port}")
+    settings = RelaySettings(
+        local_token="local",
+        remote_token=lambda: "remote",
+        ws_buffer_messages=3,
+        ws_resume_timeout=10.0,
+    )
+    relay = Relay(settings, tracker, log)
+    relay_port = relay.listen(0)
+    url = f"ws://127.0.0.1:{relay_port}/api/kernels/k1/channels?session_id=s1"
+    client = await websocket.websocket_connect(
+        HTTPRequest(url, headers=HTTPHeaders({"Authorization": "token local"}))
+    )
+    out: dict[str, Any] = {"hello": await client.read_message()}
+    client.write_message("before")
+    out["before"] = await client.read_message()
+
+    await stop_upstream(upstream)  # the tunnel goes away
+    for _ in range(100):
+        if relay.sockets[("k1", "s1")].conn is None:
+            break
+        await asyncio.sleep(0.02)
+    for i in range(5):  # 3 fit in the hold buffer, 2 do not
+        client.write_message(f"held {i}")
+    await asyncio.sleep(0.3)
+    out["dropped"] = relay.stats.frames_dropped
+    upstream = start_upstream(port)  # back, at the same address (a named tunnel)
+    replies = [await asyncio.wait_for(client.read_message(), 10) for _ in range(4)]
+    out["after"] = replies
+    out["received"] = list(RECEIVED)
+    out["status"] = relay.status()
+    client.close()
+    await relay.close()
+    await stop_upstream(upstream)
+    return out
+
+
+def test_frames_held_during_an_outage_are_delivered_in_order(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "test-relay-ws")
+    out = asyncio.run(scenario(caplog))
+    assert out["hello"] == "hello s1"
+    assert out["before"] == "echo before"
+    assert out["dropped"] == 2
+    # The re-dial carries the same session_id; the held frames follow in order.
+    assert out["after"] == ["hello s1", "echo held 0", "echo held 1", "echo held 2"]
+    assert out["received"] == ["before", "held 0", "held 1", "held 2"]
+    ws = out["status"]["websockets"]
+    assert (ws["redials"], ws["frames_buffered"], ws["frames_dropped"]) == (1, 3, 2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("dropped a" in m and "hold buffer is full" in m for m in messages) == 2
+    assert any("3 held frames delivered" in m for m in messages)
+
+
+async def give_up() -> dict[str, Any]:
+    log = logging.getLogger("test-relay-ws")
+    port = free_port()
+    upstream = start_upstream(port)
+    tracker = UpstreamTracker(log)
+    tracker.set_url(f"http://127.0.0.1:{port}")
+    settings = RelaySettings(local_token="local", remote_token=lambda: None, ws_resume_timeout=0.5)
+    relay = Relay(settings, tracker, log)
+    relay_port = relay.listen(0)
+    client = await websocket.websocket_connect(
+        f"ws://127.0.0.1:{relay_port}/api/kernels/k2/channels?session_id=s2&token=local"
+    )
+    await client.read_message()
+    await stop_upstream(upstream)  # and it does not come back
+    client.write_message("lost")
+    closed = await asyncio.wait_for(client.read_message(), 10)
+    for _ in range(100):  # the relay forgets the socket once the close handshake is done
+        if not relay.sockets:
+            break
+        await asyncio.sleep(0.02)
+    out = {
+        "closed": closed,
+        "code": client.close_code,
+        "status": relay.status(),
+        "sockets": dict(relay.sockets),
+    }
+    await relay.close()
+    return out
+
+
+def test_upstream_that_never_returns_closes_the_local_socket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "test-relay-ws")
+    out = asyncio.run(give_up())
+    # Closed on the local side, so the gateway client reconnects through the relay itself.
+    assert (out["closed"], out["code"]) == (None, 1011)
+    assert out["status"]["websockets"]["frames_dropped"] == 1
+    assert "refused" in out["status"]["last_error"]
+    assert out["sockets"] == {}
+    assert any("dropped 1 frames held for the upstream" in r.getMessage() for r in caplog.records)
