@@ -520,3 +520,58 @@ def test_the_local_side_never_imports_the_extension() -> None:
     assert not [m for m in loaded if m.startswith(("jupyter_server", "pynvml"))], loaded
     for extension_module in ("app", "handlers", "gpu", "tunnel", "status", "launcher"):
         assert f"jupyter_colab_tunnel.{extension_module}" not in loaded, loaded
+
+
+# ----- through the local relay: the stable URL an agent is configured with --------------------
+
+
+@pytest.mark.e2e
+def test_stdio_server_through_the_relay(tunnel_server: Any, tmp_path: Path) -> None:
+    from relay_env import start_relay
+
+    connection_file = tmp_path / "drive" / "colab-tunnel.json"
+    ts: TunnelServer = tunnel_server(
+        traits={"connection_file": str(connection_file), "tunnel_mode": "quick"}
+    )
+    ts.wait_state("ready")
+    remote_token = token_file(tmp_path, "remote_token", ts.server.token)
+    relay = start_relay(
+        tmp_path / "relay",
+        ["--connection-file", str(connection_file), "--token-file", str(remote_token)],
+        edge_root=tmp_path,
+    )
+    local = token_file(tmp_path, "local_token", relay.token)
+    wrong = token_file(tmp_path, "wrong", "not-" + relay.token)
+
+    async def scenario() -> None:
+        async with stdio_tools(relay.url, local) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            before = ok(await client.call_tool("colab_tunnel", {}))
+            assert before == ts.tunnel()
+            gpu = ok(await client.call_tool("colab_gpu", {"processes": True}))
+            rest_gpu = ts.server.get_json("colab/gpu")
+            assert {**gpu, "sampled_at": None} == {**rest_gpu, "sampled_at": None}
+            # A restart through the relay: the quick tunnel gets a new URL, the relay follows
+            # it, and the tool reports the new tunnel ready.
+            after = ok(
+                await client.call_tool("colab_tunnel_action", {"action": "restart", "wait_s": 60})
+            )
+            assert after["state"] == "ready"
+            assert after["url"] != before["url"]
+            assert ok(await client.call_tool("colab_tunnel", {}))["url"] == after["url"]
+            # The remote goes away: a tool error that says so, and the server keeps serving.
+            ts.server.stop()
+            text = error_text(await client.call_tool("colab_status", {}))
+            assert "Hint:" in text
+            assert ts.server.token not in text
+            assert relay.token not in text
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        async with stdio_tools(relay.url, wrong) as client:
+            text = error_text(await client.call_tool("colab_gpu", {}))
+            assert "forbidden:" in text
+            assert relay.token not in text
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.stop()
