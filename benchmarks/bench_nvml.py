@@ -1,8 +1,8 @@
-"""Patch NVML inside a `jupyter server` process with tests/fake_nvml.py.
+"""Patch NVML inside a `jupyter server` process with the NVML stand-in (testkit/fake_nvml.py).
 
 A benchmark server's ``jupyter_server_config.py`` (written by `benchmarks.servers`) runs::
 
-    import sys; sys.path[:0] = [REPO, REPO + "/tests"]
+    import sys; sys.path[:0] = [REPO]
     from benchmarks import bench_nvml; bench_nvml.install(n=8, delay=0.0)
 
 before the extension loads; the extension reads `pynvml` attributes at call time, so the order
@@ -18,8 +18,9 @@ MiB = 1024 * 1024
 
 def install(n: int = 8, delay: float = 0.0) -> Any:
     """Patch pynvml with `n` fake Tesla T4s; every device call sleeps `delay` seconds."""
-    import fake_nvml  # tests/fake_nvml.py
     import pytest
+
+    from testkit import fake_nvml
 
     devices = [
         fake_nvml.FakeGpu.t4(

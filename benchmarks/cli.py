@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, flood, peers, relay, startup, tunnel
+from benchmarks import endpoints, flood, metrics, peers, relay, startup, tunnel
+from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
 
@@ -27,6 +28,8 @@ SUITES: dict[str, Suite] = {
     "loop": endpoints.run_loop,
     "flood": flood.run,
     "peers": peers.run,
+    "mcp": mcp_tools.run,
+    "metrics": metrics.run,
     "relay": relay.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
@@ -41,6 +44,9 @@ GROUPS = [
     "event loop",
     "log flood",
     "peers",
+    "mcp",
+    "metrics",
+    "dashboard",
     "relay",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"

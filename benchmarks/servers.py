@@ -16,7 +16,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,28 +24,18 @@ from typing import Any
 
 import psutil
 
+# Measured requests do not go through tests/server_process.py's checks: only these plain helpers.
+from testkit.processes import free_port, jupyter_server_command
+
 REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
 
 # The extension's defaults, except what a figure needs (each suite says what it changes).
 DEFAULT_COLAB: dict[str, Any] = {"tunnel_mode": "quick"}
 
 
-def tests_on_path() -> None:
-    """tests/ holds the cloudflared stand-in, the NVML fake and the process helpers."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-
-
-tests_on_path()
-# Only these two plain helpers: measured requests do not go through server_process's checks.
-from server_process import free_port, jupyter_server_command  # noqa: E402
-
-
 def install_standin(bin_dir: Path) -> Path:
     """Write the `cloudflared` stand-in wrapper into bin_dir; return its path."""
-    tests_on_path()
-    import fake_cloudflared
+    from testkit import fake_cloudflared
 
     return Path(fake_cloudflared.install(bin_dir))
 
@@ -329,7 +318,7 @@ class Fleet:
             gpus, delay = nvml
             (config_dir / "jupyter_server_config.py").write_text(
                 "import sys\n"
-                f"sys.path[:0] = [{str(REPO)!r}, {str(TESTS)!r}]\n"
+                f"sys.path[:0] = [{str(REPO)!r}]\n"
                 "from benchmarks import bench_nvml\n"
                 f"bench_nvml.install(n={int(gpus)}, delay={float(delay)!r})\n"
             )

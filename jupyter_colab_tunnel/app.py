@@ -26,8 +26,11 @@ from .autostart import (
 )
 from .connect import TOKEN_PLACEHOLDER, connect_info
 from .connection_file import ConnectionFileWriter, connection_record
+from .dashboard import dashboard_handlers
 from .gpu_service import GpuService
-from .handlers import GPU_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
+from .handlers import GPU_SETTING, KERNELS_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
+from .kernels import KernelMapper
+from .metrics import MetricsHook
 from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
@@ -302,7 +305,16 @@ class ColabTunnelApp(ExtensionApp):
                 STATUS_SETTING: StatusReporter(
                     serverapp, self.started_at, runtime, self.tunnel, self.gpu
                 ),
+                KERNELS_SETTING: KernelMapper(serverapp),  # which kernel holds each GPU process
             }
+        )
+        # Jupyter's /metrics: cached GPU sample and tunnel state only (registered at start).
+        gpu = self.gpu
+        self.metrics = MetricsHook(
+            latest=gpu.latest,
+            sample=lambda: gpu.sample(processes=False),
+            supervisor=lambda: self.supervisor,
+            max_age=self.gpu_cache_ttl,
         )
         if not hasattr(ExtensionManager, "start_all_extensions"):
             # jupyter_server < 2.16 (Colab's 2026.01 runtime ships 2.14) has no start hook:
@@ -395,6 +407,7 @@ class ColabTunnelApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Runs once the IOLoop is up. Never waits on cloudflared: the server starts at once."""
+        self.metrics.register()
         self._write_connection_file()
         if self.tunnel_mode == "off":
             return
@@ -421,6 +434,7 @@ class ColabTunnelApp(ExtensionApp):
             self.supervisor.note(decision.reason)
 
     async def stop_extension(self) -> None:
+        self.metrics.unregister()
         await self.supervisor.stop()
         if self._connection_writer is not None:
             self._write_connection_file()
@@ -429,6 +443,7 @@ class ColabTunnelApp(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
+        self.handlers.extend(dashboard_handlers)  # the page at /colab/ (not part of the REST API)
 
 
 _SECRET_TRAITS = frozenset({"tunnel_token"})

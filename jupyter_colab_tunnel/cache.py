@@ -34,6 +34,10 @@ class SharedSample(Generic[T]):
     def _fresh(self) -> bool:
         return self._value is not None and time.monotonic() - self._taken_at < self.ttl
 
+    def latest(self) -> tuple[float, T] | None:
+        """The last value read and its `time.monotonic()` stamp, fresh or not; never reads."""
+        return None if self._value is None else (self._taken_at, self._value)
+
     async def get(self) -> T:
         if self._value is not None and self._fresh():
             return self._value

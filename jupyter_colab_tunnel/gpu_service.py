@@ -36,6 +36,10 @@ class GpuService:
             return closed_sample()
         return await self.sampler.get(processes=processes)
 
+    def latest(self) -> tuple[float, dict[str, Any]] | None:
+        """The newest sample already taken, without reading NVML (None if none yet)."""
+        return self._sampler.latest() if self._sampler is not None else None
+
     async def summary(self) -> dict[str, Any]:
         """The `gpu` section of /colab/status."""
         from .gpu import summary

@@ -18,6 +18,7 @@ from .tunnel.service import TUNNEL_ACTIONS, TunnelAction
 
 if TYPE_CHECKING:
     from .gpu_service import GpuService
+    from .kernels import KernelMapper
     from .status import StatusReporter
     from .tunnel.service import TunnelService
 
@@ -32,6 +33,7 @@ MAX_LOG_LINES = 100_000
 TUNNEL_SETTING = "colab_tunnel"
 GPU_SETTING = "colab_gpu"
 STATUS_SETTING = "colab_status"
+KERNELS_SETTING = "colab_kernels"
 
 
 class ColabServicesMixin:
@@ -50,6 +52,10 @@ class ColabServicesMixin:
     @property
     def status_reporter(self) -> StatusReporter:
         return cast("StatusReporter", self.settings[STATUS_SETTING])
+
+    @property
+    def kernels(self) -> KernelMapper:
+        return cast("KernelMapper", self.settings[KERNELS_SETTING])
 
 
 class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):
@@ -127,7 +133,9 @@ class GpuHandler(ColabHandler):
     @authorized
     async def get(self) -> None:
         processes = _flag(self.get_query_argument("processes", "true"), "processes")
-        self.write_json(await self.gpu.sample(processes=processes))
+        sample = await self.gpu.sample(processes=processes)
+        # Each process entry names the kernel of this server it belongs to (or null).
+        self.write_json(await self.kernels.annotate(sample))
 
 
 class TunnelHandler(ColabHandler):

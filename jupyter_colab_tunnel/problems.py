@@ -53,12 +53,39 @@ LaunchKind = Literal[
 
 ConfigKind = Literal["invalid_value"]
 
-Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind]
+# The REST client (client.py) and the MCP tools (local/mcp.py), on the local side. They also
+# use "unreachable", "timeout" and "http_error" above, always with a hint of their own.
+ClientKind = Literal[
+    "invalid_url",
+    "dns_error",
+    "connection_refused",
+    "tls_error",
+    "forbidden",
+    "not_found",
+    "no_tunnel",
+    "bad_gateway",
+    "redirected",
+    "bad_request",
+    "conflict",
+    "server_error",
+    "bad_response",
+    "tunnel_cut",
+    "no_such_gpu",
+]
+
+Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind]
 
 TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
 GPU_KINDS: tuple[GpuKind, ...] = get_args(GpuKind)
 LAUNCH_KINDS: tuple[LaunchKind, ...] = get_args(LaunchKind)
-KINDS: tuple[Kind, ...] = (*TUNNEL_KINDS, *GPU_KINDS, *LAUNCH_KINDS, "invalid_value")
+CLIENT_KINDS: tuple[ClientKind, ...] = get_args(ClientKind)
+KINDS: tuple[Kind, ...] = (
+    *TUNNEL_KINDS,
+    *GPU_KINDS,
+    *LAUNCH_KINDS,
+    "invalid_value",
+    *CLIENT_KINDS,
+)
 
 # The default hint of each kind; a Problem may carry a more specific one.
 HINTS: dict[Kind, str] = {
@@ -172,6 +199,54 @@ HINTS: dict[Kind, str] = {
     "not_started": 'Start it: POST {"action": "start"} to /colab/tunnel.',
     # --- configuration ---
     "invalid_value": "Fix the setting in jupyter_server_config.py (or on the command line).",
+    # --- the REST client and the MCP tools (local side) ---
+    "invalid_url": (
+        "Give the server's address, e.g. https://<words>.trycloudflare.com or "
+        "http://127.0.0.1:8888/ (with its base_url, if it has one)."
+    ),
+    "dns_error": (
+        "Check the URL for typos. A quick tunnel's hostname disappears when its cloudflared "
+        "stops: read the current URL on the remote (`jupyter colab-tunnel status`)."
+    ),
+    "connection_refused": "Is the server (or the relay) running, and is the port right?",
+    "tls_error": (
+        "Use http:// for a server on this machine (it speaks plain HTTP) and https:// for a "
+        "tunnel URL; a TLS-intercepting proxy needs its CA in the trust store."
+    ),
+    "forbidden": (
+        "Pass the token of the server that URL reaches: the remote Jupyter server's token for a "
+        "tunnel URL (printed by launch() and `jupyter colab-tunnel status` on the remote), or "
+        "the relay's token for the local relay. `jupyter colab-tunnel mcp` reads it from "
+        "--token-file or $JUPYTER_COLAB_TUNNEL_TOKEN."
+    ),
+    "not_found": (
+        "The URL reaches a web server without the jupyter-colab-tunnel extension: install "
+        "jupyter-colab-tunnel where the remote Jupyter server runs and restart it (`jupyter "
+        "server extension list` shows it), or fix the URL's base path."
+    ),
+    "no_tunnel": (
+        "No tunnel is connected behind that hostname. A quick tunnel gets a new URL each time "
+        "cloudflared starts: read the current one on the remote (`jupyter colab-tunnel "
+        "status`, or `url` in /colab/tunnel), or use a named tunnel or the local relay, which "
+        "keep their address. If the runtime was recycled, launch the server again."
+    ),
+    "bad_gateway": (
+        "The tunnel (or proxy) is up but the Jupyter server behind it does not answer: it may "
+        "have stopped or be restarting. Check it on the remote machine."
+    ),
+    "redirected": "Use the address the server redirects to, with the server's base_url.",
+    "bad_request": "The request was refused as malformed; see the message.",
+    "conflict": "The remote cannot do this in its current configuration; see the message.",
+    "server_error": "The remote server failed; its log (on the remote machine) says why.",
+    "bad_response": (
+        "The URL reaches some other web server or a login page: check the URL (and its base_url)."
+    ),
+    "tunnel_cut": (
+        "A stop or restart cut the tunnel its own request went through. A quick tunnel comes "
+        "back under a new URL: read it on the remote (`jupyter colab-tunnel status`); the local "
+        "relay follows the URL by itself, and a named tunnel keeps it."
+    ),
+    "no_such_gpu": "Call colab_gpu for the list of GPUs, or leave gpu_index out to use any GPU.",
 }
 
 

@@ -6,9 +6,7 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,22 +20,9 @@ import openapi_check
 import psutil
 import run_audit
 
+from testkit.processes import free_port, jupyter_server_command
+
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def jupyter_server_command() -> list[str]:
-    """The installed `jupyter-server` script of this environment."""
-    script = Path(sys.executable).parent / "jupyter-server"
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("jupyter-server")
-    return [found] if found else [sys.executable, "-m", "jupyter_server"]
 
 
 @dataclass
@@ -251,3 +236,16 @@ def wait_until_serving(server: ServerProcess, timeout: float = 30.0) -> None:
         time.sleep(0.05)
     server.stop()
     raise AssertionError(f"jupyter server did not answer in {timeout}s:\n{server.log()[-4000:]}")
+
+
+def build_wheel(dest: Path) -> Path:
+    """The wheel of this source tree, built into dest (no isolation: offline-safe and quick)."""
+    source = Path(__file__).resolve().parent.parent
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
+    subprocess.run(
+        [*pip_wheel, "-q", "-w", str(dest), str(source)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = dest.glob("jupyter_colab_tunnel-*.whl")
+    return wheel

@@ -33,9 +33,10 @@ from typing import Any
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # run as a script: tests/ helpers and testkit
 
-from tunnel_env import TunnelServer, cloudflared_processes, start_tunnel_server
+from tunnel_env import TunnelServer, cloudflared_processes, start_tunnel_server  # noqa: E402
 
 LOAD_PATHS = ("colab/status", "colab/tunnel", "api/status")
 

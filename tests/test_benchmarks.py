@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,11 +40,19 @@ FIGURES = [
     "flood.rate",
     "peer.pycloudflared.time_to_url",
     "peer.resource_usage.latency",
+    "mcp.tool.tunnel",
+    "mcp.tool.gpu",
+    "mcp.stdio.tunnel",
+    "metrics.scrape.c1",
+    "metrics.gpu_series",
+    "dashboard.first_gpu",
+    "dashboard.transfer",
     "relay.rest_overhead",
     "relay.kernel_rtt",
     "relay.switch",
     "relay.resume",
 ]
+MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
 DISTRIBUTIONS = [
     "tunnel.time_to_url",
@@ -53,6 +62,8 @@ DISTRIBUTIONS = [
     *[f"endpoint.{name}.c{c}" for c in (1, 32) for name in ("status", "tunnel", "gpu")],
     "loop.api_status_under_gpu_load",
     "peer.pycloudflared.time_to_url",
+    *MCP_FIGURES,
+    "metrics.scrape.c1",
     "relay.rest_overhead",
     "relay.kernel_rtt",
     "relay.switch",
@@ -86,6 +97,14 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
     if importlib.util.find_spec("jupyter_resource_usage") is None:  # no bench extra installed
         expected.remove("peer.resource_usage.latency")
         assert "peer.resource_usage.latency" in doc["skipped_figures"]
+    if importlib.util.find_spec("mcp") is None:  # no bench/test extra installed
+        for key in MCP_FIGURES:
+            expected.remove(key)
+            assert key in doc["skipped_figures"]
+    if shutil.which("chromium") is None:  # Debian's chromium: .ci/run installs it
+        for key in ("dashboard.first_gpu", "dashboard.transfer"):
+            expected.remove(key)
+            assert key in doc["skipped_figures"]
     figures = {f["key"]: f for f in doc["figures"]}
     assert len(figures) == len(doc["figures"]), "duplicate figure keys"
     missing = [k for k in expected if k not in figures]

@@ -28,6 +28,7 @@ import pytest
 from e2e_kit import Browser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from server_process import build_wheel
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -162,24 +163,7 @@ def built_wheel(tmp: Path) -> Path:
     given = os.environ.get("COLAB_ENV_WHEEL")
     if given:
         return Path(given)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp),
-            str(REPO),
-        ],
-        check=True,
-        timeout=300,
-    )
-    (wheel,) = tmp.glob("jupyter_colab_tunnel-*.whl")
-    return wheel
+    return build_wheel(tmp)
 
 
 @dataclass

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import dataclasses
 import inspect
 import json
 import re
+import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -16,6 +19,7 @@ from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
 from jupyter_colab_tunnel.launcher import Connection, launch
+from jupyter_colab_tunnel.launcher.cli import build_parser
 from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -198,3 +202,60 @@ def test_connection_attributes_named_in_the_guides_exist() -> None:
     fields = {f.name for f in dataclasses.fields(Connection)}
     missing = {name for name in used if name not in fields and not hasattr(Connection, name)}
     assert not missing, missing
+
+
+# ----- docs/agents.md: the MCP configurations ----------------------------------------------
+
+AGENTS = DOCS / "agents.md"
+JSON_FENCE = re.compile(r"^```json\n(.*?)^```", re.M | re.S)
+SH_FENCE = re.compile(r"^```bash\n(.*?)^```", re.M | re.S)
+
+
+def _agents_configs() -> list[dict[str, Any]]:
+    return [json.loads(block) for block in JSON_FENCE.findall(AGENTS.read_text(encoding="utf-8"))]
+
+
+def test_agents_json_configs_parse_and_pair_both_servers() -> None:
+    configs = _agents_configs()
+    assert len(configs) >= 2  # Claude Desktop and Cursor
+    for config in configs:
+        servers = config["mcpServers"]
+        assert set(servers) == {"jupyter", "colab"}, servers
+        assert servers["jupyter"]["args"] == ["jupyter-mcp-server@latest"]
+        assert {"JUPYTER_URL", "JUPYTER_TOKEN"} <= set(servers["jupyter"]["env"])
+        colab = servers["colab"]
+        assert Path(colab["command"]).name == "jupyter-colab-tunnel"
+        args = build_parser().parse_args(colab["args"])  # the real command line accepts them
+        assert args.command == "mcp"
+        assert args.url.startswith("https://")
+        # The token comes from a file or the environment, never from args.
+        assert args.token_file or "JUPYTER_COLAB_TUNNEL_TOKEN" in colab.get("env", {})
+
+
+def test_agents_claude_code_commands_use_the_real_command_line() -> None:
+    text = "\n".join(SH_FENCE.findall(AGENTS.read_text(encoding="utf-8")))
+    adds = [line for line in text.splitlines() if line.startswith("claude mcp add colab")]
+    assert adds
+    for line in adds + [
+        ln for ln in text.splitlines() if ln.startswith("jupyter colab-tunnel mcp")
+    ]:
+        argv = shlex.split(line.split(" -- ", 1)[-1])
+        start = argv.index("mcp")
+        args = build_parser().parse_args(argv[start:])
+        assert args.url
+        assert args.token_file
+
+
+def test_agents_tool_table_names_every_tool() -> None:
+    from mcp import Client
+
+    from jupyter_colab_tunnel.client import ColabClient
+    from jupyter_colab_tunnel.local.mcp import build_server
+
+    async def names() -> set[str]:
+        async with Client(build_server(ColabClient("http://127.0.0.1:9/"))) as client:
+            return {t.name for t in (await client.list_tools()).tools}
+
+    text = AGENTS.read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(colab_[a-z_]+)` \|", text, re.M))
+    assert documented == asyncio.run(names())

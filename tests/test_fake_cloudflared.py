@@ -27,7 +27,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import fake_cloudflared
+from testkit import fake_cloudflared
 
 pytestmark = pytest.mark.e2e
 

@@ -20,12 +20,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_nvml import ERROR_KEYS, FakeGpu, FakeNvml, FakeProcess, MiB, install
 from real_nvml import DEVICE_KEYS, REAL, SAMPLE_KEYS, assert_real_sample, real_summary
 
 from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader, NvmlThread, summary
 from jupyter_colab_tunnel.gpu.__main__ import main as smoke_check
 from jupyter_colab_tunnel.problems import HINTS
+from testkit.fake_nvml import ERROR_KEYS, FakeGpu, FakeNvml, FakeProcess, MiB, install
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from fake_nvml import FakeGpu, FakeNvml, FakeProcess, install
 from real_nvml import assert_real_sample, real_summary
 from tornado.httpclient import HTTPClientError
+
+from testkit.fake_nvml import FakeGpu, FakeNvml, FakeProcess, install
 
 
 def samples_read(fake: FakeNvml) -> int:

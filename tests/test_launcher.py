@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fake_cloudflared
 import psutil
 import pytest
 from server_process import free_port
@@ -26,6 +25,7 @@ from tunnel_env import FAST
 
 from jupyter_colab_tunnel.launcher import LaunchError, launch, running
 from jupyter_colab_tunnel.problems import HINTS
+from testkit import fake_cloudflared
 
 pytestmark = pytest.mark.e2e
 

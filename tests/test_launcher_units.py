@@ -313,9 +313,22 @@ def _labels(conn: Connection) -> list[str]:
 
 def test_a_ready_connection_shows_token_command_config_and_mcp() -> None:
     conn = _conn(state="ready", gateway_url="https://a.trycloudflare.com")
-    assert _labels(conn) == ["Jupyter server", "Tunnel", "Token", "bash", "python", "json"]
+    assert _labels(conn) == [
+        "Jupyter server",
+        "Tunnel",
+        "Dashboard",
+        "Token",
+        "bash",
+        "python",
+        "json",
+    ]
     text, markdown = str(conn), conn._repr_markdown_()
     assert "Tunnel: ready  https://a.trycloudflare.com" in text
+    assert (
+        "Dashboard: http://127.0.0.1:8888/colab/ (through the tunnel: "
+        "https://a.trycloudflare.com/colab/); add ?token=<token> the first time"
+    ) in text
+    assert "**Dashboard** `http://127.0.0.1:8888/colab/` (through the tunnel: " in markdown
     assert f"Token: {TOKEN}" in text
     command = (
         f"jupyter lab --gateway-url=https://a.trycloudflare.com --GatewayClient.auth_token={TOKEN}"
@@ -368,6 +381,12 @@ def test_a_retrying_tunnel_says_the_server_keeps_running_and_how_to_stop_it() ->
     failed = str(_conn(state="failed", error=Problem("invalid_token", "bad")))
     assert "Server: keeps running. Stop it:" in failed  # a failed tunnel does not retry
     assert "retrying" not in failed
+
+
+def test_without_a_tunnel_the_dashboard_is_the_local_one() -> None:
+    text = str(_conn(state="off"))
+    assert "Dashboard: http://127.0.0.1:8888/colab/; add ?token=<token> the first time" in text
+    assert "through the tunnel" not in text
 
 
 def test_a_hidden_token_says_where_it_is() -> None:

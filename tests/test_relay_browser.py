@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_kit import Browser, chromium_path
 from relay_env import start_relay
 from test_relay_e2e import GATEWAY_ARGS, write_secret
 from tunnel_env import TunnelServer
+
+from testkit.headless import Chromium, chromium_path
 
 pytestmark = [
     pytest.mark.e2e,
@@ -44,11 +45,35 @@ def output_of(i: int) -> str:
     return f"({cell(i)}?.querySelector('.jp-OutputArea-output')?.innerText || '')"
 
 
-def run_cell(browser: Browser, i: int, expect: str, timeout: float = 90.0) -> str:
-    browser.click(f"{cell(i)}.querySelector('.jp-InputArea-editor')")
-    browser.shift_enter()
+def click(browser: Chromium, element: str) -> None:
+    """Click the middle of the element that the JS expression `element` returns."""
+    x, y = browser.eval(
+        f"(() => {{ const r = ({element}).getBoundingClientRect();"
+        " return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+    )
+    for kind in ("mousePressed", "mouseReleased"):
+        browser.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+
+def shift_enter(browser: Chromium) -> None:
+    for kind in ("keyDown", "keyUp"):
+        browser.send(
+            "Input.dispatchKeyEvent",
+            type=kind,
+            key="Enter",
+            code="Enter",
+            windowsVirtualKeyCode=13,
+            modifiers=8,  # Shift
+        )
+
+
+def run_cell(browser: Chromium, i: int, expect: str, timeout: float = 90.0) -> str:
+    click(browser, f"{cell(i)}.querySelector('.jp-InputArea-editor')")
+    shift_enter(browser)
     return str(
-        browser.wait_js(f"{output_of(i)}.includes({json.dumps(expect)}) && {output_of(i)}", timeout)
+        browser.wait_for(
+            f"{output_of(i)}.includes({json.dumps(expect)}) && {output_of(i)}", timeout
+        )
     )
 
 
@@ -89,18 +114,18 @@ def test_jupyterlab_tab_survives_a_tunnel_switch(
             "nbformat_minor": 5,
         }  # fmt: skip
         (local.root_dir / "nb.ipynb").write_text(json.dumps(notebook))
-        browser = Browser(tmp_path / "chromium")
-        browser.open(f"{local.url}lab/tree/nb.ipynb?token={local.token}")
-        browser.wait_js(f"!!({cell(1)} && {cell(1)}.querySelector('.jp-InputArea-editor'))", 90)
+        browser = Chromium(tmp_path / "chromium")
+        browser.navigate(f"{local.url}lab/tree/nb.ipynb?token={local.token}")
+        browser.wait_for(f"!!({cell(1)} && {cell(1)}.querySelector('.jp-InputArea-editor'))", 90)
         # JupyterLab may ask which kernel to start for this notebook: take the default.
         deadline = time.monotonic() + 90
         while not remote.server.get_json("api/kernels"):
             assert time.monotonic() < deadline, "no kernel was started on the remote"
-            browser.js(SELECT_KERNEL)
+            browser.eval(SELECT_KERNEL)
             time.sleep(0.5)
         # The status bar shows the kernel of the active notebook: focus it, then wait for idle.
-        browser.click(f"{cell(0)}.querySelector('.jp-InputArea-editor')")
-        browser.wait_js("document.body.innerText.includes('| Idle')", 60)
+        click(browser, f"{cell(0)}.querySelector('.jp-InputArea-editor')")
+        browser.wait_for("document.body.innerText.includes('| Idle')", 60)
         # A live kernel on the first try: the cell runs and prints, no reload.
         assert "set 41" in run_cell(browser, 0, "set 41")
         kernels = remote.server.get_json("api/kernels")
@@ -119,13 +144,13 @@ def test_jupyterlab_tab_survives_a_tunnel_switch(
 
         # Page loads on the running kernel: live every time, never two upstreams left.
         for _ in range(RELOADS):
-            browser.js("window.beforeReload = true")
-            browser.call("Page.reload")
-            browser.wait_js(
+            browser.eval("window.beforeReload = true")
+            browser.send("Page.reload")
+            browser.wait_for(
                 f"!window.beforeReload && !!({cell(1)}?.querySelector('.jp-InputArea-editor'))", 90
             )
-            browser.click(f"{cell(1)}.querySelector('.jp-InputArea-editor')")
-            browser.wait_js("document.body.innerText.includes('| Idle')", 60)
+            click(browser, f"{cell(1)}.querySelector('.jp-InputArea-editor')")
+            browser.wait_for("document.body.innerText.includes('| Idle')", 60)
             assert "42" in run_cell(browser, 1, "42")
         remote_kernel = remote.server.get_json(f"api/kernels/{kernels[0]['id']}")
         assert remote_kernel["connections"] == 1

@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import fake_cloudflared
 import pytest
 import run_audit
 from server_process import ServerProcess
 from tunnel_env import FAST, VALID_TOKEN, TunnelServer, start_tunnel_server
+
+from testkit import fake_cloudflared
 
 pytestmark = pytest.mark.e2e
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_process import build_wheel
 
 from jupyter_colab_tunnel import __version__
 
@@ -41,27 +42,13 @@ def test_auto_enabled_and_ok(tmp_path: Path) -> None:
 
 
 def test_wheel_ships_the_enable_file(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(REPO),
-        ],
-        check=True,
-        timeout=120,
-    )
-    (wheel,) = tmp_path.glob("jupyter_colab_tunnel-*.whl")
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     data = f"jupyter_colab_tunnel-{__version__}.data/data/etc/jupyter/jupyter_server_config.d/"
     assert data + "jupyter_colab_tunnel.json" in names
     assert "jupyter_colab_tunnel/py.typed" in names
+    for asset in ("index.html", "dashboard.css", "dashboard.js"):
+        assert f"jupyter_colab_tunnel/dashboard/{asset}" in names
     with zipfile.ZipFile(wheel).open(data + "jupyter_colab_tunnel.json") as f:
         assert json.load(f) == {
             "ServerApp": {"jpserver_extensions": {"jupyter_colab_tunnel": True}}

@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import fake_cloudflared
 import psutil
 import pytest
 from tunnel_env import TUNNEL_ID, VALID_TOKEN, TunnelServer
+
+from testkit import fake_cloudflared
 
 pytestmark = pytest.mark.e2e
 

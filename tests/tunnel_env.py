@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fake_cloudflared
 import psutil
 from server_process import ServerProcess, start_server
+
+from testkit import fake_cloudflared
 
 # Fast supervision for tests: the defaults (5 s health checks, 1 s backoff) are for users.
 FAST = {

@@ -132,6 +132,17 @@ class GpuSampler:
             return without_processes(await full.get())
         return await lean.get()
 
+    def latest(self) -> tuple[float, dict[str, Any]] | None:
+        """The newest sample already taken (with processes or not) and its monotonic stamp.
+
+        Never calls NVML: for readers on the event loop that must not wait (the /metrics
+        collector). None before the first sample and after `close()`. Read-only, like get()'s.
+        """
+        if self._closed:
+            return None
+        hits = [h for h in (self._with_processes.latest(), self._without_processes.latest()) if h]
+        return max(hits, key=lambda hit: hit[0]) if hits else None
+
     def _read(self, processes: bool) -> dict[str, Any]:
         """On the NVML thread. A read queued behind close()'s shutdown must not start NVML again."""
         if self._closed:

@@ -125,6 +125,19 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+# `mcp` is the local side (local/mcp_cli.py): imported only when its parser is built or it runs.
+def _mcp_options(parser: argparse.ArgumentParser) -> None:
+    from ..local.mcp_cli import configure_mcp_parser
+
+    configure_mcp_parser(parser)
+
+
+def _mcp(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..local.mcp_cli import run_mcp
+
+    return run_mcp(args)
+
+
 # The local side (the relay) lives in jupyter_colab_tunnel/local/, imported only when used.
 def _connect_options(parser: argparse.ArgumentParser) -> None:
     from ..local.cli import add_connect_options
@@ -151,6 +164,12 @@ SUBCOMMANDS: list[Subcommand] = [
         "status", "show the running server's tunnel and connect info", _status_options, _status
     ),
     Subcommand("stop", "stop the running server (and its tunnel and kernels)", _no_options, _stop),
+    Subcommand(
+        "mcp",
+        "serve MCP tools (status, GPU, tunnel) for AI agents over stdio",
+        _mcp_options,
+        _mcp,
+    ),
     Subcommand(
         "connect",
         "run a local relay (127.0.0.1) to the remote that follows its tunnel URL",

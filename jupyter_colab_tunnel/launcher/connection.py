@@ -64,6 +64,16 @@ class Connection:
         """The server's own address on this machine (it listens on loopback only)."""
         return f"http://127.0.0.1:{self.port}{self.base_url}"
 
+    @property
+    def dashboard_url(self) -> str:
+        """The live dashboard on this machine (docs/dashboard.md); add ?token= the first time."""
+        return self.local_url + "colab/"
+
+    @property
+    def public_dashboard_url(self) -> str | None:
+        """The dashboard through the tunnel, once it has a URL."""
+        return self.gateway_url.rstrip("/") + "/colab/" if self.gateway_url else None
+
     def status(self, timeout: float = 10.0) -> dict[str, Any]:
         """GET /colab/tunnel: the tunnel's state, URL, error and connect info (a dict)."""
         code, body = server.get_json(self.local_url + "colab/tunnel", self.token, timeout)
@@ -157,6 +167,18 @@ def sections(conn: Connection) -> list[Fact | Block]:
             (f"pid {conn.pid}, ", Code(conn.local_url), " (log: ", Code(conn.log_path), ")"),
         ),
         Fact("Tunnel", (conn.state, *(("  ", Code(conn.gateway_url)) if conn.gateway_url else ()))),
+        Fact(
+            "Dashboard",
+            (
+                Code(conn.dashboard_url),
+                *(
+                    (" (through the tunnel: ", Code(conn.public_dashboard_url), ")")
+                    if conn.public_dashboard_url
+                    else ()
+                ),
+                "; add ?token=<token> the first time",
+            ),
+        ),
     ]
     if conn.error is not None:
         out.append(Fact("Error", (Code(conn.error.kind), f": {conn.error.message}")))

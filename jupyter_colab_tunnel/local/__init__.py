@@ -1,1 +1,3 @@
-"""The local side: what runs on the user's machine (the relay). Never imports the extension."""
+"""The local side: what runs on the user's own machine (the relay, the MCP tools).
+
+Never imports the extension."""

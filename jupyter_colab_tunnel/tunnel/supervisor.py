@@ -149,6 +149,8 @@ class TunnelSupervisor:
         self.url: str | None = None
         self.pid: int | None = None
         self.restarts = 0
+        # Never reset (unlike `restarts`, which counts since the last start): Prometheus counter.
+        self.restarts_total = 0
         self.ready_connections = 0
         self.started_at: float | None = None
         self.ready_at: float | None = None
@@ -350,6 +352,7 @@ class TunnelSupervisor:
                 await self.clock.sleep(delay)
                 self.next_retry_at = None
                 self.restarts += 1
+                self.restarts_total += 1
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a bug kill supervision silently

@@ -1,0 +1,434 @@
+"""The typed client of the remote REST API (/colab/status, /colab/gpu, /colab/tunnel).
+
+For the local side (MCP tools, relay, launcher, scripts): it imports nothing of the extension.
+`ColabClient` is async (tornado's HTTP client, on whatever asyncio loop runs it);
+`ColabClientSync` does the same over urllib for command lines and notebooks.
+
+Every failure is one exception, `RemoteError`, with a `kind`, a `message` and a `hint` a user
+can act on: the remote was unreachable (`dns_error`, `connection_refused`, `tls_error`,
+`timeout`, `unreachable`), refused the token (`forbidden`), is not a server with this
+extension (`not_found`), has no tunnel behind its hostname (`no_tunnel`, Cloudflare's
+530 / error 1033), or answered with an error of its own (its `message`, or its
+`{"error": {"kind", "message", "hint"}}`, surfaced as they are). The token travels only in the
+`Authorization` header: it is never logged nor put in an error.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
+from tornado.simple_httpclient import HTTPTimeoutError
+
+from .problems import KINDS, ColabTunnelError, Kind, Problem
+
+JSONObject = dict[str, Any]
+TunnelAction = Literal["start", "stop", "restart"]
+TUNNEL_ACTIONS: tuple[TunnelAction, ...] = ("start", "stop", "restart")
+
+# Seconds. A read is cheap on the remote (cached); an action waits for cloudflared to stop.
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 30.0
+ACTION_TIMEOUT = 60.0
+MAX_BODY = 64 * 1024 * 1024
+
+# The kinds where no HTTP answer came back at all.
+UNREACHABLE_KINDS: frozenset[Kind] = frozenset(
+    {"dns_error", "connection_refused", "tls_error", "timeout", "unreachable"}
+)
+TIMEOUT_HINT = (
+    "The remote may be overloaded, or the network slow: try again, or raise the timeout. If "
+    "it persists, check the remote server's log."
+)
+UNREACHABLE_HINT = "Check the URL and your network, and that the remote server is running."
+
+
+class RemoteError(ColabTunnelError):
+    """A request to the remote REST API failed: its `problem` (kind, message, hint), the HTTP
+    `status` (None when nothing answered) and the request `url` (which never holds the token).
+    """
+
+    def __init__(
+        self,
+        kind: Kind,
+        message: str,
+        hint: str = "",
+        *,
+        status: int | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(Problem(kind, message, hint))
+        self.status = status
+        self.url = url
+
+    @classmethod
+    def from_problem(
+        cls, problem: Problem, *, status: int | None = None, url: str | None = None
+    ) -> RemoteError:
+        return cls(problem.kind, problem.message, problem.hint, status=status, url=url)
+
+    @property
+    def unreachable(self) -> bool:
+        return self.kind in UNREACHABLE_KINDS
+
+    def as_dict(self) -> dict[str, str]:
+        return self.problem.as_dict()
+
+
+def normalize_url(url: str) -> str:
+    """The server's base URL with one trailing slash; RemoteError('invalid_url') if unusable."""
+    raw = url.strip()
+    shown = _without_secrets(raw)
+    try:
+        parts = urllib.parse.urlsplit(raw)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError as e:
+        raise RemoteError("invalid_url", f"{shown!r} is not a URL: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteError("invalid_url", f"{shown!r} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        # A token in the URL would end up in logs and error messages: refuse it.
+        raise RemoteError(
+            "invalid_url",
+            "the URL must not carry credentials, a query or a fragment",
+            "Give only scheme, host, port and base path; pass the token separately.",
+        )
+    path = parts.path.rstrip("/") + "/"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _without_secrets(url: str) -> str:
+    """The URL without its query, fragment and user info, which may hold a token."""
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    scheme, sep, rest = url.rpartition("//")
+    return (
+        scheme
+        + sep
+        + rest.split("/", 1)[0].rpartition("@")[2]
+        + ("/" + rest.split("/", 1)[1] if "/" in rest else "")
+    )
+
+
+def _endpoint(base: str, path: str, query: Mapping[str, str] | None = None) -> str:
+    url = base + path
+    return url + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+def _tunnel_query(logs: int) -> dict[str, str]:
+    if isinstance(logs, bool) or not isinstance(logs, int):
+        raise TypeError(f"logs must be an int, not {type(logs).__name__}")
+    return {"logs": str(logs)} if logs else {}
+
+
+def _action_body(action: str) -> bytes:
+    if action not in TUNNEL_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {action!r}")
+    return json.dumps({"action": action}).encode()
+
+
+# ----- classification (shared by both clients) -------------------------------------------
+
+
+def error_for_exception(exc: BaseException, url: str, timeout: float) -> RemoteError:
+    """A network failure (nothing answered) as a RemoteError."""
+    host = urllib.parse.urlsplit(url).hostname or url
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        exc = exc.reason
+    if isinstance(exc, (HTTPTimeoutError, TimeoutError, socket.timeout)):
+        return RemoteError(
+            "timeout",
+            f"{url} did not answer within {timeout:g} s",
+            TIMEOUT_HINT,
+            url=url,
+        )
+    if isinstance(exc, socket.gaierror):
+        return RemoteError(
+            "dns_error",
+            f"the host name {host} does not resolve ({exc.strerror or exc})",
+            url=url,
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return RemoteError(
+            "connection_refused",
+            f"nothing listens at {_origin(url)} (connection refused)",
+            url=url,
+        )
+    if isinstance(exc, ssl.SSLError):
+        return RemoteError(
+            "tls_error",
+            f"TLS with {host} failed: {getattr(exc, 'reason', None) or exc}",
+            url=url,
+        )
+    detail = str(exc) or type(exc).__name__
+    if isinstance(exc, StreamClosedError) and exc.real_error is not None:
+        detail = str(exc.real_error) or detail
+    return RemoteError(
+        "unreachable",
+        f"could not reach {_origin(url)}: {detail}",
+        UNREACHABLE_HINT,
+        url=url,
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+
+
+def result_or_error(
+    status: int, headers: Mapping[str, str], body: bytes, url: str, method: str = "GET"
+) -> JSONObject:
+    """The JSON object of a 200 answer, else the RemoteError that the answer means.
+
+    `headers` has lower-case names.
+    """
+    parsed = _json(body)
+    if status == 200:
+        if isinstance(parsed, dict):
+            return parsed
+        raise RemoteError(
+            "bad_response",
+            f"{method} {url} answered 200 without a JSON object "
+            f"({headers.get('content-type') or 'no Content-Type'})",
+            status=status,
+            url=url,
+        )
+    raise _http_error(status, headers, body, parsed, url, method)
+
+
+def _http_error(
+    status: int, headers: Mapping[str, str], body: bytes, parsed: Any, url: str, method: str
+) -> RemoteError:
+    said = f"{method} {url} answered {status}"
+    remote = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(remote, dict) and isinstance(remote.get("kind"), str):
+        # A structured error of ours (the relay, a newer server): its own kind and hint.
+        kind = remote["kind"]
+        said_there = str(remote.get("message") or said)
+        if kind not in KINDS:  # a kind this version does not know: keep its name in the text
+            said_there = f"[{kind}] {said_there}"
+        problem = Problem.from_dict({**remote, "message": said_there})
+        assert problem is not None
+        return RemoteError.from_problem(problem, status=status, url=url)
+    message = parsed.get("message") if isinstance(parsed, dict) else None
+    text = body[:200].decode("utf-8", "replace").strip()
+    detail = f"{said}: {message}" if isinstance(message, str) and message else said
+
+    def error(kind: Kind, hint: str = "", what: str = detail) -> RemoteError:
+        return RemoteError(kind, what, hint, status=status, url=url)
+
+    if status == 530 or "error code: 1033" in text:
+        return error("no_tunnel", what=f"{said}: Cloudflare has no tunnel there")
+    if 300 <= status < 400:
+        location = headers.get("location") or ""
+        if "cloudflareaccess.com" in location:
+            return error(
+                "forbidden",
+                "Cloudflare Access protects this hostname: send a service token "
+                "(CF-Access-Client-Id / CF-Access-Client-Secret headers) or allow this client "
+                "in the Access policy.",
+                f"{said}: redirected to the Cloudflare Access login",
+            )
+        return error(
+            "redirected", what=f"{said}: redirected to {location.split('?')[0] or 'nowhere'}"
+        )
+    if status in (401, 403):
+        return error("forbidden", what=f"{detail} (the token is missing or wrong)")
+    if status == 404:
+        return error("not_found")
+    if status in (502, 503, 504, 520, 521, 522, 523, 524):
+        return error(
+            "bad_gateway",
+            what=f"{said}: {message or text or 'no answer from the server behind it'}",
+        )
+    if status == 400:
+        return error("bad_request")
+    if status == 409:
+        return error("conflict")
+    if status >= 500:
+        return error("server_error")
+    return error("http_error", "See the message; check the URL and the token.")
+
+
+# ----- the async client -------------------------------------------------------------------
+
+
+class ColabClient:
+    """Async client of a remote server's /colab/* API (or of the local relay in front of it).
+
+    url: the server's base URL, e.g. ``https://<words>.trycloudflare.com``.
+    token: the Jupyter token (sent as ``Authorization: token <token>``); None sends none.
+    timeout / action_timeout / connect_timeout: bounds in seconds for reads, for POST
+    actions (stopping cloudflared takes a while) and for connecting.
+    headers: extra headers for every request (e.g. Cloudflare Access service tokens).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        action_timeout: float = ACTION_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        for name, value in (
+            ("timeout", timeout),
+            ("action_timeout", action_timeout),
+            ("connect_timeout", connect_timeout),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        self.url = normalize_url(url)
+        self.timeout = float(timeout)
+        self.action_timeout = float(action_timeout)
+        self.connect_timeout = float(connect_timeout)
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        if token:
+            self._headers["Authorization"] = f"token {token}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    async def status(self) -> JSONObject:
+        """GET /colab/status: server, runtime, resources, tunnel and GPU summaries."""
+        return await self._request("GET", "colab/status")
+
+    async def gpu(self, processes: bool = True) -> JSONObject:
+        """GET /colab/gpu: one sample of every GPU (memory in bytes)."""
+        return await self._request("GET", "colab/gpu", {"processes": _bool(processes)})
+
+    async def tunnel(self, logs: int = 0) -> JSONObject:
+        """GET /colab/tunnel: the tunnel's state, URL, error and, with logs > 0, its last lines."""
+        return await self._request("GET", "colab/tunnel", _tunnel_query(logs))
+
+    async def tunnel_action(self, action: TunnelAction) -> JSONObject:
+        """POST /colab/tunnel {"action": ...}: the snapshot right after the action."""
+        return await self._request("POST", "colab/tunnel", body=_action_body(action))
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> JSONObject:
+        url = _endpoint(self.url, path, query)
+        timeout = self.action_timeout if method == "POST" else self.timeout
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            connect_timeout=min(self.connect_timeout, timeout),
+            request_timeout=timeout,
+            follow_redirects=False,
+            decompress_response=True,
+        )
+        # The loop's shared client: nothing to close, and it follows whichever loop runs us.
+        client = AsyncHTTPClient(max_body_size=MAX_BODY)
+        try:
+            response = await client.fetch(request, raise_error=False)
+        except HTTPClientError as e:
+            if e.code == 599 and e.response is None:
+                raise error_for_exception(e, url, timeout) from None
+            raise  # pragma: no cover (raise_error=False: not raised for a status)
+        except (OSError, StreamClosedError, ssl.SSLError) as e:
+            raise error_for_exception(e, url, timeout) from None
+        headers = {k.lower(): v for k, v in response.headers.get_all()}
+        return result_or_error(response.code, headers, response.body, url, method)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+# ----- the sync client --------------------------------------------------------------------
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class ColabClientSync:
+    """`ColabClient` over urllib, for scripts, command lines and notebook cells."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        action_timeout: float = ACTION_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        for name, value in (("timeout", timeout), ("action_timeout", action_timeout)):
+            if not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        self.url = normalize_url(url)
+        self.timeout = float(timeout)
+        self.action_timeout = float(action_timeout)
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        if token:
+            self._headers["Authorization"] = f"token {token}"
+        self._opener = urllib.request.build_opener(_NoRedirect)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def status(self) -> JSONObject:
+        return self._request("GET", "colab/status")
+
+    def gpu(self, processes: bool = True) -> JSONObject:
+        return self._request("GET", "colab/gpu", {"processes": _bool(processes)})
+
+    def tunnel(self, logs: int = 0) -> JSONObject:
+        return self._request("GET", "colab/tunnel", _tunnel_query(logs))
+
+    def tunnel_action(self, action: TunnelAction) -> JSONObject:
+        return self._request("POST", "colab/tunnel", body=_action_body(action))
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> JSONObject:
+        url = _endpoint(self.url, path, query)
+        timeout = self.action_timeout if method == "POST" else self.timeout
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        # normalize_url allowed only http(s) URLs.
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
+        try:
+            with self._opener.open(request, timeout=timeout) as r:
+                status, raw = int(r.status), r.read(MAX_BODY)
+                answer = {k.lower(): v for k, v in r.headers.items()}
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read(MAX_BODY)
+            answer = {k.lower(): v for k, v in (e.headers or {}).items()}
+        except (OSError, ValueError) as e:  # URLError is an OSError
+            raise error_for_exception(e, url, timeout) from None
+        return result_or_error(status, answer, raw, url, method)

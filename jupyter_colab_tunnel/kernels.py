@@ -1,0 +1,136 @@
+"""Which kernel of this server a GPU process belongs to.
+
+A GPU process is a kernel's when it is the kernel's process (its provisioner's pid) or one of
+its descendants (a DataLoader worker, a `subprocess` the notebook started). Walking each GPU
+process's parents is cheaper than listing every kernel's descendants, and answers the same.
+The walk reads /proc, so it runs off the event loop and is reused for a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
+
+# A process's parents change only when it is re-parented or its pid is reused: seconds are safe.
+OWNERS_TTL = 5.0
+
+
+def parent_chain(pid: int) -> list[int]:
+    """`pid` and its ancestors' pids, nearest first; empty when the process is not visible.
+
+    In a container NVML reports the host's pids, which do not exist (or are others) here.
+    """
+    import psutil  # not at import: psutil stays out of the server's start-up
+
+    try:
+        proc = psutil.Process(pid)
+        return [pid, *(p.pid for p in proc.parents())]
+    except (psutil.Error, OSError, ValueError):
+        return []
+
+
+def owners(
+    gpu_pids: Iterable[int],
+    kernel_pids: Mapping[int, str],
+    chain: Callable[[int], list[int]] = parent_chain,
+) -> dict[int, str]:
+    """GPU pid -> kernel id, for the GPU processes that are a kernel or descend from one."""
+    found: dict[int, str] = {}
+    for pid in gpu_pids:
+        for ancestor in chain(pid):
+            kernel_id = kernel_pids.get(ancestor)
+            if kernel_id is not None:
+                found[pid] = kernel_id
+                break
+    return found
+
+
+def kernel_pids(kernel_manager: Any) -> dict[int, str]:
+    """Kernel process pid -> kernel id for the running kernels (attribute reads only)."""
+    found: dict[int, str] = {}
+    for kernel_id in list(kernel_manager.list_kernel_ids()):
+        try:
+            kernel = kernel_manager.get_kernel(kernel_id)
+        except KeyError:  # shut down meanwhile
+            continue
+        provisioner = getattr(kernel, "provisioner", None)
+        pid = getattr(provisioner, "pid", None)
+        if isinstance(pid, int) and pid > 0:
+            found[pid] = kernel_id
+    return found
+
+
+async def session_paths(session_manager: Any) -> dict[str, str]:
+    """Kernel id -> path of the notebook (or console, file) whose session uses it."""
+    paths: dict[str, str] = {}
+    for session in await session_manager.list_sessions():
+        kernel_id = (session.get("kernel") or {}).get("id")
+        path = session.get("path")
+        if kernel_id and path and kernel_id not in paths:
+            paths[kernel_id] = path
+    return paths
+
+
+class KernelMapper:
+    """Adds `kernel_id` and `notebook_path` to every process entry of a GPU sample."""
+
+    def __init__(
+        self,
+        serverapp: ServerApp,
+        ttl: float = OWNERS_TTL,
+        chain: Callable[[int], list[int]] = parent_chain,
+    ) -> None:
+        self._serverapp = serverapp
+        self.ttl = ttl
+        self._chain = chain
+        self._cache: tuple[float, frozenset[int], frozenset[tuple[int, str]], dict[int, str]] = (
+            float("-inf"),
+            frozenset(),
+            frozenset(),
+            {},
+        )
+        self.walks = 0
+
+    async def annotate(self, sample: dict[str, Any]) -> dict[str, Any]:
+        """A view of `sample` (shared, never modified) whose process entries name their kernel."""
+        gpu_pids = {
+            int(proc["pid"])
+            for device in sample.get("devices") or []
+            for proc in device.get("processes") or []
+        }
+        if not gpu_pids:
+            return sample
+        roots = kernel_pids(self._serverapp.kernel_manager)
+        found = await self._owners(frozenset(gpu_pids), roots)
+        paths = await session_paths(self._serverapp.session_manager) if found else {}
+
+        def entry(proc: dict[str, Any]) -> dict[str, Any]:
+            kernel_id = found.get(int(proc["pid"]))
+            path = paths.get(kernel_id) if kernel_id else None
+            return {**proc, "kernel_id": kernel_id, "notebook_path": path}
+
+        return {
+            **sample,
+            "devices": [
+                device
+                if device.get("processes") is None
+                else {**device, "processes": [entry(p) for p in device["processes"]]}
+                for device in sample["devices"]
+            ],
+        }
+
+    async def _owners(self, gpu_pids: frozenset[int], roots: dict[int, str]) -> dict[int, str]:
+        taken, pids, kernels, found = self._cache
+        key = frozenset(roots.items())
+        if pids == gpu_pids and kernels == key and time.monotonic() - taken < self.ttl:
+            return found
+        self.walks += 1
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, owners, gpu_pids, roots, self._chain)
+        self._cache = (time.monotonic(), gpu_pids, key, found)
+        return found

@@ -1,0 +1,319 @@
+"""MCP tools over the remote REST API: an agent reads the remote GPU and tunnel, and drives it.
+
+Built on the official `mcp` SDK (the optional extra ``jupyter-colab-tunnel[mcp]``). Every tool
+asks the remote through `ColabClient` (bounded timeouts) and returns the REST JSON itself as
+structured content, with a typed output schema (local/mcp_schemas.py). A failed request
+becomes a tool error (``isError``) whose text carries the error's kind, what happened and a
+hint; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field
+
+from .._version import __version__
+from ..client import ColabClient, JSONObject, RemoteError
+from ..problems import Kind, Problem
+from .mcp_schemas import GpuMemoryWait, GpuSample, Status, TunnelSnapshot
+
+MiB = 1024 * 1024
+POLL_INTERVAL = 1.0  # seconds; the remote caches a GPU sample for about a second
+TUNNEL_POLL_INTERVAL = 0.5
+MAX_WAIT_S = 600.0
+# The tunnel states that change by themselves soon.
+TRANSITIONAL = frozenset({"starting", "connecting", "stopping", "backoff"})
+
+INSTRUCTIONS = """\
+Tools for a remote Jupyter server (e.g. a Colab or cloud GPU runtime) that runs the
+jupyter-colab-tunnel extension: its resources and GPUs, and the cloudflared tunnel through which
+this machine reaches it. Code runs on that machine through a Jupyter kernel (for example with
+jupyter-mcp-server's tools); use these tools to check GPU memory before loading a model, to wait
+for memory to be freed, and to see or repair the tunnel. Memory figures are bytes unless a field
+name says MiB."""
+
+T = TypeVar("T")
+
+
+def _result(body: JSONObject) -> CallToolResult:
+    # The JSON text too, for clients that read only the content blocks.
+    text = json.dumps(body, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body)
+
+
+async def _ask(request: Awaitable[T]) -> T:
+    try:
+        return await request
+    except RemoteError as e:
+        raise ToolError(str(e)) from None
+
+
+def build_server(
+    client: ColabClient,
+    *,
+    poll_interval: float = POLL_INTERVAL,
+    tunnel_poll_interval: float = TUNNEL_POLL_INTERVAL,
+) -> MCPServer:
+    """An MCP server whose tools ask the remote through `client`."""
+    server = MCPServer(
+        name="jupyter-colab-tunnel",
+        title="Remote Jupyter GPU runtime",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        log_level="WARNING",
+    )
+    read = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+
+    @server.tool(
+        title="Remote machine status",
+        annotations=read,
+        description=(
+            "The remote machine at a glance: Jupyter server (version, uptime in seconds, root "
+            "dir, running kernels), runtime (Colab or not, accelerator gpu/tpu/none, Python), "
+            "resources (CPU count, 1-minute load, RAM and disk of the root dir, in bytes), a "
+            "tunnel summary (state, URL, error kind) and a GPU summary (count, names, memory "
+            "total/used in bytes). Call it first to learn what the remote has; use colab_gpu "
+            "for per-GPU detail and colab_tunnel for the tunnel's detail."
+        ),
+    )
+    async def colab_status() -> Annotated[CallToolResult, Status]:
+        return _result(await _ask(client.status()))
+
+    @server.tool(
+        title="Remote GPUs",
+        annotations=read,
+        description=(
+            "One sample of every NVIDIA GPU on the remote machine, read through NVML: per "
+            "device memory total/used/free/reserved in bytes, utilization in percent, "
+            "temperature in °C, power in watts, clocks in MHz, MIG mode; with processes=true "
+            "also the processes using each GPU (pid, name, used_memory in bytes, and the "
+            "kernel_id and notebook_path of the remote server's kernel each belongs to, null "
+            "for other processes). Samples are "
+            "cached on the remote for about a second. When there is no usable GPU, "
+            "available is false and error says why (kind, message, hint). Call it before "
+            "loading a model, or when a kernel reports CUDA out of memory."
+        ),
+    )
+    async def colab_gpu(
+        processes: Annotated[
+            bool,
+            Field(description="Also list the processes on each GPU (slower on many GPUs)."),
+        ] = False,
+    ) -> Annotated[CallToolResult, GpuSample]:
+        return _result(await _ask(client.gpu(processes=processes)))
+
+    @server.tool(
+        title="Tunnel state",
+        annotations=read,
+        description=(
+            "The cloudflared tunnel through which this machine reaches the remote Jupyter "
+            "server: state (ready when usable; starting, connecting, backoff while it "
+            "(re)starts; stopped; failed), public URL, cloudflared pid, restarts, the last "
+            "exit, error (kind, message, hint) when it is not working, recent state changes, "
+            "and how to connect a local JupyterLab. With logs=N also cloudflared's last N log "
+            "lines (secrets redacted). Call it when requests to the remote fail, or to learn "
+            "its current URL (a quick tunnel's URL changes on every restart)."
+        ),
+    )
+    async def colab_tunnel(
+        logs: Annotated[
+            int,
+            Field(ge=0, le=2000, description="How many of cloudflared's last log lines (0: none)."),
+        ] = 0,
+    ) -> Annotated[CallToolResult, TunnelSnapshot]:
+        return _result(await _ask(client.tunnel(logs=logs)))
+
+    @server.tool(
+        title="Start, stop or restart the tunnel",
+        annotations=ToolAnnotations(
+            read_only_hint=False,
+            destructive_hint=True,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+        description=(
+            "Start, stop or restart the remote's cloudflared tunnel, then (unless wait_s is "
+            "0) wait up to wait_s seconds until it is ready, stopped or failed; returns the "
+            "tunnel state as colab_tunnel does. stop and restart cut every connection through "
+            "the tunnel, this one included while it lasts, and a quick tunnel comes back under "
+            "a NEW URL (read `url` in the result). Use restart when colab_tunnel shows failed, "
+            "stalled or crash_loop, or the remote stopped answering through the tunnel. A "
+            "remote whose tunnel_mode is off answers with a conflict error."
+        ),
+    )
+    async def colab_tunnel_action(
+        action: Annotated[
+            Literal["start", "stop", "restart"],
+            Field(description="start (no-op when running) | stop | restart."),
+        ],
+        wait_s: Annotated[
+            float,
+            Field(ge=0, le=MAX_WAIT_S, description="Seconds to wait for a settled state."),
+        ] = 30.0,
+    ) -> Annotated[CallToolResult, TunnelSnapshot]:
+        deadline = time.monotonic() + wait_s
+        try:
+            body = await client.tunnel_action(action)
+        except RemoteError as e:
+            if action == "start" or not _cut_mid_request(e):
+                raise ToolError(str(e)) from None
+            # The request went through the very tunnel it stops: its answer is lost.
+            body = await _reach_again(client, action, e, deadline, tunnel_poll_interval)
+        while body.get("state") in TRANSITIONAL and time.monotonic() < deadline:
+            await anyio.sleep(min(tunnel_poll_interval, max(0.0, deadline - time.monotonic())))
+            body = await _ask(client.tunnel())
+        return _result(body)
+
+    @server.tool(
+        title="Wait for free GPU memory",
+        annotations=read,
+        description=(
+            "Wait until a remote GPU has at least min_free_mib MiB of free memory (for "
+            "example after freeing a model, or while another job finishes), polling about "
+            "every second, for at most timeout_s seconds. Returns met=true with the GPU and "
+            "its free MiB as soon as one qualifies, or met=false at the timeout with the GPU "
+            "that had the most free memory. gpu_index limits it to one GPU. A machine without "
+            "a usable GPU is an error at once."
+        ),
+    )
+    async def colab_wait_gpu_memory(
+        min_free_mib: Annotated[int, Field(ge=1, description="Free memory needed, in MiB.")],
+        ctx: Context[Any, Any],
+        gpu_index: Annotated[
+            int | None, Field(ge=0, description="Only this GPU (0-based); default: any.")
+        ] = None,
+        timeout_s: Annotated[
+            float, Field(ge=0, le=MAX_WAIT_S, description="Give up after this many seconds.")
+        ] = 60.0,
+    ) -> GpuMemoryWait:
+        started = time.monotonic()
+        deadline = started + timeout_s
+        samples = 0
+        while True:
+            sample = await _ask(client.gpu(processes=False))
+            samples += 1
+            device = _best_device(sample, gpu_index)
+            free = _mib(device, "free")
+            waited = round(time.monotonic() - started, 3)
+            met = free is not None and free >= min_free_mib
+            if met or time.monotonic() >= deadline:
+                return GpuMemoryWait(
+                    met=met,
+                    min_free_mib=min_free_mib,
+                    gpu_index=device["index"],
+                    free_mib=free,
+                    total_mib=_mib(device, "total"),
+                    waited_s=waited,
+                    samples=samples,
+                    sampled_at=str(sample.get("sampled_at")),
+                    message=(
+                        f"GPU {device['index']} has {_fmt(free)} MiB free"
+                        + (
+                            f" (>= {min_free_mib} MiB)."
+                            if met
+                            else f", less than {min_free_mib} MiB, after {waited:g} s."
+                        )
+                    ),
+                )
+            await ctx.report_progress(
+                waited, timeout_s, f"GPU {device['index']}: {_fmt(free)} MiB free"
+            )
+            await anyio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    return server
+
+
+def _tool_error(kind: Kind, message: str, hint: str = "") -> ToolError:
+    """A tool error whose text is the problem's: `kind: message` and a `Hint:` line."""
+    return ToolError(str(Problem(kind, message, hint)))
+
+
+def _cut_mid_request(error: RemoteError) -> bool:
+    """Whether the connection broke after the request was sent, as when the tunnel it went
+    through stops (refused, DNS and TLS failures happen before anything is sent)."""
+    return error.kind in ("unreachable", "timeout", "bad_gateway")
+
+
+def _cut_off(error: RemoteError) -> bool:
+    """Whether a failure looks like the tunnel being away (while it restarts)."""
+    return error.unreachable or error.kind in ("no_tunnel", "bad_gateway")
+
+
+async def _reach_again(
+    client: ColabClient, action: str, cut: RemoteError, deadline: float, interval: float
+) -> JSONObject:
+    """After a stop/restart cut our own connection: the snapshot once the remote answers
+    again (a restart behind a stable address), else a ToolError that explains the cut."""
+    last = cut
+    while action == "restart" and time.monotonic() < deadline:
+        await anyio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+        try:
+            return await client.tunnel()
+        except RemoteError as e:
+            if not _cut_off(e):
+                raise ToolError(str(e)) from None
+            last = e
+    if action == "stop":
+        hint = (
+            "The tunnel is stopped, so nothing reaches the remote through it any more. Start "
+            'it again from the remote machine itself: POST {"action": "start"} to '
+            "http://127.0.0.1:<port>/colab/tunnel there with the server's token (e.g. with "
+            "curl in a notebook cell), or restart the Jupyter server."
+        )
+    else:
+        hint = (
+            "The remote restarts the tunnel anyway. A quick tunnel comes back under a NEW URL: "
+            "read it on the remote (`jupyter colab-tunnel status`) and point this MCP server "
+            "at it; the local relay follows the URL by itself, and a named tunnel keeps it."
+        )
+    raise _tool_error(
+        "tunnel_cut",
+        f"the {action} request went through the tunnel it {action}s, so its answer was lost, "
+        f"and the remote did not answer again in time ({last.kind}: {last.message})",
+        hint,
+    )
+
+
+def _best_device(sample: JSONObject, gpu_index: int | None) -> JSONObject:
+    """The asked-for GPU, or the one with the most free memory; ToolError when there is none."""
+    devices: list[JSONObject] = list(sample.get("devices") or [])
+    if not sample.get("available") or not devices:
+        # The remote's own GPU problem (kind and hint), e.g. no_library, no_devices.
+        problem = Problem.from_dict(sample.get("error")) or Problem(
+            "no_devices", "the remote lists no GPU"
+        )
+        raise _tool_error(
+            problem.kind, f"the remote has no usable GPU: {problem.message}", problem.hint
+        )
+    if gpu_index is not None:
+        devices = [d for d in devices if d.get("index") == gpu_index]
+        if not devices:
+            raise _tool_error(
+                "no_such_gpu",
+                f"the remote has no GPU {gpu_index} "
+                f"({sample.get('count', 0)} GPUs, indexes from 0)",
+            )
+    return max(devices, key=lambda d: _mib(d, "free") or -1.0)
+
+
+def _mib(device: JSONObject, key: str) -> float | None:
+    value = (device.get("memory") or {}).get(key)
+    return round(value / MiB, 1) if isinstance(value, int) else None
+
+
+def _fmt(mib: float | None) -> str:
+    return "unknown" if mib is None else f"{mib:g}"
+
+
+def serve_stdio(client: ColabClient) -> None:
+    """Serve the tools over stdio until the client closes stdin."""
+    build_server(client).run("stdio")

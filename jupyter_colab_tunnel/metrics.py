@@ -1,0 +1,205 @@
+"""Prometheus gauges on Jupyter's own /metrics: the GPUs (DCGM exporter names) and the tunnel.
+
+jupyter_server renders /metrics on the event loop, so `collect` only reads what is already in
+memory: the GPU sampler's newest cached sample and the supervisor's counters. When that sample
+is older than `max_age` (or missing), a scrape schedules one background sample for the next
+scrape and returns at once; it never waits for NVML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+try:
+    from prometheus_client.registry import Collector
+except ImportError:  # prometheus_client < 0.14: any object with collect() is a collector
+    Collector = object  # type: ignore[misc, assignment]
+
+if TYPE_CHECKING:
+    from .tunnel.supervisor import TunnelSupervisor
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# Labels as NVIDIA's dcgm-exporter names them, so its Grafana dashboards work. Only these three:
+# jupyter_server renders /metrics on the event loop, and each label costs formatting time on
+# every sample of every scrape (the host is Prometheus' own `instance` label).
+GPU_LABELS = ["gpu", "UUID", "modelName"]
+
+
+def _memory(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(device: dict[str, Any]) -> float | None:
+        value = (device.get("memory") or {}).get(key)
+        return None if value is None else float(value // MiB)
+
+    return read
+
+
+def _nested(section: str, key: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(device: dict[str, Any]) -> float | None:
+        value = (device.get(section) or {}).get(key)
+        return None if value is None else float(value)
+
+    return read
+
+
+def _field(key: str) -> Callable[[dict[str, Any]], float | None]:
+    def read(device: dict[str, Any]) -> float | None:
+        value = device.get(key)
+        return None if value is None else float(value)
+
+    return read
+
+
+# (name, help, how to read it from a /colab/gpu device); a null field emits no sample.
+GPU_GAUGES: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
+    ("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", _nested("utilization", "gpu")),
+    ("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", _memory("used")),
+    ("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", _memory("free")),
+    ("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", _field("temperature_c")),
+    ("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", _field("power_w")),
+    ("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", _nested("clocks_mhz", "sm")),
+]
+
+
+class ColabCollector(Collector):
+    """Reads cached state only; `refresh` is asked (never awaited) for a newer GPU sample."""
+
+    def __init__(
+        self,
+        gpu_latest: Callable[[], tuple[float, dict[str, Any]] | None],
+        refresh: Callable[[], None],
+        supervisor: Callable[[], TunnelSupervisor | None],
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._gpu_latest = gpu_latest
+        self._refresh = refresh
+        self._supervisor = supervisor
+        self.max_age = max_age
+        self._clock = clock
+        self._families: tuple[float, list[Metric]] | None = None
+
+    def describe(self) -> list[Metric]:
+        # Without describe() the registry would call collect() at registration.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._tunnel()
+        yield from self._gpus()
+
+    def _tunnel(self) -> Iterator[Metric]:
+        sup = self._supervisor()
+        up = GaugeMetricFamily("colab_tunnel_up", "1 when the cloudflared tunnel is ready, else 0.")
+        up.add_metric([], 1.0 if sup is not None and sup.state == "ready" else 0.0)
+        yield up
+        restarts = CounterMetricFamily(
+            "colab_tunnel_restarts",
+            "Automatic restarts of cloudflared since the server started.",
+        )
+        restarts.add_metric([], float(sup.restarts_total if sup is not None else 0))
+        yield restarts
+
+    def _gpus(self) -> Iterator[Metric]:
+        hit = self._gpu_latest()
+        now = self._clock()
+        if hit is None or now - hit[0] >= self.max_age:
+            self._refresh()
+        if hit is None:
+            return
+        taken, sample = hit
+        age = GaugeMetricFamily(
+            "colab_gpu_sample_age_seconds",
+            "Age of the GPU sample the DCGM_* values come from (seconds).",
+        )
+        age.add_metric([], max(0.0, now - taken))
+        yield age
+        # Scrapes between two samples reuse the families built from the first.
+        if self._families is None or self._families[0] != taken:
+            self._families = (taken, self._gpu_families(sample))
+        yield from self._families[1]
+
+    def _gpu_families(self, sample: dict[str, Any]) -> list[Metric]:
+        devices = [d for d in sample.get("devices") or [] if not d.get("lost")]
+        families: list[Metric] = []
+        for name, help_text, read in GPU_GAUGES:
+            family = GaugeMetricFamily(name, help_text, labels=GPU_LABELS)
+            for device in devices:
+                value = read(device)
+                if value is not None:
+                    family.add_metric(self._labels(device), value)
+            if family.samples:
+                families.append(family)
+        return families
+
+    def _labels(self, device: dict[str, Any]) -> list[str]:
+        return [str(device.get("index")), device.get("uuid") or "", device.get("name") or ""]
+
+
+class MetricsHook:
+    """Registers a `ColabCollector` on jupyter_server's registry and runs its refreshes.
+
+    One server per process is normal, but test suites start many in one process: registering
+    replaces any collector a previous server left behind (the registry refuses duplicates).
+    """
+
+    _active: ColabCollector | None = None
+
+    def __init__(
+        self,
+        latest: Callable[[], tuple[float, dict[str, Any]] | None],
+        sample: Callable[[], Awaitable[Any]],
+        supervisor: Callable[[], TunnelSupervisor | None],
+        max_age: float,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        """`latest`: the newest GPU sample without reading; `sample`: take one (awaitable)."""
+        self._sample = sample
+        self._registry = registry
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: asyncio.Future[Any] | None = None
+        self.refreshes = 0
+        self.collector = ColabCollector(latest, self._request_refresh, supervisor, max_age)
+
+    def register(self) -> None:
+        """Call on the server's event loop (refreshes are scheduled onto it)."""
+        self._loop = asyncio.get_running_loop()
+        previous = MetricsHook._active
+        if previous is not None:
+            with contextlib.suppress(KeyError):  # already gone
+                self._registry.unregister(previous)
+        self._registry.register(self.collector)
+        MetricsHook._active = self.collector
+
+    def unregister(self) -> None:
+        if MetricsHook._active is self.collector:
+            self._registry.unregister(self.collector)
+            MetricsHook._active = None
+        self._loop = None
+
+    def _request_refresh(self) -> None:
+        # Thread-safe: a collector may also be read from prometheus_client's own HTTP thread.
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._start_refresh)
+
+    def _start_refresh(self) -> None:
+        if self._pending is not None and not self._pending.done():
+            return
+        self.refreshes += 1
+        self._pending = asyncio.ensure_future(self._sample())
+        self._pending.add_done_callback(_log_failure)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("background GPU sample for /metrics failed: %s", future.exception())

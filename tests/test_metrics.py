@@ -1,0 +1,255 @@
+"""Prometheus gauges on Jupyter's /metrics: DCGM names for the GPUs, the tunnel's up and restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
+from tornado.httpclient import HTTPClientError
+
+from jupyter_colab_tunnel.metrics import ColabCollector, MetricsHook
+from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
+
+
+def parse(text: str) -> dict[str, list[Any]]:
+    """Metric family name -> its samples, as prometheus_client's own parser reads them."""
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def by_gpu(samples: list[Any]) -> dict[str, Any]:
+    return {s.labels["gpu"]: s for s in samples}
+
+
+async def scrape(jp_fetch: Any) -> dict[str, list[Any]]:
+    r = await jp_fetch("metrics")
+    assert r.code == 200
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return parse(r.body.decode())
+
+
+async def wait_sampled(colab_app: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while colab_app.gpu.latest() is None:
+        assert time.monotonic() < deadline, "no background GPU sample"
+        await asyncio.sleep(0.01)
+
+
+async def test_gpu_gauges_match_colab_gpu(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(
+        monkeypatch,
+        [
+            FakeGpu.t4(utilization_gpu=37, memory_used=2048 * MiB, processes=[FakeProcess(1)]),
+            FakeGpu.a100_mig(),
+        ],
+    )
+    gpu = await jp_fetch("colab", "gpu")
+    import json
+
+    devices = json.loads(gpu.body)["devices"]
+    metrics = await scrape(jp_fetch)
+
+    util = by_gpu(metrics["DCGM_FI_DEV_GPU_UTIL"])
+    used = by_gpu(metrics["DCGM_FI_DEV_FB_USED"])
+    free = by_gpu(metrics["DCGM_FI_DEV_FB_FREE"])
+    temp = by_gpu(metrics["DCGM_FI_DEV_GPU_TEMP"])
+    power = by_gpu(metrics["DCGM_FI_DEV_POWER_USAGE"])
+    clock = by_gpu(metrics["DCGM_FI_DEV_SM_CLOCK"])
+    for device in devices:
+        i = str(device["index"])
+        assert used[i].value == device["memory"]["used"] // MiB
+        assert free[i].value == device["memory"]["free"] // MiB
+        assert temp[i].value == device["temperature_c"]
+        assert power[i].value == pytest.approx(device["power_w"])
+        assert clock[i].value == device["clocks_mhz"]["sm"]
+        assert used[i].labels["UUID"] == device["uuid"]
+        assert used[i].labels["modelName"] == device["name"]
+        assert set(used[i].labels) == {"gpu", "UUID", "modelName"}
+    assert util["0"].value == 37 == devices[0]["utilization"]["gpu"]
+    assert "1" not in util  # utilization is NotSupported under MIG: no sample, not a 0
+    assert metrics["colab_tunnel_up"][0].value == 0  # tunnel_mode is off here
+    restarts = metrics["colab_tunnel_restarts"]
+    assert [(s.name, s.value) for s in restarts] == [("colab_tunnel_restarts_total", 0)]
+    assert 0 <= metrics["colab_gpu_sample_age_seconds"][0].value < 60
+
+
+async def test_no_gpu_means_no_gpu_series(jp_fetch: Any, colab_app: Any) -> None:
+    # The real no-driver path of this machine.
+    first = await scrape(jp_fetch)
+    assert "colab_tunnel_up" in first
+    await wait_sampled(colab_app)
+    second = await scrape(jp_fetch)
+    assert not [name for name in second if name.startswith("DCGM_")]
+    assert second["colab_tunnel_up"][0].value == 0
+
+
+async def test_metrics_need_the_token(jp_fetch: Any, colab_app: Any) -> None:
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("metrics", headers={"Authorization": ""})
+    assert e.value.code == 403
+
+
+async def test_scrape_never_waits_for_nvml(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # About 2 s per sample: every NVML call sleeps 50 ms.
+    fake = install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.05)
+    started = time.monotonic()
+    first = await scrape(jp_fetch)
+    assert not [n for n in first if n.startswith("DCGM_")]  # nothing cached yet
+    # The scrape asked for a sample in the background; /api/status answers meanwhile.
+    while not fake.calls:
+        await asyncio.sleep(0.001)
+    await jp_fetch("api", "status")
+    await scrape(jp_fetch)
+    assert colab_app.gpu.latest() is None, "a request waited for the NVML sample"
+    assert colab_app.metrics.refreshes == 1  # the second scrape did not start another sample
+    elapsed = time.monotonic() - started
+    await wait_sampled(colab_app)
+    assert time.monotonic() - started > elapsed  # the sample really finished later
+    third = await scrape(jp_fetch)
+    assert len(third["DCGM_FI_DEV_FB_USED"]) == 2
+
+
+async def test_slow_nvml_does_not_slow_api_status_during_scrapes(
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install(monkeypatch, [FakeGpu.t4()] * 4, per_call_delay=0.05)
+    colab_app.metrics.collector.max_age = 0.0  # every scrape wants a fresher sample
+    order: list[str] = []
+
+    async def scrapes() -> None:
+        for _ in range(5):
+            await scrape(jp_fetch)
+        order.append("metrics")
+
+    async def api_status() -> None:
+        await jp_fetch("api", "status")
+        order.append("api")
+
+    await asyncio.gather(scrapes(), api_status())
+    # Both finished while the first ~4 s sample was still running on the NVML thread.
+    assert sorted(order) == ["api", "metrics"]
+    assert colab_app.gpu.latest() is None
+
+
+# ----- the collector alone ---------------------------------------------------------------
+
+
+class Sup:
+    def __init__(self, state: str, restarts_total: int) -> None:
+        self.state = state
+        self.restarts_total = restarts_total
+
+
+def collect(collector: ColabCollector) -> dict[str, list[Any]]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    from prometheus_client import generate_latest
+
+    return parse(generate_latest(registry).decode())
+
+
+def test_collector_reads_cache_and_asks_for_refresh_when_stale() -> None:
+    now = [100.0]
+    asked: list[int] = []
+    sample = {
+        "devices": [
+            {
+                "index": 0,
+                "name": "Tesla T4",
+                "uuid": "GPU-1",
+                "pci_bus_id": "00000000:00:04.0",
+                "lost": False,
+                "memory": {
+                    "total": 16 * 1024 * MiB,
+                    "used": 3 * MiB + 5,
+                    "free": 10 * MiB,
+                    "reserved": None,
+                },
+                "utilization": {"gpu": 5, "memory": None},
+                "temperature_c": None,
+                "power_w": 9.5,
+                "clocks_mhz": None,
+                "fan_percent": None,
+            },
+            {"index": 1, "name": "Tesla T4", "uuid": "GPU-2", "lost": True, "memory": None},
+        ]
+    }
+    collector = ColabCollector(
+        gpu_latest=lambda: (99.5, sample),
+        refresh=lambda: asked.append(1),
+        supervisor=lambda: Sup("ready", 3),  # type: ignore[arg-type, return-value]
+        max_age=1.0,
+        clock=lambda: now[0],
+    )
+    metrics = collect(collector)
+    assert asked == []  # 0.5 s old: fresh enough
+    assert metrics["colab_tunnel_up"][0].value == 1
+    assert metrics["colab_tunnel_restarts"][0].value == 3
+    assert [s.value for s in metrics["DCGM_FI_DEV_FB_USED"]] == [3]  # MiB, lost GPU skipped
+    assert "DCGM_FI_DEV_GPU_TEMP" not in metrics  # null field: no sample, not a 0
+    assert "DCGM_FI_DEV_SM_CLOCK" not in metrics
+    assert metrics["colab_gpu_sample_age_seconds"][0].value == pytest.approx(0.5)
+    now[0] = 102.0
+    collect(collector)
+    assert asked == [1]
+    # A newer sample replaces the families built from the old one.
+    sample["devices"][0]["memory"]["used"] = 7 * MiB
+    collector._gpu_latest = lambda: (101.9, sample)
+    assert [s.value for s in collect(collector)["DCGM_FI_DEV_FB_USED"]] == [7]
+
+
+def test_collector_without_sample_or_supervisor() -> None:
+    asked: list[int] = []
+    collector = ColabCollector(lambda: None, lambda: asked.append(1), lambda: None, 1.0)
+    metrics = collect(collector)
+    assert set(metrics) == {"colab_tunnel_up", "colab_tunnel_restarts"}
+    assert metrics["colab_tunnel_up"][0].value == 0
+    assert asked == [1]
+
+
+async def test_hook_replaces_a_left_over_collector() -> None:
+    registry = CollectorRegistry()
+
+    async def nothing() -> None:
+        pass
+
+    first = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
+    second = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
+    first.register()
+    second.register()  # a server in the same process; the first never unregistered
+    from prometheus_client import generate_latest
+
+    assert generate_latest(registry).decode().count("# TYPE colab_tunnel_up gauge") == 1
+    first.unregister()  # not the active one: leaves the second alone
+    assert b"colab_tunnel_up" in generate_latest(registry)
+    second.unregister()
+    assert b"colab_tunnel_up" not in generate_latest(registry)
+
+
+async def test_sampler_latest_is_the_newest_cached_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader
+
+    fake = install(monkeypatch, [FakeGpu.t4()])
+    sampler = GpuSampler(NvmlReader(), cache_ttl=0)
+    try:
+        assert sampler.latest() is None
+        without = await sampler.get(processes=False)
+        taken, sample = sampler.latest()  # type: ignore[misc]
+        assert sample == without  # get() hands out a view of the cached sample
+        with_processes = await sampler.get(processes=True)
+        calls = sum(fake.calls.values())
+        newest = sampler.latest()
+        assert newest is not None
+        assert newest[1] is with_processes
+        assert newest[0] >= taken
+        assert sum(fake.calls.values()) == calls  # latest() never calls NVML
+    finally:
+        await sampler.close()
+    assert sampler.latest() is None  # closed: no GPU series from a stale sample
