@@ -1,7 +1,7 @@
 """The local relay against the direct path, in the same run.
 
 One remote server (quick tunnel through the stand-in, writing a connection file), one relay
-process following that file (tests/relay_process.py: the shipped relay with the stand-in's edge
+process following that file (testkit/relay_process.py: the shipped relay with the stand-in's edge
 in place of DNS), and two local gateway-mode servers: one through the relay, one straight to the
 stand-in's edge (the direct path every figure is compared with).
 
@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import Figure, Summary
-from benchmarks.servers import TESTS, Connection, Fleet, Server, parse_iso, tests_on_path
+from benchmarks.servers import REPO, Connection, Fleet, Server, parse_iso
+from testkit.kernel_channel import KernelChannel
+from testkit.processes import free_port
 
 GATEWAY_ARGS = [
     "--ColabTunnelApp.tunnel_mode=off",
@@ -43,8 +45,6 @@ class RelayProc:
     """A relay subprocess on a free port, its token in a file."""
 
     def __init__(self, workdir: Path, args: list[str], edge_root: Path | None = None) -> None:
-        from server_process import free_port
-
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.token_file = workdir / "relay_token"
@@ -56,7 +56,7 @@ class RelayProc:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
-                    str(TESTS / "relay_process.py"),
+                    str(REPO / "testkit" / "relay_process.py"),
                     "connect",
                     f"--port={self.port}",
                     f"--local-token-file={self.token_file}",
@@ -121,10 +121,6 @@ def _timed(fn: Any) -> float:
 
 
 def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
-    tests_on_path()
-    from e2e_kit import kernel_channel, start_kernel
-    from server_process import start_server
-
     work = fleet.workdir / "relay"
     conn_file = work / "drive" / "colab-tunnel.json"
     remote = fleet.start("relay-remote", colab={"connection_file": str(conn_file)})
@@ -138,21 +134,19 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
         ["--connection-file", str(conn_file), "--token-file", str(token_file)],
         edge_root=fleet.workdir,
     )
-    locals_: list[Any] = []
     second: RelayProc | None = None
     try:
-        via_relay = start_server(
-            work / "local-relay",
+        # Local gateway-mode servers (the fleet stops them with the suite).
+        via_relay = fleet.start(
+            "local-relay",
             args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
             env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
         )
-        locals_.append(via_relay)
-        direct = start_server(
-            work / "local-direct",
+        direct = fleet.start(
+            "local-direct",
             args=[f"--gateway-url={edge}", *GATEWAY_ARGS],
             env={"JUPYTER_GATEWAY_AUTH_TOKEN": remote.token},
         )
-        locals_.append(direct)
         figures = [_rest(relay, edge, remote.token, quick)]
         kernel_id = start_kernel(via_relay)
         # A gateway server knows the kernels it started: one kernel each, on the same remote.
@@ -171,8 +165,21 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
         for proc in (relay, second):
             if proc is not None:
                 proc.stop()
-        for server in locals_:
-            server.stop()
+
+
+def start_kernel(server: Server) -> str:
+    status, body = server.conn.request("POST", "/api/kernels", {"name": "python3"})
+    if status != 201:
+        raise RuntimeError(f"POST /api/kernels: {status} {body[:300]!r}")
+    return str(json.loads(body)["id"])
+
+
+def kernel_channel(server: Server, kernel_id: str) -> KernelChannel:
+    return KernelChannel(
+        f"ws://127.0.0.1:{server.port}/api/kernels/{kernel_id}/channels",
+        headers={"Authorization": f"token {server.token}"},
+        origin=server.base,
+    )
 
 
 def _rest(relay: RelayProc, edge: str, remote_token: str, quick: bool) -> Figure:

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -293,6 +294,8 @@ class Fleet:
         faults: str = "",
         resource_usage: bool = False,
         wait: bool = True,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Server:
         """Start a server; `nvml` = (gpus, seconds per device call) patches NVML in it."""
         self.count += 1
@@ -324,11 +327,13 @@ class Fleet:
             )
         token = secrets.token_hex(16)
         port = free_port()
+        extra_env = env or {}
         env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("JUPYTER_", "TUNNEL_", "COLAB_", "FAKE_CLOUDFLARED_"))
         }
+        env.update(extra_env)
         env.update(
             HOME=str(workdir),
             JUPYTER_CONFIG_DIR=str(config_dir),
@@ -350,6 +355,7 @@ class Fleet:
             f"--ServerApp.root_dir={root_dir}",
             f"--IdentityProvider.token={token}",
             *(["--allow-root"] if os.geteuid() == 0 else []),
+            *args,
         ]
         log_path = workdir / "server.log"
         with log_path.open("wb") as log_file:

@@ -19,10 +19,12 @@ import jsonschema
 import run_audit
 import yaml
 from e2e_kit import http
-from relay_process import EDGE_ROOT_ENV
 from server_process import Response, free_port
 
+from testkit.relay_process import EDGE_ROOT_ENV
+
 HERE = Path(__file__).parent
+REPO = HERE.parent
 SPEC = HERE.parent / "docs" / "relay-openapi.yaml"
 
 
@@ -112,7 +114,7 @@ class RelayProcess:
 
 
 def relay_command(args: list[str]) -> list[str]:
-    return [sys.executable, str(HERE / "relay_process.py"), "connect", *args]
+    return [sys.executable, str(REPO / "testkit" / "relay_process.py"), "connect", *args]
 
 
 def start_relay(
