@@ -90,7 +90,8 @@ async def test_concurrent_requests_share_one_sample(
 async def test_slow_driver_does_not_block_the_server(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake = install(monkeypatch, [FakeGpu.t4()] * 4, per_call_delay=0.05)
+    # About 0.9 s per sample (4 GPUs x ~11 NVML calls x 20 ms): far longer than /api/status.
+    fake = install(monkeypatch, [FakeGpu.t4()] * 4, per_call_delay=0.02)
     colab_app.gpu.sampler.cache_ttl = 0.0
     order: list[str] = []
 

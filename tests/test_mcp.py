@@ -311,6 +311,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, hide_mcp: bool =
     )
 
 
+@pytest.mark.e2e  # runs the command in a subprocess
 def test_cli_without_the_sdk_says_how_to_install_it() -> None:
     run = run_cli(
         ["mcp", "--url", "http://127.0.0.1:9/"],
@@ -322,6 +323,7 @@ def test_cli_without_the_sdk_says_how_to_install_it() -> None:
     assert run.stdout == ""
 
 
+@pytest.mark.e2e  # runs the command in a subprocess
 def test_cli_warns_about_a_token_file_others_can_read(tmp_path: Path) -> None:
     shared = tmp_path / "token"
     shared.write_text("s3cret-value\n")
@@ -335,6 +337,7 @@ def test_cli_warns_about_a_token_file_others_can_read(tmp_path: Path) -> None:
     assert "warning" not in quiet.stderr
 
 
+@pytest.mark.e2e  # runs the command in a subprocess
 def test_cli_needs_a_token_and_a_usable_url(tmp_path: Path) -> None:
     run = run_cli(["mcp", "--url", "https://x.trycloudflare.com"])
     assert run.returncode == 2
@@ -506,6 +509,7 @@ def test_stdio_server_outlives_the_remote(tunnel_server: Any, tmp_path: Path) ->
     asyncio.run(scenario())
 
 
+@pytest.mark.e2e  # runs the command in a subprocess
 def test_the_local_side_never_imports_the_extension() -> None:
     code = (
         "import sys, json\n"

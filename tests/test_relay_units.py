@@ -310,6 +310,7 @@ def test_relay_spec_is_valid_and_matches_the_status() -> None:
     check_relay_body("Error", json.loads(error_body(403, "bad_local_token", "m")))
 
 
+@pytest.mark.e2e  # runs the command in a subprocess
 def test_connect_is_a_subcommand_of_the_cli() -> None:
     import subprocess
     import sys
