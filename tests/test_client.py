@@ -213,9 +213,9 @@ async def test_unreachable_remotes_are_told_apart(
     for e in await unreachable(f"http://127.0.0.1:{closed_port}/"):
         assert e.kind == "connection_refused"
         assert f"nothing listens at http://127.0.0.1:{closed_port}" in e.message
-    for e in await unreachable(f"http://127.0.0.1:{silent_port}/", timeout=0.5):
+    for e in await unreachable(f"http://127.0.0.1:{silent_port}/", timeout=0.2):
         assert e.kind == "timeout"
-        assert "did not answer within 0.5 s" in e.message
+        assert "did not answer within 0.2 s" in e.message
     # TLS to a server that speaks plain HTTP.
     for e in await unreachable(f"https://127.0.0.1:{plain_http_port}/"):
         assert e.kind == "tls_error"

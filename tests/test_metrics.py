@@ -97,8 +97,8 @@ async def test_metrics_need_the_token(jp_fetch: Any, colab_app: Any) -> None:
 async def test_scrape_never_waits_for_nvml(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # About 2 s per sample: every NVML call sleeps 50 ms.
-    fake = install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.05)
+    # About 0.5 s per sample (every NVML call sleeps 20 ms): far longer than three requests.
+    fake = install(monkeypatch, [FakeGpu.t4()] * 2, per_call_delay=0.02)
     started = time.monotonic()
     first = await scrape(jp_fetch)
     assert not [n for n in first if n.startswith("DCGM_")]  # nothing cached yet
