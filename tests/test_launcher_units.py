@@ -487,3 +487,17 @@ def test_give_up_after_must_be_positive_or_none() -> None:
         launch(give_up_after=0, quiet=True)
     with pytest.raises(ValueError, match="tunnel_mode"):
         launch(tunnel_mode="fast", quiet=True)
+
+
+def test_unknown_options_are_named_without_their_values(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from jupyter_colab_tunnel.launcher.cli import main
+
+    for argv in (["status", "--tok", "s3cret-value"], ["status", "--tok=s3cret-value"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert "unrecognized arguments: --tok" in err
+        assert "s3cret-value" not in err

@@ -203,5 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     command = next(c for c in SUBCOMMANDS if c.name == args.command)
     if rest and not command.passthrough:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        # Name the unknown options only: the words after them may be a mistyped secret.
+        names = [word.split("=", 1)[0] for word in rest if word.startswith("-")]
+        parser.error(f"unrecognized arguments: {' '.join(names) or '(values without an option)'}")
     return command.run(args, rest)
