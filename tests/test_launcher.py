@@ -137,11 +137,26 @@ def launcher_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[La
     conn = running()
     if conn is not None:
         conn.stop()
+    # A test that failed before its own stop() must not leave its server behind either.
+    servers = [p for p in psutil.Process().children(recursive=True) if _launched_here(p, env)]
+    for p in servers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
     leftovers = _stand_ins(env.bin_dir)
     for p in leftovers:
         with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
     assert not leftovers, f"cloudflared stand-ins left behind: {leftovers}"
+    assert not servers, f"servers left behind: {servers}"
+
+
+def _launched_here(proc: psutil.Process, env: LauncherEnv) -> bool:
+    try:
+        return "jupyter_server" in " ".join(proc.cmdline()) and proc.environ().get("HOME") == str(
+            env.home
+        )
+    except psutil.Error:
+        return False
 
 
 def test_launch_ready_reuse_and_stop(
