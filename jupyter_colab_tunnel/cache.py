@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from time import monotonic  # a name of its own, so tests can move the clock
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -32,7 +32,7 @@ class SharedSample(Generic[T]):
         return self._inflight is not None or self._fresh()
 
     def _fresh(self) -> bool:
-        return self._value is not None and time.monotonic() - self._taken_at < self.ttl
+        return self._value is not None and monotonic() - self._taken_at < self.ttl
 
     def latest(self) -> tuple[float, T] | None:
         """The last value read and its `time.monotonic()` stamp, fresh or not; never reads."""
@@ -50,7 +50,7 @@ class SharedSample(Generic[T]):
         try:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(self._executor, self._read)
-            self._value, self._taken_at = value, time.monotonic()
+            self._value, self._taken_at = value, monotonic()
             return value
         finally:
             self._inflight = None

@@ -53,6 +53,37 @@ def jp_server_config(colab_config: dict[str, Any]) -> Config:
     )
 
 
+class SampleClock:
+    """The clock of every cached read (`cache.SharedSample`); `advance` moves it at once."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.monotonic()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def sample_clock(monkeypatch: pytest.MonkeyPatch) -> SampleClock:
+    """Cached reads age only when the test says so: TTL tests need no sleeping."""
+    from jupyter_colab_tunnel import cache
+
+    clock = SampleClock()
+    monkeypatch.setattr(cache, "monotonic", clock)
+    return clock
+
+
+@pytest.fixture
+def jp_nbconvert_templates() -> None:
+    """pytest-jupyter copies nbconvert's templates for every in-process server; nothing here
+    converts notebooks, so skip the copy (about 50 files a test)."""
+
+
 @pytest.fixture
 def jp_fetch(jp_fetch: Any, jp_base_url: str) -> Any:
     """pytest-jupyter's jp_fetch; every /colab/ answer is held to docs/openapi.yaml."""
