@@ -167,7 +167,6 @@ class MetricsHook:
         self._registry = registry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[Any] | None = None
-        self.refreshes = 0
         self.collector = ColabCollector(latest, self._request_refresh, supervisor, max_age)
 
     def register(self) -> None:
@@ -195,7 +194,6 @@ class MetricsHook:
     def _start_refresh(self) -> None:
         if self._pending is not None and not self._pending.done():
             return
-        self.refreshes += 1
         self._pending = asyncio.ensure_future(self._sample())
         self._pending.add_done_callback(_log_failure)
 

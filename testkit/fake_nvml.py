@@ -10,14 +10,20 @@ No NVML mock exists on PyPI; like gpustat's tests, this patches the `pynvml` mod
 Error keys (`FakeGpu.errors`, value: an exception class or instance): see `ERROR_KEYS`.
 Calls behave like NVML's: before `nvmlInit` (or after the last `nvmlShutdown`) they raise
 NVMLError_Uninitialized; a `lost` GPU raises NVMLError_GpuIsLost on every call.
+
+A hung driver, for tests of what must not wait for NVML::
+
+    with fake.hung():
+        ...  # every device call blocks here until the block ends
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -149,6 +155,21 @@ class FakeNvml:
         self.calls: collections.Counter[str] = collections.Counter()
         self.threads: set[int] = set()
         self._lock = threading.Lock()
+        self._running = threading.Event()  # cleared while the driver hangs
+        self._running.set()
+
+    # Long enough for any test, short enough that a test which forgets to end the hang fails
+    # instead of leaving a thread behind for the rest of the run.
+    HANG_LIMIT = 30.0
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """Every device call blocks (on its NVML thread) until the block ends."""
+        self._running.clear()
+        try:
+            yield
+        finally:
+            self._running.set()
 
     # --- bookkeeping -----------------------------------------------------------------------
 
@@ -158,6 +179,8 @@ class FakeNvml:
             self.threads.add(threading.get_ident())
         if self.refcount <= 0:
             raise pynvml.NVMLError_Uninitialized()
+        if not self._running.wait(self.HANG_LIMIT):
+            raise RuntimeError(f"the fake driver hung for {self.HANG_LIMIT} s: end `hung()`")
         if self.per_call_delay:
             time.sleep(self.per_call_delay)
 

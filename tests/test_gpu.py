@@ -600,11 +600,26 @@ def test_unexpected_exception_never_escapes(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_per_call_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = install(monkeypatch, [FakeGpu()], per_call_delay=0.01)
+    fake = install(monkeypatch, [FakeGpu()], per_call_delay=0.002)
     start = time.perf_counter()
     NvmlReader().sample(processes=False)
     elapsed = time.perf_counter() - start
-    assert elapsed >= 0.01 * sum(fake.calls.values()) * 0.9
+    assert elapsed >= 0.002 * sum(fake.calls.values()) * 0.9
+
+
+def test_hung_fake_blocks_device_calls_until_the_block_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = install(monkeypatch, [FakeGpu()])
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with fake.hung():
+            sampling = pool.submit(NvmlReader().sample, processes=False)
+            while not fake.calls:
+                time.sleep(0.001)
+            time.sleep(0.02)
+            assert not sampling.done()  # stuck in its first device call
+            assert sum(fake.calls.values()) == 1
+        assert sampling.result(timeout=5)["available"] is True
 
 
 def test_fake_rejects_unknown_error_keys() -> None:
@@ -616,11 +631,18 @@ def test_fake_rejects_unknown_error_keys() -> None:
 
 
 def test_sampler_shares_one_in_flight_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = install(monkeypatch, [FakeGpu.t4(), FakeGpu.a100_mig()], per_call_delay=0.002)
+    fake = install(monkeypatch, [FakeGpu.t4(), FakeGpu.a100_mig()])
 
     async def main() -> list[dict[str, Any]]:
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
-        results = await asyncio.gather(*(sampler.get() for _ in range(20)))
+        with fake.hung():
+            first = asyncio.ensure_future(sampler.get())
+            while not fake.calls:  # the first caller's sample is in flight
+                await asyncio.sleep(0.001)
+            later = [asyncio.ensure_future(sampler.get()) for _ in range(19)]
+            await asyncio.sleep(0.01)
+            assert not any(task.done() for task in [first, *later])
+        results = await asyncio.gather(first, *later)
         await sampler.close()
         return results
 
@@ -632,21 +654,21 @@ def test_sampler_shares_one_in_flight_sample(monkeypatch: pytest.MonkeyPatch) ->
     assert fake.shutdown_calls == 1
 
 
-def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch, sample_clock: Any) -> None:
     fake = install(monkeypatch, [FakeGpu()])
 
     async def main() -> list[int]:
         sampler = GpuSampler(NvmlReader(), cache_ttl=60)
         taken = []
         first = await sampler.get()
-        second = await sampler.get()
-        assert second["sampled_at"] == first["sampled_at"]
+        sample_clock.advance(59)
+        assert await sampler.get() is first
         taken.append(samples_read(fake))  # reused within the TTL
-        sampler.cache_ttl = 0.05
-        await asyncio.sleep(0.1)
+        sample_clock.advance(1)
         third = await sampler.get()
-        assert third["sampled_at"] != first["sampled_at"]
-        taken.append(samples_read(fake))  # new sample after the TTL
+        assert third is not first
+        taken.append(samples_read(fake))  # new sample once the TTL is over
+        assert await sampler.get() is third
         sampler.cache_ttl = 0
         await sampler.get()
         await sampler.get()
@@ -658,14 +680,20 @@ def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_sampler_processes_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = install(monkeypatch, [FakeGpu(processes=[FakeProcess(os.getpid())])], 0.002)
+    fake = install(monkeypatch, [FakeGpu(processes=[FakeProcess(os.getpid())])])
 
     async def main() -> None:
         sampler = GpuSampler(NvmlReader(), cache_ttl=60)
         # A sample with processes serves processes=False callers, in flight and cached.
-        with_p, without_p, without_p2 = await asyncio.gather(
-            sampler.get(), sampler.get(processes=False), sampler.get(processes=False)
-        )
+        with fake.hung():
+            callers = [
+                asyncio.ensure_future(sampler.get()),
+                asyncio.ensure_future(sampler.get(processes=False)),
+                asyncio.ensure_future(sampler.get(processes=False)),
+            ]
+            while not fake.calls:
+                await asyncio.sleep(0.001)
+        with_p, without_p, without_p2 = await asyncio.gather(*callers)
         assert samples_read(fake) == 1
         assert with_p["devices"][0]["processes"][0]["pid"] == os.getpid()
         assert without_p["devices"][0]["processes"] is None
@@ -701,34 +729,41 @@ def test_sampler_runs_nvml_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -
     assert fake.shutdown_calls == 1
 
 
-def test_sampler_with_given_executor_and_slow_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = install(monkeypatch, [FakeGpu()] * 2, per_call_delay=0.01)
+def test_sampler_with_given_executor_and_hung_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = install(monkeypatch, [FakeGpu()] * 2)
 
     async def main() -> float:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             sampler = GpuSampler(NvmlReader(), cache_ttl=0, executor=pool)
-            task = asyncio.ensure_future(sampler.get())
-            # The loop stays responsive while NVML is slow.
-            start = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lag = time.perf_counter() - start - 0.01
-            await task
+            with fake.hung():
+                task = asyncio.ensure_future(sampler.get())
+                while not fake.calls:  # the sample is stuck in the driver, on the pool
+                    await asyncio.sleep(0.001)
+                # The loop stays responsive meanwhile.
+                start = time.perf_counter()
+                await asyncio.sleep(0.01)
+                lag = time.perf_counter() - start - 0.01
+                assert not task.done()
+            assert (await task)["available"] is True
             await sampler.close()
         return lag
 
-    assert asyncio.run(main()) < 0.15  # the sample itself takes ~0.35 s
+    assert asyncio.run(main()) < 0.15
     assert threading.get_ident() not in fake.threads
 
 
 def test_sampler_cancelled_caller_does_not_cancel_others(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = install(monkeypatch, [FakeGpu()], per_call_delay=0.005)
+    fake = install(monkeypatch, [FakeGpu()])
 
     async def main() -> None:
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
-        first = asyncio.ensure_future(sampler.get())
-        second = asyncio.ensure_future(sampler.get())
-        await asyncio.sleep(0.01)
-        first.cancel()
+        with fake.hung():
+            first = asyncio.ensure_future(sampler.get())
+            second = asyncio.ensure_future(sampler.get())
+            while not fake.calls:  # both wait on the one sample in flight
+                await asyncio.sleep(0.001)
+            first.cancel()
+            await asyncio.sleep(0)
         result = await second
         assert result["available"] is True
         assert first.cancelled()
@@ -758,22 +793,32 @@ def test_sampler_shares_one_sample_and_views_without_processes(
 
 
 def test_close_does_not_wait_for_a_hung_driver(monkeypatch: pytest.MonkeyPatch) -> None:
-    install(monkeypatch, [FakeGpu()] * 2, per_call_delay=0.5)
-    monkeypatch.setattr(GpuSampler, "CLOSE_TIMEOUT", 0.2)  # the bound, shortened for speed
+    fake = install(monkeypatch, [FakeGpu()] * 2)
+    monkeypatch.setattr(GpuSampler, "CLOSE_TIMEOUT", 0.1)  # the bound, shortened for speed
+    before = nvml_threads()
 
     async def main() -> float:
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
-        sampling = asyncio.ensure_future(sampler.get())
-        await asyncio.sleep(0.1)  # the slow sample is now on the NVML thread
-        t0 = time.monotonic()
-        await sampler.close()
-        elapsed = time.monotonic() - t0
-        sampling.cancel()
+        with fake.hung():
+            sampling = asyncio.ensure_future(sampler.get())
+            while not fake.calls:  # the sample is now stuck on the NVML thread
+                await asyncio.sleep(0.001)
+            t0 = time.monotonic()
+            await sampler.close()
+            elapsed = time.monotonic() - t0
+            sampling.cancel()
         return elapsed
 
     elapsed = asyncio.run(main())
-    # The sample needs several seconds; close gives up after CLOSE_TIMEOUT.
-    assert 0.2 <= elapsed < 0.2 + 0.5
+    # The driver never answers while close runs; close gives up after CLOSE_TIMEOUT.
+    assert 0.1 <= elapsed < 0.1 + 0.5
+    # Once the driver answers, the thread finishes its work and ends (before this test's
+    # stand-in is taken away).
+    for thread in nvml_threads() - before:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert fake.shutdown_calls == 1
+    assert fake.refcount == 0
 
 
 # --- after close(): the server is shutting down ---------------------------------------------
