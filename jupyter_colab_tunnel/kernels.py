@@ -94,7 +94,6 @@ class KernelMapper:
             frozenset(),
             {},
         )
-        self.walks = 0
 
     async def annotate(self, sample: dict[str, Any]) -> dict[str, Any]:
         """A view of `sample` (shared, never modified) whose process entries name their kernel."""
@@ -129,7 +128,6 @@ class KernelMapper:
         key = frozenset(roots.items())
         if pids == gpu_pids and kernels == key and time.monotonic() - taken < self.ttl:
             return found
-        self.walks += 1
         loop = asyncio.get_running_loop()
         found = await loop.run_in_executor(None, owners, gpu_pids, roots, self._chain)
         self._cache = (time.monotonic(), gpu_pids, key, found)

@@ -11,11 +11,23 @@ from typing import Any
 import psutil
 import pytest
 
-from jupyter_colab_tunnel.handlers import KERNELS_SETTING
+from jupyter_colab_tunnel import kernels
 from jupyter_colab_tunnel.kernels import kernel_pids, owners, parent_chain
 from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
 
 NOT_A_PID = 4_000_000  # above pid_max (2**22): never a process here
+
+
+def count_walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on the /proc walk that maps GPU processes to kernels; one item per walk."""
+    walks: list[int] = []
+
+    def walking(*args: Any) -> dict[int, str]:
+        walks.append(1)
+        return owners(*args)
+
+    monkeypatch.setattr(kernels, "owners", walking)
+    return walks
 
 
 def test_owners_walks_up_to_the_nearest_kernel() -> None:
@@ -111,11 +123,14 @@ async def test_gpu_processes_name_their_kernel(
             "kernel_id": None,
             "notebook_path": None,
         }
+        # /colab/status counts the kernels the server runs.
+        r = await jp_fetch("colab", "status")
+        assert json.loads(r.body)["server"]["kernels"] == 2
         # Without processes nothing is mapped (and nothing walks /proc).
-        walks = colab_app.settings[KERNELS_SETTING].walks
+        walks = count_walks(monkeypatch)
         r = await jp_fetch("colab", "gpu", params={"processes": "false"})
         assert all(d["processes"] is None for d in json.loads(r.body)["devices"])
-        assert colab_app.settings[KERNELS_SETTING].walks == walks
+        assert walks == []
     finally:
         os.kill(worker, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -135,8 +150,8 @@ async def test_mapping_is_reused_briefly(
 ) -> None:
     install(monkeypatch, [FakeGpu.t4(processes=[FakeProcess(os.getpid())])])
     colab_app.gpu.sampler.cache_ttl = 0.0
-    before = colab_app.settings[KERNELS_SETTING].walks
+    walks = count_walks(monkeypatch)
     for _ in range(3):
         r = await jp_fetch("colab", "gpu")
         assert json.loads(r.body)["devices"][0]["processes"][0]["kernel_id"] is None
-    assert colab_app.settings[KERNELS_SETTING].walks - before == 1
+    assert len(walks) == 1
