@@ -13,7 +13,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import pytest
@@ -180,6 +180,7 @@ def plain_http_port() -> Iterator[int]:
     thread.start()
     yield int(listener.getsockname()[1])
     done.set()
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() at once (Linux)
     thread.join(5)
     listener.close()
 
@@ -192,19 +193,22 @@ def closed_port() -> int:
 
 
 async def unreachable(url: str, **kwargs: Any) -> tuple[RemoteError, RemoteError]:
-    errors = []
-    for call in (
-        ColabClient(url, "t0ken-value", **kwargs).status(),
-        asyncio.to_thread(ColabClientSync(url, "t0ken-value", **kwargs).status),
-    ):
+    """The error of the async client and of the sync one (asked at the same time)."""
+
+    async def error_of(call: Awaitable[Any]) -> RemoteError:
         with pytest.raises(RemoteError) as e:
             await call
         assert e.value.unreachable
         assert e.value.status is None
         assert e.value.hint
         assert_secret_free(e.value, "t0ken-value")
-        errors.append(e.value)
-    return errors[0], errors[1]
+        return e.value
+
+    async_error, sync_error = await asyncio.gather(
+        error_of(ColabClient(url, "t0ken-value", **kwargs).status()),
+        error_of(asyncio.to_thread(ColabClientSync(url, "t0ken-value", **kwargs).status)),
+    )
+    return async_error, sync_error
 
 
 async def test_unreachable_remotes_are_told_apart(
@@ -213,9 +217,9 @@ async def test_unreachable_remotes_are_told_apart(
     for e in await unreachable(f"http://127.0.0.1:{closed_port}/"):
         assert e.kind == "connection_refused"
         assert f"nothing listens at http://127.0.0.1:{closed_port}" in e.message
-    for e in await unreachable(f"http://127.0.0.1:{silent_port}/", timeout=0.2):
+    for e in await unreachable(f"http://127.0.0.1:{silent_port}/", timeout=0.1):
         assert e.kind == "timeout"
-        assert "did not answer within 0.2 s" in e.message
+        assert "did not answer within 0.1 s" in e.message
     # TLS to a server that speaks plain HTTP.
     for e in await unreachable(f"https://127.0.0.1:{plain_http_port}/"):
         assert e.kind == "tls_error"

@@ -213,7 +213,7 @@ async def test_wait_gpu_memory_until_it_is_freed(
     remote: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gpus = [FakeGpu.t4(memory_used=15000 * MiB)]  # 104 MiB free of 15360
-    install(monkeypatch, gpus)
+    fake = install(monkeypatch, gpus)
     colab_app.gpu.sampler.cache_ttl = 0.0
     progress: list[tuple[float, float | None, str | None]] = []
 
@@ -221,10 +221,11 @@ async def test_wait_gpu_memory_until_it_is_freed(
         progress.append((done, total, message))
 
     async def free_it() -> None:
-        await asyncio.sleep(0.6)
+        while fake.calls["nvmlDeviceGetCount"] < 3:  # after the tool's third sample
+            await asyncio.sleep(0.005)
         gpus[0].memory_used = 1000 * MiB
 
-    async with tools_for(*remote, poll_interval=0.1) as client:
+    async with tools_for(*remote, poll_interval=0.02) as client:
         freeing = asyncio.ensure_future(free_it())
         result = await client.call_tool(
             "colab_wait_gpu_memory",
@@ -236,9 +237,9 @@ async def test_wait_gpu_memory_until_it_is_freed(
     assert body["met"] is True
     assert body["gpu_index"] == 0
     assert body["free_mib"] == round(gpus[0].memory_free / MiB, 1)
-    assert body["samples"] >= 3
-    assert 0.5 <= body["waited_s"] < 30
-    assert progress, "no progress notifications"
+    assert body["samples"] >= 4
+    assert 3 * 0.02 <= body["waited_s"] < 30  # it slept between its samples
+    assert len(progress) >= 3, "no progress notifications"
     assert progress[0][1] == 30
     assert "GPU 0: 104 MiB free" in (progress[0][2] or "")
 
@@ -248,16 +249,16 @@ async def test_wait_gpu_memory_times_out_without_error(
 ) -> None:
     install(monkeypatch, [FakeGpu.t4()])
     colab_app.gpu.sampler.cache_ttl = 0.0
-    async with tools_for(*remote, poll_interval=0.1) as client:
+    async with tools_for(*remote, poll_interval=0.02) as client:
         body = ok(
             await client.call_tool(
-                "colab_wait_gpu_memory", {"min_free_mib": 100_000, "timeout_s": 0.5}
+                "colab_wait_gpu_memory", {"min_free_mib": 100_000, "timeout_s": 0.1}
             )
         )
     assert body["met"] is False
     assert body["gpu_index"] == 0
     assert body["samples"] >= 2
-    assert body["waited_s"] >= 0.5
+    assert body["waited_s"] >= 0.1
     assert "less than 100000 MiB" in body["message"]
 
 

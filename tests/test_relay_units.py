@@ -8,6 +8,7 @@ import logging
 import socket
 import ssl
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,14 @@ def test_parse_connection_file() -> None:
             parse_connection_file(bad)
 
 
+async def until(condition: Callable[[], object], what: str) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"not within 2.5 s: {what}")
+
+
 async def _watch(tmp_path: Path) -> list[tuple[str | None, str | None]]:
     path = tmp_path / "conn.json"
     tracker = UpstreamTracker(LOG, resolve=lambda url: url.replace("https://", "http://"))
@@ -86,18 +95,19 @@ async def _watch(tmp_path: Path) -> list[tuple[str | None, str | None]]:
     )
     watcher = ConnectionFileWatcher(str(path), tracker, LOG, interval=0.01)
     watcher.start()  # no file yet: no upstream, an error noted
-    await asyncio.sleep(0.05)
     assert tracker.current is None
     assert "cannot read connection file" in (tracker.last_error or "")
     write_connection_file(path, connection_record("https://one.example", "ready", "/"))
-    await asyncio.sleep(0.1)
+    await until(lambda: tracker.current is not None, "the first URL")
     path.write_text("{half")  # a partial file (e.g. mid-sync): ignored, the old URL stays
-    await asyncio.sleep(0.1)
+    await until(lambda: "conn.json:" in (tracker.last_error or ""), "the partial file noted")
+    await asyncio.sleep(0.03)  # a few more polls of the partial file
     assert tracker.current is not None
     write_connection_file(path, connection_record(None, "restarting", "/"))
-    await asyncio.sleep(0.1)
+    await until(lambda: tracker.current is None, "no URL while restarting")
     write_connection_file(path, connection_record("https://two.example", "ready", "/"))
-    await asyncio.sleep(0.1)
+    await until(lambda: tracker.current is not None, "the second URL")
+    await asyncio.sleep(0.03)  # a few more polls: nothing else changes
     await watcher.stop()
     assert tracker.switches == 1
     return seen
@@ -116,8 +126,8 @@ def test_tracker_waits_for_a_live_upstream() -> None:
     async def scenario() -> tuple[object, object, float]:
         tracker = UpstreamTracker(LOG)
         loop = asyncio.get_running_loop()
-        none = await tracker.wait_live(loop.time() + 0.05)
-        loop.call_later(0.05, tracker.set_url, "https://late.example")
+        none = await tracker.wait_live(loop.time() + 0.02)
+        loop.call_later(0.02, tracker.set_url, "https://late.example")
         started = loop.time()
         late = await tracker.wait_live(loop.time() + 5)
         return none, late, loop.time() - started
