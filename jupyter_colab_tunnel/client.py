@@ -265,10 +265,48 @@ def _http_error(
     return error("http_error", "See the message; check the URL and the token.")
 
 
+# ----- what both clients share --------------------------------------------------------------
+
+
+class _Client:
+    """What both clients share: the URL, the time bounds and the headers of every request."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        bounds: Mapping[str, float],
+        headers: Mapping[str, str] | None,
+    ) -> None:
+        for name, value in bounds.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        self.url = normalize_url(url)
+        self.timeout = float(bounds["timeout"])
+        self.action_timeout = float(bounds["action_timeout"])
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        if token:
+            self._headers["Authorization"] = f"token {token}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def _prepare(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: bytes | None
+    ) -> tuple[str, float, dict[str, str]]:
+        """The request's URL, time bound and headers."""
+        url = _endpoint(self.url, path, query)
+        timeout = self.action_timeout if method == "POST" else self.timeout
+        headers = dict(self._headers)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        return url, timeout, headers
+
+
 # ----- the async client -------------------------------------------------------------------
 
 
-class ColabClient:
+class ColabClient(_Client):
     """Async client of a remote server's /colab/* API (or of the local relay in front of it).
 
     url: the server's base URL, e.g. ``https://<words>.trycloudflare.com``.
@@ -288,23 +326,13 @@ class ColabClient:
         connect_timeout: float = CONNECT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        for name, value in (
-            ("timeout", timeout),
-            ("action_timeout", action_timeout),
-            ("connect_timeout", connect_timeout),
-        ):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        self.url = normalize_url(url)
-        self.timeout = float(timeout)
-        self.action_timeout = float(action_timeout)
+        bounds = {
+            "timeout": timeout,
+            "action_timeout": action_timeout,
+            "connect_timeout": connect_timeout,
+        }
+        super().__init__(url, token, bounds, headers)
         self.connect_timeout = float(connect_timeout)
-        self._headers = {"Accept": "application/json", **(headers or {})}
-        if token:
-            self._headers["Authorization"] = f"token {token}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
 
     async def status(self) -> JSONObject:
         """GET /colab/status: server, runtime, resources, tunnel and GPU summaries."""
@@ -329,11 +357,7 @@ class ColabClient:
         query: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> JSONObject:
-        url = _endpoint(self.url, path, query)
-        timeout = self.action_timeout if method == "POST" else self.timeout
-        headers = dict(self._headers)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        url, timeout, headers = self._prepare(method, path, query, body)
         request = HTTPRequest(
             url,
             method=method,
@@ -370,7 +394,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class ColabClientSync:
+class ColabClientSync(_Client):
     """`ColabClient` over urllib, for scripts, command lines and notebook cells."""
 
     def __init__(
@@ -382,19 +406,10 @@ class ColabClientSync:
         action_timeout: float = ACTION_TIMEOUT,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        for name, value in (("timeout", timeout), ("action_timeout", action_timeout)):
-            if not value > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
-        self.url = normalize_url(url)
-        self.timeout = float(timeout)
-        self.action_timeout = float(action_timeout)
-        self._headers = {"Accept": "application/json", **(headers or {})}
-        if token:
-            self._headers["Authorization"] = f"token {token}"
+        super().__init__(
+            url, token, {"timeout": timeout, "action_timeout": action_timeout}, headers
+        )
         self._opener = urllib.request.build_opener(_NoRedirect)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
 
     def status(self) -> JSONObject:
         return self._request("GET", "colab/status")
@@ -415,11 +430,7 @@ class ColabClientSync:
         query: Mapping[str, str] | None = None,
         body: bytes | None = None,
     ) -> JSONObject:
-        url = _endpoint(self.url, path, query)
-        timeout = self.action_timeout if method == "POST" else self.timeout
-        headers = dict(self._headers)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        url, timeout, headers = self._prepare(method, path, query, body)
         # normalize_url allowed only http(s) URLs.
         request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
         try:
