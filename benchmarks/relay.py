@@ -31,14 +31,7 @@ from benchmarks.report import Figure, Summary
 from benchmarks.servers import REPO, Connection, Fleet, Server, parse_iso
 from testkit.kernel_channel import KernelChannel
 from testkit.processes import free_port
-
-GATEWAY_ARGS = [
-    "--ColabTunnelApp.tunnel_mode=off",
-    "--GatewayClient.request_timeout=60",
-    "--GatewayClient.gateway_retry_interval=0.5",
-    "--GatewayClient.gateway_retry_interval_max=2.0",
-    "--GatewayClient.gateway_retry_max=60",
-]
+from testkit.relay_process import GATEWAY_ARGS
 
 
 class RelayProc:

@@ -2,7 +2,7 @@
 """`jupyter colab-tunnel connect` for tests, with the stand-in's edge in place of DNS.
 
 The remote announces `https://<words>.trycloudflare.com`; the cloudflared stand-in serves that
-hostname on a local edge port (tests/fake_cloudflared.py). This runs the real relay command
+hostname on a local edge port (testkit/fake_cloudflared.py). This runs the real relay command
 with one difference: public tunnel URLs are dialled at the stand-in's edge address, which it
 writes into $FAKE_CLOUDFLARED_STATE_DIR/<pid>.json. Everything else is the shipped code.
 """
@@ -16,10 +16,16 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jupyter_colab_tunnel.local.cli import add_connect_parser, run_connect
+from jupyter_colab_tunnel.local.cli import GATEWAY_RETRY, add_connect_parser, run_connect
 
 # A directory under which the stand-ins of the test write their state (any depth).
 EDGE_ROOT_ENV = "RELAY_TEST_EDGE_ROOT"
+
+# The local `jupyter server` in gateway mode, started the way the relay tells users to.
+GATEWAY_ARGS = [
+    "--ColabTunnelApp.tunnel_mode=off",
+    *(f"--GatewayClient.{name}={value}" for name, value in GATEWAY_RETRY.items()),
+]
 
 
 def edge_for(hostname: str, root: Path) -> str | None:

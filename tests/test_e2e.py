@@ -23,11 +23,9 @@ from e2e_kit import (
     wait_until_listening,
 )
 from server_process import ServerProcess, free_port
-from tunnel_env import VALID_TOKEN, TunnelServer
+from tunnel_env import NAMED_HOST, TunnelServer, named_tunnel_env
 
 pytestmark = pytest.mark.e2e
-
-NAMED_HOST = "jupyter.example.com"
 
 
 def gateway_args(edge: str, token: str | None) -> list[str]:
@@ -164,14 +162,7 @@ def test_named_tunnel_restart_keeps_the_local_client_working(
 ) -> None:
     remote_port, edge_port = free_port(), free_port()
     assert remote_port != edge_port
-    env = {
-        "TUNNEL_TOKEN": VALID_TOKEN,
-        "FAKE_CLOUDFLARED_HOSTNAME": NAMED_HOST,
-        # A named tunnel's address survives restarts: the stand-in keeps its edge port.
-        "FAKE_CLOUDFLARED_EDGE_PORT": str(edge_port),
-        # Its origin is set in Cloudflare's dashboard, not on the command line.
-        "FAKE_CLOUDFLARED_ORIGIN": f"http://127.0.0.1:{remote_port}",
-    }
+    env = named_tunnel_env(remote_port, edge_port)
     with fixed_port(remote_port):
         ts, first, edge = ready_remote(
             tunnel_server, env=env, traits={"public_hostname": NAMED_HOST}

@@ -21,7 +21,7 @@ from e2e_kit import fixed_port
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult
 from server_process import free_port
-from tunnel_env import VALID_TOKEN, TunnelServer
+from tunnel_env import NAMED_HOST, TunnelServer, named_tunnel_env
 
 from jupyter_colab_tunnel.client import ColabClient
 from jupyter_colab_tunnel.local.mcp import build_server
@@ -366,8 +366,6 @@ def test_cli_needs_a_token_and_a_usable_url(tmp_path: Path) -> None:
 
 # ----- a real stdio server against a real remote through the tunnel (stand-in) --------------
 
-NAMED_HOST = "jupyter.example.com"
-
 
 def stdio_tools(url: str, token_file: Path, mode: str = "auto") -> Client:
     """`jupyter colab-tunnel mcp` as an agent starts it: a subprocess speaking MCP on stdio."""
@@ -459,13 +457,7 @@ def test_stdio_restart_of_a_quick_tunnel_explains_the_cut(
 @pytest.mark.e2e
 def test_stdio_restart_of_a_named_tunnel(tunnel_server: Any, tmp_path: Path) -> None:
     remote_port, edge_port = free_port(), free_port()
-    env = {
-        "TUNNEL_TOKEN": VALID_TOKEN,
-        "FAKE_CLOUDFLARED_HOSTNAME": NAMED_HOST,
-        # A named tunnel keeps its address across restarts: the stand-in keeps its edge port.
-        "FAKE_CLOUDFLARED_EDGE_PORT": str(edge_port),
-        "FAKE_CLOUDFLARED_ORIGIN": f"http://127.0.0.1:{remote_port}",
-    }
+    env = named_tunnel_env(remote_port, edge_port)
     with fixed_port(remote_port):
         ts, edge = ready_remote(tunnel_server, env=env, traits={"public_hostname": NAMED_HOST})
     first = ts.tunnel()

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from relay_env import start_relay
-from test_relay_e2e import GATEWAY_ARGS, write_secret
+from test_relay_e2e import write_secret
 from tunnel_env import TunnelServer
 
 from testkit.headless import Chromium, chromium_path
+from testkit.relay_process import GATEWAY_ARGS
 
 pytestmark = [
     pytest.mark.e2e,

@@ -2,7 +2,7 @@
 
 Real processes throughout: the remote `jupyter server` with the extension and the cloudflared
 stand-in writing a connection file, the relay (`jupyter colab-tunnel connect`, with the
-stand-in's edge in place of DNS: tests/relay_process.py) and a local `jupyter server` in gateway
+stand-in's edge in place of DNS: testkit/relay_process.py) and a local `jupyter server` in gateway
 mode whose kernel websocket must survive tunnel switches.
 """
 
@@ -23,18 +23,11 @@ import websocket
 from e2e_kit import KernelChannel, fixed_port, kernel_channel, start_kernel, ws_url
 from relay_env import RelayProcess, relay_command, start_relay
 from server_process import ServerProcess, free_port
-from tunnel_env import VALID_TOKEN, TunnelServer
+from tunnel_env import NAMED_HOST, TunnelServer, named_tunnel_env
+
+from testkit.relay_process import GATEWAY_ARGS
 
 pytestmark = pytest.mark.e2e
-
-# The local server's gateway client, as the relay prints it (cli.GATEWAY_RETRY).
-GATEWAY_ARGS = [
-    "--ColabTunnelApp.tunnel_mode=off",
-    "--GatewayClient.request_timeout=60",
-    "--GatewayClient.gateway_retry_interval=0.5",
-    "--GatewayClient.gateway_retry_interval_max=2.0",
-    "--GatewayClient.gateway_retry_max=60",
-]
 
 
 @dataclass
@@ -148,16 +141,9 @@ def test_named_tunnel_restart_same_url(
 ) -> None:
     """A named tunnel keeps its URL: the relay (given --url) re-dials the same address."""
     remote_port, edge_port = free_port(), free_port()
-    env = {
-        "TUNNEL_TOKEN": VALID_TOKEN,
-        "FAKE_CLOUDFLARED_HOSTNAME": "jupyter.example.com",
-        "FAKE_CLOUDFLARED_EDGE_PORT": str(edge_port),
-        "FAKE_CLOUDFLARED_ORIGIN": f"http://127.0.0.1:{remote_port}",
-    }
+    env = named_tunnel_env(remote_port, edge_port)
     with fixed_port(remote_port):
-        remote: TunnelServer = tunnel_server(
-            env=env, traits={"public_hostname": "jupyter.example.com"}
-        )
+        remote: TunnelServer = tunnel_server(env=env, traits={"public_hostname": NAMED_HOST})
     first = remote.wait_state("ready")
     # The remote token from the environment this time (JUPYTER_COLAB_TUNNEL_TOKEN).
     relay = start_relay(

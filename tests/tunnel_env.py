@@ -32,6 +32,21 @@ VALID_TOKEN = base64.b64encode(
     ).encode()
 ).decode()
 
+NAMED_HOST = "jupyter.example.com"
+
+
+def named_tunnel_env(remote_port: int, edge_port: int) -> dict[str, str]:
+    """The stand-in as a named tunnel serving NAMED_HOST for the server on `remote_port`.
+
+    A named tunnel's address survives restarts: the stand-in keeps `edge_port`. Its origin is
+    set in Cloudflare's dashboard, not on the command line."""
+    return {
+        "TUNNEL_TOKEN": VALID_TOKEN,
+        "FAKE_CLOUDFLARED_HOSTNAME": NAMED_HOST,
+        "FAKE_CLOUDFLARED_EDGE_PORT": str(edge_port),
+        "FAKE_CLOUDFLARED_ORIGIN": f"http://127.0.0.1:{remote_port}",
+    }
+
 
 @dataclass
 class TunnelServer:
