@@ -14,11 +14,12 @@ NVMLError_Uninitialized; a `lost` GPU raises NVMLError_GpuIsLost on every call.
 A hung driver, for tests of what must not wait for NVML::
 
     with fake.hung():
-        ...  # every device call blocks here until the block ends
+        ...  # start the work, then `await fake.called()`: it is now stuck in the driver
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import threading
@@ -157,6 +158,7 @@ class FakeNvml:
         self._lock = threading.Lock()
         self._running = threading.Event()  # cleared while the driver hangs
         self._running.set()
+        self._called = threading.Event()  # set by the first device call
 
     # Long enough for any test, short enough that a test which forgets to end the hang fails
     # instead of leaving a thread behind for the rest of the run.
@@ -171,12 +173,26 @@ class FakeNvml:
         finally:
             self._running.set()
 
+    def wait_called(self, timeout: float = 10.0) -> None:
+        """Block until a device call has started (inside `hung()`: until one is stuck)."""
+        if not self._called.wait(timeout):
+            raise AssertionError(f"no NVML device call within {timeout} s")
+
+    async def called(self, timeout: float = 10.0) -> None:
+        """`wait_called` for a coroutine: the event loop keeps running meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not self._called.is_set():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no NVML device call within {timeout} s")
+            await asyncio.sleep(0.001)
+
     # --- bookkeeping -----------------------------------------------------------------------
 
     def _enter(self, fn: str) -> None:
         with self._lock:
             self.calls[fn] += 1
             self.threads.add(threading.get_ident())
+        self._called.set()
         if self.refcount <= 0:
             raise pynvml.NVMLError_Uninitialized()
         if not self._running.wait(self.HANG_LIMIT):

@@ -53,13 +53,11 @@ def jp_server_config(colab_config: dict[str, Any]) -> Config:
     )
 
 
-class SampleClock:
-    """The clock of every cached read (`cache.SharedSample`); `advance` moves it at once."""
+class HandClock:
+    """A monotonic clock (a callable, like `time.monotonic`) that moves only by `advance`."""
 
     def __init__(self) -> None:
-        import time
-
-        self.now = time.monotonic()
+        self.now = 1000.0
 
     def __call__(self) -> float:
         return self.now
@@ -69,13 +67,17 @@ class SampleClock:
 
 
 @pytest.fixture
-def sample_clock(monkeypatch: pytest.MonkeyPatch) -> SampleClock:
-    """Cached reads age only when the test says so: TTL tests need no sleeping."""
+def hand_clock() -> HandClock:
+    return HandClock()
+
+
+@pytest.fixture
+def sample_clock(monkeypatch: pytest.MonkeyPatch, hand_clock: HandClock) -> HandClock:
+    """The clock of every cached read (`cache.SharedSample`): TTL tests need no sleeping."""
     from jupyter_colab_tunnel import cache
 
-    clock = SampleClock()
-    monkeypatch.setattr(cache, "monotonic", clock)
-    return clock
+    monkeypatch.setattr(cache, "monotonic", hand_clock)
+    return hand_clock
 
 
 @pytest.fixture

@@ -30,16 +30,6 @@ from testkit.fake_nvml import ERROR_KEYS, FakeGpu, FakeNvml, FakeProcess, MiB, i
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Clock:
-    """A hand-driven monotonic clock for the retry interval."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def missing_pid() -> int:
     """A PID that no local process has (NVML can report host PIDs inside a container)."""
     pid = 4_000_000
@@ -80,19 +70,21 @@ def test_real_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(shutdowns) == (1 if REAL.driver else 0)
 
 
-def test_real_init_retried_at_most_every_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_real_init_retried_at_most_every_interval(
+    monkeypatch: pytest.MonkeyPatch, hand_clock: Any
+) -> None:
     inits = counting(monkeypatch, "nvmlInit")
-    clock = Clock()
+    clock = hand_clock
     reader = NvmlReader(clock=clock)
     assert reader.retry_interval == 30.0
     first = reader.sample()
     second = reader.sample(processes=False)
     assert len(inits) == 1  # a failure is remembered for 30 s; a success is kept
     assert second["error"] == first["error"]
-    clock.now += 29.9
+    clock.advance(29.9)
     reader.sample()
     assert len(inits) == 1
-    clock.now += 0.2
+    clock.advance(0.2)
     assert_real_sample(reader.sample())
     assert len(inits) == (1 if REAL.driver else 2)
     reader.shutdown()
@@ -539,16 +531,16 @@ def test_init_failure_kinds(monkeypatch: pytest.MonkeyPatch, error: Any, kind: s
     assert NvmlReader(tpu_type="v2-8").sample()["error"]["kind"] == "tpu_runtime"
 
 
-def test_driver_loads_later(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_driver_loads_later(monkeypatch: pytest.MonkeyPatch, hand_clock: Any) -> None:
     fake = install(monkeypatch, [FakeGpu.t4()])
     fake.init_error = pynvml.NVMLError_DriverNotLoaded
-    clock = Clock()
+    clock = hand_clock
     reader = NvmlReader(clock=clock)
     assert reader.sample()["error"]["kind"] == "driver_not_loaded"
     fake.init_error = None
     assert reader.sample()["error"]["kind"] == "driver_not_loaded"  # still within 30 s
     assert fake.init_calls == 1
-    clock.now += 30
+    clock.advance(30)
     sample = reader.sample()
     assert sample["available"] is True
     assert sample["error"] is None
@@ -614,8 +606,7 @@ def test_hung_fake_blocks_device_calls_until_the_block_ends(
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         with fake.hung():
             sampling = pool.submit(NvmlReader().sample, processes=False)
-            while not fake.calls:
-                time.sleep(0.001)
+            fake.wait_called()
             time.sleep(0.02)
             assert not sampling.done()  # stuck in its first device call
             assert sum(fake.calls.values()) == 1
@@ -637,8 +628,7 @@ def test_sampler_shares_one_in_flight_sample(monkeypatch: pytest.MonkeyPatch) ->
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
         with fake.hung():
             first = asyncio.ensure_future(sampler.get())
-            while not fake.calls:  # the first caller's sample is in flight
-                await asyncio.sleep(0.001)
+            await fake.called()  # the first caller's sample is in flight
             later = [asyncio.ensure_future(sampler.get()) for _ in range(19)]
             await asyncio.sleep(0.01)
             assert not any(task.done() for task in [first, *later])
@@ -691,8 +681,7 @@ def test_sampler_processes_flag(monkeypatch: pytest.MonkeyPatch) -> None:
                 asyncio.ensure_future(sampler.get(processes=False)),
                 asyncio.ensure_future(sampler.get(processes=False)),
             ]
-            while not fake.calls:
-                await asyncio.sleep(0.001)
+            await fake.called()
         with_p, without_p, without_p2 = await asyncio.gather(*callers)
         assert samples_read(fake) == 1
         assert with_p["devices"][0]["processes"][0]["pid"] == os.getpid()
@@ -737,8 +726,7 @@ def test_sampler_with_given_executor_and_hung_driver(monkeypatch: pytest.MonkeyP
             sampler = GpuSampler(NvmlReader(), cache_ttl=0, executor=pool)
             with fake.hung():
                 task = asyncio.ensure_future(sampler.get())
-                while not fake.calls:  # the sample is stuck in the driver, on the pool
-                    await asyncio.sleep(0.001)
+                await fake.called()  # the sample is stuck in the driver, on the pool
                 # The loop stays responsive meanwhile.
                 start = time.perf_counter()
                 await asyncio.sleep(0.01)
@@ -760,8 +748,7 @@ def test_sampler_cancelled_caller_does_not_cancel_others(monkeypatch: pytest.Mon
         with fake.hung():
             first = asyncio.ensure_future(sampler.get())
             second = asyncio.ensure_future(sampler.get())
-            while not fake.calls:  # both wait on the one sample in flight
-                await asyncio.sleep(0.001)
+            await fake.called()  # both wait on the one sample in flight
             first.cancel()
             await asyncio.sleep(0)
         result = await second
@@ -801,8 +788,7 @@ def test_close_does_not_wait_for_a_hung_driver(monkeypatch: pytest.MonkeyPatch) 
         sampler = GpuSampler(NvmlReader(), cache_ttl=0)
         with fake.hung():
             sampling = asyncio.ensure_future(sampler.get())
-            while not fake.calls:  # the sample is now stuck on the NVML thread
-                await asyncio.sleep(0.001)
+            await fake.called()  # the sample is now stuck on the NVML thread
             t0 = time.monotonic()
             await sampler.close()
             elapsed = time.monotonic() - t0

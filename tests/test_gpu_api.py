@@ -84,8 +84,7 @@ async def test_concurrent_requests_share_one_sample(
     colab_app.gpu.sampler.cache_ttl = 5.0
     with fake.hung():
         requests = [asyncio.ensure_future(get_json(jp_fetch, "colab", "gpu")) for _ in range(16)]
-        while not fake.calls:  # the first request's sample is in flight
-            await asyncio.sleep(0.001)
+        await fake.called()  # the first request's sample is in flight
         await asyncio.sleep(0.02)  # the other requests arrive meanwhile
         assert not any(request.done() for request in requests)
     bodies = await asyncio.gather(*requests)
@@ -100,8 +99,7 @@ async def test_a_hung_driver_does_not_block_the_server(
     colab_app.gpu.sampler.cache_ttl = 0.0
     with fake.hung():
         gpu = asyncio.ensure_future(get_json(jp_fetch, "colab", "gpu"))
-        while not fake.calls:  # the sample is stuck in the driver, on the NVML thread
-            await asyncio.sleep(0.001)
+        await fake.called()  # the sample is stuck in the driver, on the NVML thread
         # The server answers other requests meanwhile.
         assert (await get_json(jp_fetch, "api", "status"))["started"]
         assert not gpu.done()

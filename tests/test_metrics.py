@@ -103,8 +103,7 @@ async def test_scrape_never_waits_for_nvml(
         assert not [n for n in first if n.startswith("DCGM_")]  # nothing cached yet
         # The scrape asked for a sample in the background, now stuck in the driver;
         # /api/status and another scrape answer meanwhile.
-        while not fake.calls:
-            await asyncio.sleep(0.001)
+        await fake.called()
         await jp_fetch("api", "status")
         await scrape(jp_fetch)
         assert colab_app.gpu.latest() is None, "a request waited for the NVML sample"
