@@ -77,7 +77,11 @@ class Chromium:
         self._next_id = 0
         try:
             port = self._devtools_port()
-            self._ws = websocket.create_connection(self._page_ws(port), timeout=30)
+            # No Origin header: Chromium 111+ refuses DevTools websockets that send one unless
+            # started with --remote-allow-origins, which would let any page drive the browser.
+            self._ws = websocket.create_connection(
+                self._page_ws(port), timeout=30, suppress_origin=True
+            )
             self.send("Network.enable")
             self.send("Page.enable")
             self.send("Runtime.enable")
