@@ -17,7 +17,8 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from jupyter_colab_tunnel.connection_file import connection_record, write_connection_file
 from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.failures import classify_exception, classify_status
-from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, _hostname, error_body
+from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, error_body
+from jupyter_colab_tunnel.local.relay.rules import hostname as _hostname
 from jupyter_colab_tunnel.local.upstream import (
     ConnectionFileError,
     ConnectionFileWatcher,

@@ -1,0 +1,390 @@
+"""A local kernel websocket relayed to the remote, re-dialled when its upstream drops or moves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from tornado import websocket
+from tornado.httpclient import HTTPClientError, HTTPRequest
+
+from ..failures import Failure, classify_exception, classify_status
+from ..upstream import Upstream
+from .rules import query_value, write_error
+
+if TYPE_CHECKING:
+    from .server import Relay
+
+MAX_WS_MESSAGE = 512 * 1024 * 1024
+
+
+async def close_upstream(
+    conn: websocket.WebSocketClientConnection, code: int, reason: str, timeout: float = 2.0
+) -> None:
+    """Close an upstream websocket and wait (bounded) until the remote has closed it too."""
+    conn.close(code, reason)
+
+    async def drained() -> None:
+        while await conn.read_message() is not None:
+            pass
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(drained(), timeout)
+
+
+class KernelSocket(websocket.WebSocketHandler):
+    """A local kernel websocket with one upstream that is re-dialled when it drops or moves.
+
+    The upstream is dialled with the same path and query (session_id), so the remote replays what
+    the kernel sent meanwhile; what the local side sends meanwhile is held here, in order.
+    """
+
+    relay: Relay
+
+    def initialize(self, relay: Relay) -> None:
+        self.relay = relay
+        self.key: tuple[str, str] = ("", "")
+        self.conn: websocket.WebSocketClientConnection | None = None
+        self.buffer: deque[str | bytes] = deque()
+        self.buffered_bytes = 0
+        self.local_closed = False
+        self.opened = False
+        self.retired = False
+        self.reader: asyncio.Task[None] | None = None
+        self.settled = asyncio.Event()  # set once prepare() has its upstream (or gave up)
+        self.upstream: Upstream | None = None
+        self._unlisten: Callable[[], None] | None = None
+
+    # ----- handshake ----------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        relay = self.relay
+        refused = relay.refusal(self.request)
+        if refused is not None:
+            status, reason, message = refused
+            relay.log.warning("Refused websocket %s: %s", self.request.path, reason)
+            write_error(self, status, reason, message)
+            return
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            return  # not a websocket request: tornado's handshake answers 400
+        kernel_id = self.path_args[0] if self.path_args else ""
+        session = query_value(self.request.query, "session_id") or ""
+        self.key = (kernel_id, session)
+        older = relay.sockets.get(self.key) if session else None
+        if session:
+            relay.sockets[self.key] = self
+        if older is not None:
+            # One upstream per kernel and session: two share one ZMQ identity at the remote and
+            # one of them goes dead. Close the older there first, then dial the newer.
+            relay.stats.ws_replaced += 1
+            relay.log.info("Kernel %s session %s: a newer connection replaces the older", *self.key)
+            await older.retire()
+        loop = asyncio.get_running_loop()
+        try:
+            conn, failure = await self._dial(loop.time() + relay.settings.http_wait)
+            if self.retired:
+                # Replaced while dialling (JupyterLab's refused v1-protocol attempt, left open
+                # by the gateway client): this upstream must not reach the remote next to the
+                # newer one. Nobody reads this socket; refusing it makes no one reconnect.
+                if conn is not None:
+                    await self._release(conn, reading=False)
+                write_error(
+                    self,
+                    409,
+                    "replaced",
+                    "a newer connection to this kernel session replaced this one",
+                )
+                return
+            if conn is None:
+                self._forget()
+                assert failure is not None
+                relay.fail(failure)
+                write_error(self, failure.status, failure.reason, failure.message, failure.hint)
+                return
+            self.conn = conn
+        finally:
+            self.settled.set()
+
+    def check_origin(self, origin: str) -> bool:
+        return self.relay.origin_allowed(origin)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        chosen = self.conn.selected_subprotocol if self.conn is not None else None
+        return chosen if chosen in subprotocols else None
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        relay = self.relay
+        if self.retired:  # replaced during the handshake
+            self.close(1000, "replaced by a newer connection to the same kernel session")
+            return
+        self.opened = True
+        relay.stats.ws_open += 1
+        relay.stats.ws_total += 1
+        self._unlisten = relay.tracker.listen(self._on_switch)
+        self.reader = asyncio.ensure_future(self._read_upstream())
+
+    # ----- local -> upstream --------------------------------------------------------------
+
+    def on_message(self, message: str | bytes) -> None:
+        conn = self.conn
+        # A closing upstream would swallow the frame: hold it for the next one instead.
+        if conn is not None and conn.protocol is not None and not conn.protocol.is_closing():
+            try:
+                conn.write_message(message, binary=isinstance(message, bytes))
+                return
+            except websocket.WebSocketClosedError:
+                pass
+        self.conn = None  # the reader re-dials when the old upstream's close arrives
+        self._hold(message)
+
+    def _hold(self, message: str | bytes) -> None:
+        s = self.relay.settings
+        size = len(message)
+        if (
+            len(self.buffer) >= s.ws_buffer_messages
+            or self.buffered_bytes + size > s.ws_buffer_bytes
+        ):
+            self.relay.stats.frames_dropped += 1
+            self.relay.log.warning(
+                "Kernel %s: dropped a %d-byte frame from the local side: the hold buffer is full "
+                "(%d frames) while the upstream is re-dialled",
+                self.key[0],
+                size,
+                len(self.buffer),
+            )
+            return
+        self.buffer.append(message)
+        self.buffered_bytes += size
+        self.relay.stats.frames_buffered += 1
+
+    # ----- upstream -> local --------------------------------------------------------------
+
+    async def _read_upstream(self) -> None:
+        try:
+            while not self.local_closed and not self.retired:
+                conn = self.conn
+                message = await conn.read_message() if conn is not None else None
+                if message is not None:
+                    try:
+                        await self.write_message(message, binary=isinstance(message, bytes))
+                    except websocket.WebSocketClosedError:
+                        break
+                    continue
+                if self.local_closed or self.retired:
+                    break
+                if conn is not None:
+                    if self.conn is conn:
+                        self.conn = None
+                    self.relay.log.info(
+                        "Kernel %s: upstream websocket closed (%s); re-dialling",
+                        self.key[0],
+                        conn.close_reason or conn.close_code or "dropped",
+                    )
+                if not await self._resume():
+                    break
+        except Exception:
+            self.relay.log.exception("Kernel %s: relaying failed", self.key[0])
+        finally:
+            if not self.local_closed and not self.retired:
+                # The gateway client reconnects, through the relay, when its socket closes.
+                self.close(1011, "upstream lost")
+
+    async def _resume(self) -> bool:
+        """Re-dial until a new upstream is up; deliver the held frames. False: gave up."""
+        relay = self.relay
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        conn, failure = await self._dial(started + relay.settings.ws_resume_timeout)
+        if conn is None or self.local_closed or self.retired:
+            if conn is not None:
+                conn.close()
+            if failure is not None:
+                relay.fail(failure)
+            if self.buffer:
+                relay.stats.frames_dropped += len(self.buffer)
+                relay.log.warning(
+                    "Kernel %s: dropped %d frames held for the upstream: %s",
+                    self.key[0],
+                    len(self.buffer),
+                    failure.message if failure else "the local socket closed",
+                )
+            self.buffer.clear()
+            self.buffered_bytes = 0
+            return False
+        relay.stats.ws_redials += 1
+        held = len(self.buffer)
+        # No await between the flush and the switch to the new upstream: order is kept.
+        while self.buffer:
+            message = self.buffer.popleft()
+            conn.write_message(message, binary=isinstance(message, bytes))
+        self.buffered_bytes = 0
+        self.conn = conn
+        relay.log.info(
+            "Kernel %s: upstream resumed on %s after %.2f s (%d held frames delivered)",
+            self.key[0],
+            self.upstream.url if self.upstream else "?",
+            loop.time() - started,
+            held,
+        )
+        return True
+
+    async def _dial(
+        self, deadline: float
+    ) -> tuple[websocket.WebSocketClientConnection | None, Failure | None]:
+        relay = self.relay
+        loop = asyncio.get_running_loop()
+        failure: Failure | None = None
+        delay = 0.1
+        while not self.local_closed and not self.retired:
+            upstream = await relay.tracker.wait_live(deadline)
+            if upstream is None:
+                break
+            url = relay.upstream_url(upstream, self.request.uri or "/", ws=True)
+            request = HTTPRequest(
+                url,
+                headers=relay.upstream_headers(self.request),
+                connect_timeout=relay.settings.connect_timeout,
+                request_timeout=relay.settings.connect_timeout,
+                validate_cert=True,
+                ca_certs=relay.settings.ca_certs,
+            )
+            protocols = [
+                p.strip()
+                for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+                if p.strip()
+            ]
+            try:
+                conn = await websocket.websocket_connect(
+                    request,
+                    subprotocols=protocols or None,
+                    ping_interval=relay.settings.ping_interval,
+                    max_message_size=MAX_WS_MESSAGE,
+                )
+            except HTTPClientError as e:
+                body = e.response.body if e.response is not None else b""
+                failure = classify_status(e.code, body or b"", upstream.url)
+                if failure is None:
+                    if e.code == 599:
+                        failure = classify_exception(e, upstream.url)
+                    else:
+                        # The remote Jupyter server itself refused (403 token, 404 kernel).
+                        return None, Failure(
+                            "remote_refused",
+                            f"the remote answered {e.code} to the kernel websocket",
+                            "403: check the remote token; 404: the kernel no longer exists.",
+                            e.code,
+                            False,
+                        )
+            except Exception as e:
+                failure = classify_exception(e, upstream.url)
+            else:
+                self.upstream = upstream
+                return conn, None
+            if loop.time() >= deadline:
+                break
+            await relay.tracker.wait_change(upstream, min(delay, deadline - loop.time()))
+            delay = min(delay * 2, 1.0)
+        if failure is None:
+            failure = Failure(
+                "no_upstream",
+                f"the remote has no live tunnel URL (its state: {relay.tracker.state})",
+                "Wait for the remote's tunnel to become ready; see GET /relay/status.",
+                503,
+                True,
+            )
+        return None, failure
+
+    def _on_switch(self, old: Upstream | None, new: Upstream | None) -> None:
+        """A new URL: close the upstream on the old one; the reader re-dials the new one."""
+        conn = self.conn
+        if conn is not None and new is not None and self.upstream != new:
+            self.conn = None
+            conn.close(1001, "the relay follows the remote's new URL")
+
+    # ----- closing ------------------------------------------------------------------------
+
+    async def retire(self) -> None:
+        """Replaced by a newer connection: close the upstream (waiting for it), then the local."""
+        self.retired = True
+        if not self.settled.is_set():
+            # Still dialling: let that finish (it then closes its upstream) before the newer
+            # one dials, so that the two never reach the remote together.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.settled.wait(), self.relay.settings.connect_timeout + 5)
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await self._release(conn, reading=self.reader is not None)
+        if not self.local_closed:
+            self.close(1000, "replaced by a newer connection to the same kernel session")
+
+    async def _release(self, conn: websocket.WebSocketClientConnection, reading: bool) -> None:
+        """Close an upstream that a newer connection replaces, and wait (bounded) until the
+        remote no longer counts it: the remote then buffers the kernel's channels for the
+        session and hands them to the newer one ("Restoring connection"). Two upstreams at the
+        remote at once share one ZMQ identity, and the newer can end up dead."""
+        relay, upstream = self.relay, self.upstream
+        before = await relay.kernel_connections(upstream, self.key[0]) if upstream else None
+        reason = "replaced by a newer connection"
+        if reading and self.reader is not None:
+            conn.close(1000, reason)
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.reader), 2)
+        else:
+            await close_upstream(conn, 1000, reason)
+        if upstream is None or not before:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3.0
+        while loop.time() < deadline:
+            now = await relay.kernel_connections(upstream, self.key[0])
+            if now is None or now < before:
+                return
+            await asyncio.sleep(0.02)
+        relay.log.warning(
+            "Kernel %s: the remote still counts the replaced websocket after 3 s", self.key[0]
+        )
+
+    def shutdown(self, reason: str) -> None:
+        self.retired = True
+        if self.conn is not None:
+            self.conn.close(1001, reason)
+        if not self.local_closed:
+            self.close(1001, reason)
+
+    def on_close(self) -> None:
+        self.local_closed = True
+        relay = self.relay
+        if self.opened:
+            relay.stats.ws_open -= 1
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close(1000, "the local client closed")
+        if self.buffer:
+            relay.stats.frames_dropped += len(self.buffer)
+            relay.log.warning(
+                "Kernel %s: dropped %d frames held for the upstream: the local socket closed",
+                self.key[0],
+                len(self.buffer),
+            )
+            self.buffer.clear()
+        self._forget()
+
+    def on_connection_close(self) -> None:
+        # Also called for a handshake that never completed (on_close is not): drop the upstream.
+        super().on_connection_close()
+        if self.ws_connection is None:
+            self.local_closed = True
+            conn, self.conn = self.conn, None
+            if conn is not None:
+                conn.close(1000)
+            self._forget()
+
+    def _forget(self) -> None:
+        if self.relay.sockets.get(self.key) is self:
+            del self.relay.sockets[self.key]
