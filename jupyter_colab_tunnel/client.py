@@ -5,18 +5,19 @@ For the local side (MCP tools, relay, launcher, scripts): it imports nothing of 
 `ColabClientSync` does the same over urllib for command lines and notebooks.
 
 Every failure is one exception, `RemoteError`, with a `kind`, a `message` and a `hint` a user
-can act on: the remote was unreachable (`dns_error`, `connection_refused`, `tls_error`,
-`timeout`, `unreachable`), refused the token (`forbidden`), is not a server with this
-extension (`not_found`), has no tunnel behind its hostname (`no_tunnel`, Cloudflare's
+can act on (the kinds of problems.py; local/failures.py names network failures and Cloudflare's
+answers, for the relay too): the remote was unreachable (`dns_error`, `connection_refused`,
+`tls_error`, `timeout`, `unreachable`), refused the token (`forbidden`), is not a server with
+this extension (`not_found`), has no tunnel behind its hostname (`no_tunnel`, Cloudflare's
 530 / error 1033), or answered with an error of its own (its `message`, or its
-`{"error": {"kind", "message", "hint"}}`, surfaced as they are). The token travels only in the
+`{"error": {"kind", "message", "hint"}}` -- the local relay's `no_upstream`, `bad_local_token`,
+... -- surfaced as they are). The token travels only in the
 `Authorization` header: it is never logged nor put in an error.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import urllib.error
 import urllib.parse
@@ -26,8 +27,8 @@ from typing import Any, Literal
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
-from tornado.simple_httpclient import HTTPTimeoutError
 
+from .local.failures import NO_ANSWER_KINDS, edge_answer, no_answer
 from .problems import KINDS, ColabTunnelError, Kind, Problem
 
 JSONObject = dict[str, Any]
@@ -39,16 +40,6 @@ CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 ACTION_TIMEOUT = 60.0
 MAX_BODY = 64 * 1024 * 1024
-
-# The kinds where no HTTP answer came back at all.
-UNREACHABLE_KINDS: frozenset[Kind] = frozenset(
-    {"dns_error", "connection_refused", "tls_error", "timeout", "unreachable"}
-)
-TIMEOUT_HINT = (
-    "The remote may be overloaded, or the network slow: try again, or raise the timeout. If "
-    "it persists, check the remote server's log."
-)
-UNREACHABLE_HINT = "Check the URL and your network, and that the remote server is running."
 
 
 class RemoteError(ColabTunnelError):
@@ -77,7 +68,7 @@ class RemoteError(ColabTunnelError):
 
     @property
     def unreachable(self) -> bool:
-        return self.kind in UNREACHABLE_KINDS
+        return self.kind in NO_ANSWER_KINDS
 
     def as_dict(self) -> dict[str, str]:
         return self.problem.as_dict()
@@ -138,49 +129,8 @@ def _action_body(action: str) -> bytes:
 
 
 def error_for_exception(exc: BaseException, url: str, timeout: float) -> RemoteError:
-    """A network failure (nothing answered) as a RemoteError."""
-    host = urllib.parse.urlsplit(url).hostname or url
-    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
-        exc = exc.reason
-    if isinstance(exc, (HTTPTimeoutError, TimeoutError, socket.timeout)):
-        return RemoteError(
-            "timeout",
-            f"{url} did not answer within {timeout:g} s",
-            TIMEOUT_HINT,
-            url=url,
-        )
-    if isinstance(exc, socket.gaierror):
-        return RemoteError(
-            "dns_error",
-            f"the host name {host} does not resolve ({exc.strerror or exc})",
-            url=url,
-        )
-    if isinstance(exc, ConnectionRefusedError):
-        return RemoteError(
-            "connection_refused",
-            f"nothing listens at {_origin(url)} (connection refused)",
-            url=url,
-        )
-    if isinstance(exc, ssl.SSLError):
-        return RemoteError(
-            "tls_error",
-            f"TLS with {host} failed: {getattr(exc, 'reason', None) or exc}",
-            url=url,
-        )
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, StreamClosedError) and exc.real_error is not None:
-        detail = str(exc.real_error) or detail
-    return RemoteError(
-        "unreachable",
-        f"could not reach {_origin(url)}: {detail}",
-        UNREACHABLE_HINT,
-        url=url,
-    )
-
-
-def _origin(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    """A network failure (nothing answered) as a RemoteError: local/failures.py names it."""
+    return RemoteError.from_problem(no_answer(exc, url, timeout), url=url)
 
 
 def _json(body: bytes) -> Any:
@@ -232,8 +182,9 @@ def _http_error(
     def error(kind: Kind, hint: str = "", what: str = detail) -> RemoteError:
         return RemoteError(kind, what, hint, status=status, url=url)
 
-    if status == 530 or "error code: 1033" in text:
-        return error("no_tunnel", what=f"{said}: Cloudflare has no tunnel there")
+    edge = edge_answer(status, body, url)
+    if edge is not None:
+        return error(edge.kind, edge.hint, f"{said}: {edge.message}")
     if 300 <= status < 400:
         location = headers.get("location") or ""
         if "cloudflareaccess.com" in location:

@@ -73,18 +73,33 @@ ClientKind = Literal[
     "no_such_gpu",
 ]
 
-Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind]
+# The local relay's own refusals and failures (`jupyter colab-tunnel connect`). When the remote
+# gives no answer it uses the client's kinds (dns_error, tls_error, connection_refused, timeout,
+# unreachable) and, for Cloudflare's own answers, no_tunnel and bad_gateway: one name for one
+# failure, whichever part of the local side meets it.
+RelayKind = Literal[
+    "no_upstream",
+    "remote_refused",
+    "host_not_allowed",
+    "origin_not_allowed",
+    "bad_local_token",
+    "replaced",
+]
+
+Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind, RelayKind]
 
 TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
 GPU_KINDS: tuple[GpuKind, ...] = get_args(GpuKind)
 LAUNCH_KINDS: tuple[LaunchKind, ...] = get_args(LaunchKind)
 CLIENT_KINDS: tuple[ClientKind, ...] = get_args(ClientKind)
+RELAY_KINDS: tuple[RelayKind, ...] = get_args(RelayKind)
 KINDS: tuple[Kind, ...] = (
     *TUNNEL_KINDS,
     *GPU_KINDS,
     *LAUNCH_KINDS,
     "invalid_value",
     *CLIENT_KINDS,
+    *RELAY_KINDS,
 )
 
 # The default hint of each kind; a Problem may carry a more specific one.
@@ -211,7 +226,8 @@ HINTS: dict[Kind, str] = {
     "connection_refused": "Is the server (or the relay) running, and is the port right?",
     "tls_error": (
         "Use http:// for a server on this machine (it speaks plain HTTP) and https:// for a "
-        "tunnel URL; a TLS-intercepting proxy needs its CA in the trust store."
+        "tunnel URL. Certificates are checked against the system trust store: behind a "
+        "TLS-intercepting proxy, point SSL_CERT_FILE at its CA bundle."
     ),
     "forbidden": (
         "Pass the token of the server that URL reaches: the remote Jupyter server's token for a "
@@ -247,6 +263,34 @@ HINTS: dict[Kind, str] = {
         "relay follows the URL by itself, and a named tunnel keeps it."
     ),
     "no_such_gpu": "Call colab_gpu for the list of GPUs, or leave gpu_index out to use any GPU.",
+    # --- the local relay ---
+    "no_upstream": (
+        "The remote's tunnel has no live URL: it is starting, restarting or stopped, or the "
+        "runtime is gone. Wait for it to become ready (or start it on the remote); GET "
+        "/relay/status shows what the relay knows, and the connection file the remote's state."
+    ),
+    "remote_refused": (
+        "The remote Jupyter server refused the kernel websocket: a 403 means the remote token "
+        "is wrong (pass the current one with --token-file), a 404 that the kernel no longer "
+        "exists (start a new one)."
+    ),
+    "host_not_allowed": (
+        "Address the relay as 127.0.0.1, localhost or [::1]: it answers no other host name "
+        "(protection against DNS rebinding)."
+    ),
+    "origin_not_allowed": (
+        "A web page on another origin called the relay. If that page must use it, start the "
+        "relay with --allow-origin <that origin>."
+    ),
+    "bad_local_token": (
+        "Send the relay's own token, not the remote's: the content of the relay's "
+        "--local-token-file (default ~/.jupyter-colab-tunnel/relay_token), as "
+        "'Authorization: token <token>' (JupyterLab: c.GatewayClient.auth_token)."
+    ),
+    "replaced": (
+        "A newer connection to the same kernel session took this one's place; nothing to do "
+        "unless two clients share one session."
+    ),
 }
 
 

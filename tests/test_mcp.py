@@ -564,8 +564,10 @@ def test_stdio_server_through_the_relay(tunnel_server: Any, tmp_path: Path) -> N
             assert relay.token not in text
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
         async with stdio_tools(relay.url, wrong) as client:
+            # The relay's own kind and hint, not a generic "forbidden".
             text = error_text(await client.call_tool("colab_gpu", {}))
-            assert "forbidden:" in text
+            assert "bad_local_token:" in text
+            assert "Hint: Send the relay's own token" in text
             assert relay.token not in text
 
     try:

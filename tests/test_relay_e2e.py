@@ -318,8 +318,8 @@ def test_outage_answers_json_then_recovers(stack: Stack, tmp_path: Path) -> None
     try:
         r = dead.request("GET", "api/kernels")
         assert r.status == 502, r.body
-        assert r.json()["reason"] == "refused"
-        assert r.json()["hint"]
+        assert r.json()["reason"] == "connection_refused"
+        assert r.json()["error"]["hint"]
         assert "refused" in dead.status()["last_error"]
     finally:
         dead.stop()

@@ -80,7 +80,7 @@ def test_untrusted_certificate_is_a_tls_failure(https_remote: tuple[str, Path]) 
     url, _ = https_remote
     code, out = _check(url, {})
     assert code == 1, out
-    assert "PROBLEM (tls)" in out
+    assert "PROBLEM (tls_error)" in out
     assert "SSL_CERT_FILE" in out  # the hint
 
 
@@ -107,6 +107,6 @@ def test_relay_forwards_over_verified_tls(https_remote: tuple[str, Path], tmp_pa
     try:
         r = untrusted.request("GET", "colab/status")
         assert r.status == 502, r.body
-        assert r.json()["reason"] == "tls"
+        assert r.json()["reason"] == "tls_error"
     finally:
         untrusted.stop()

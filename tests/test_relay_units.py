@@ -25,6 +25,7 @@ from jupyter_colab_tunnel.local.upstream import (
     UpstreamTracker,
     parse_connection_file,
 )
+from jupyter_colab_tunnel.problems import HINTS
 
 LOG = logging.getLogger("test-relay")
 
@@ -145,31 +146,44 @@ def test_tracker_waits_for_a_live_upstream() -> None:
 def test_classify_failures() -> None:
     url = "https://x.trycloudflare.com"
     dns = classify_exception(socket.gaierror(-2, "Name or service not known"), url)
-    assert (dns.reason, dns.status, dns.unsent) == ("dns", 502, True)
+    assert (dns.reason, dns.status, dns.unsent) == ("dns_error", 502, True)
     tls = classify_exception(ssl.SSLCertVerificationError("certificate verify failed"), url)
-    assert (tls.reason, tls.status) == ("tls", 502)
+    assert (tls.reason, tls.status) == ("tls_error", 502)
     assert "SSL_CERT_FILE" in tls.hint
     refused = classify_exception(ConnectionRefusedError(111, "refused"), url)
-    assert (refused.reason, refused.unsent) == ("refused", True)
-    slow = classify_exception(TimeoutError(), url)
-    assert (slow.reason, slow.status) == ("timeout", 504)
+    assert (refused.reason, refused.unsent) == ("connection_refused", True)
+    slow = classify_exception(TimeoutError("no answer in 5 s"), url)
+    assert (slow.reason, slow.status, slow.unsent) == ("timeout", 504, False)
+    assert classify_exception(TimeoutError("connect timeout after 5 s"), url).unsent
     wrapped = RuntimeError("outer")
     wrapped.__cause__ = socket.gaierror(-2, "x")
-    assert classify_exception(wrapped, url).reason == "dns"
+    assert classify_exception(wrapped, url).reason == "dns_error"
     gone = classify_status(530, b"error code: 1033", url)
     assert gone is not None
     assert (gone.reason, gone.status, gone.unsent) == ("no_tunnel", 502, True)
     origin = classify_status(502, b"error code: 502", url)
     assert origin is not None
-    assert origin.reason == "origin_down"
+    assert origin.reason == "bad_gateway"
     # An answer from the remote Jupyter server itself is relayed as it is.
     assert classify_status(502, b'{"message": "Error from Gateway"}', url) is None
+    assert classify_status(200, b"error code: 1033 in a notebook's text", url) is None
     assert classify_status(403, b"", url) is None
 
 
 def test_error_body_has_the_keys_the_gateway_client_shows() -> None:
     body = json.loads(error_body(503, "no_upstream", "no URL", "wait"))
-    assert body == {"status": 503, "reason": "no_upstream", "message": "no URL", "hint": "wait"}
+    assert body == {
+        "message": "no URL Hint: wait",
+        "reason": "no_upstream",
+        "error": {"kind": "no_upstream", "message": "no URL", "hint": "wait"},
+    }
+    # A hint left out is the kind's own; tornado's own errors get a kind by their status.
+    assert (
+        json.loads(error_body(403, "bad_local_token", "m"))["error"]["hint"]
+        == HINTS["bad_local_token"]
+    )
+    strange = json.loads(error_body(405, "Method Not Allowed", "Method Not Allowed"))
+    assert (strange["reason"], strange["error"]["kind"]) == ("Method Not Allowed", "http_error")
 
 
 # ----- local request policy -----------------------------------------------------------------
@@ -334,4 +348,4 @@ def test_connect_is_a_subcommand_of_the_cli() -> None:
         timeout=60,
     )  # fmt: skip
     assert done.returncode == 1, done
-    assert "remote check: PROBLEM (refused)" in done.stdout
+    assert "remote check: PROBLEM (connection_refused)" in done.stdout

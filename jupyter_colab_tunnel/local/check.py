@@ -1,20 +1,51 @@
-"""The relay's start check: one look at the remote, and a plain sentence about what is wrong."""
+"""The relay's start check: one look at the remote, and a plain sentence about what is wrong.
+
+What is wrong is a `Problem` named as the REST client names it (client.py's classification of
+answers, local/failures.py's of network failures), so `connect --check`, the relay and the MCP
+tools say the same thing about the same remote.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from .failures import classify_exception, classify_status
+from ..client import RemoteError, result_or_error
+from ..problems import Kind, Problem
+from .failures import no_answer
+
+# The outcomes where the relay can serve: the remote has the extension, or is a plain Jupyter
+# server (kernels work, /colab/* does not).
+Outcome = Literal["ok", "gateway_only"]
+
+FORBIDDEN_HINT = (
+    "Pass the remote Jupyter server's token with --token-file or $JUPYTER_COLAB_TUNNEL_TOKEN "
+    "(or write it into the connection file with c.ColabTunnelApp.connection_file_token = True)."
+)
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    ok: bool
-    kind: str  # ok | gateway_only | forbidden | no_tunnel | dns | tls | timeout | ...
+    """What the check found: the remote works (`problem` is None, `kind` ok or gateway_only),
+    or the `problem` that stops it (its kind, message and hint)."""
+
+    kind: Outcome | Kind
     message: str
-    hint: str = ""
+    problem: Problem | None = None
+
+    @classmethod
+    def failed(cls, problem: Problem) -> CheckResult:
+        return cls(problem.kind, problem.message, problem)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def hint(self) -> str:
+        return self.problem.hint if self.problem is not None else ""
 
 
 async def check_remote(
@@ -26,16 +57,20 @@ async def check_remote(
 ) -> CheckResult:
     """GET /colab/status (then /api/kernelspecs) on the remote `url` with `headers`."""
     if not url:
-        return CheckResult(
-            False,
-            "no_url",
-            "the remote has no live tunnel URL yet",
-            "Wait for the remote's tunnel to become ready (its connection file says its state).",
+        return CheckResult.failed(
+            Problem(
+                "no_upstream",
+                "the remote has no live tunnel URL yet",
+                "Wait for the remote's tunnel to become ready (its connection file says its "
+                "state).",
+            )
         )
+    base = url.rstrip("/")
 
-    async def get(path: str) -> tuple[int, bytes]:
+    async def get(path: str) -> None:
+        """Returns when the answer is a JSON object; raises RemoteError (or the network's)."""
         request = HTTPRequest(
-            url.rstrip("/") + path,
+            base + path,
             headers=headers,
             connect_timeout=timeout,
             request_timeout=timeout,
@@ -46,45 +81,27 @@ async def check_remote(
         response = await client.fetch(request, raise_error=False)
         if response.code == 599:
             raise response.error or OSError("no answer")
-        return response.code, response.body or b""
+        answer = {k.lower(): v for k, v in response.headers.get_all()}
+        result_or_error(response.code, answer, response.body or b"", request.url)
 
     try:
-        code, body = await get("/colab/status")
-        edge = classify_status(code, body, url)
-        if edge is not None:
-            return CheckResult(False, edge.reason, edge.message, edge.hint)
-        if code == 200:
-            return CheckResult(
-                True, "ok", f"the remote at {url} answers, with jupyter-colab-tunnel"
-            )
-        if code == 403:
-            return CheckResult(
-                False,
-                "forbidden",
-                f"the remote at {url} refused the token (403)",
-                "Pass the remote Jupyter server's token with --token-file or "
-                "$JUPYTER_COLAB_TUNNEL_TOKEN (or write it into the connection file with "
-                "c.ColabTunnelApp.connection_file_token = True).",
-            )
-        if code == 404:
-            code, body = await get("/api/kernelspecs")
-            if code == 200:
-                return CheckResult(
-                    True,
-                    "gateway_only",
-                    f"the remote at {url} is a Jupyter server without jupyter-colab-tunnel: it "
-                    "still works as a gateway (kernels), but /colab/* is not there",
-                )
-            if code == 403:
-                return CheckResult(
-                    False, "forbidden", f"the remote at {url} refused the token (403)"
-                )
+        try:
+            await get("/colab/status")
+            return CheckResult("ok", f"the remote at {url} answers, with jupyter-colab-tunnel")
+        except RemoteError as e:
+            if e.kind != "not_found":
+                raise
+        await get("/api/kernelspecs")
         return CheckResult(
-            False,
-            "http_error",
-            f"the remote at {url} answered {code}",
-            "Is this the URL of a Jupyter server (with its base_url)?",
+            "gateway_only",
+            f"the remote at {url} is a Jupyter server without jupyter-colab-tunnel: it still "
+            "works as a gateway (kernels), but /colab/* is not there",
         )
+    except RemoteError as e:
+        problem = e.problem
+        if problem.kind == "forbidden" and e.status in (401, 403):
+            # The token at stake here is the remote's, whatever the client's hint says.
+            problem = Problem("forbidden", problem.message, FORBIDDEN_HINT)
+        return CheckResult.failed(problem)
     except Exception as e:
-        failure = classify_exception(e, url)
-        return CheckResult(False, failure.reason, failure.message, failure.hint)
+        return CheckResult.failed(no_answer(e, url, timeout))

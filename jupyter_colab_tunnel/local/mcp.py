@@ -244,8 +244,9 @@ def _cut_mid_request(error: RemoteError) -> bool:
 
 
 def _cut_off(error: RemoteError) -> bool:
-    """Whether a failure looks like the tunnel being away (while it restarts)."""
-    return error.unreachable or error.kind in ("no_tunnel", "bad_gateway")
+    """Whether a failure looks like the tunnel being away (while it restarts); through the
+    local relay, that is its no_upstream until the remote writes the new URL."""
+    return error.unreachable or error.kind in ("no_tunnel", "bad_gateway", "no_upstream")
 
 
 async def _reach_again(

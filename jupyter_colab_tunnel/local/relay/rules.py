@@ -12,6 +12,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from tornado import httputil, web
 
+from ...problems import KINDS, Kind, Problem
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 # Not forwarded in either direction: they describe one hop, or carry the local credentials.
@@ -131,9 +133,24 @@ def upstream_url(dial: str, uri: str, ws: bool = False) -> str:
     return url
 
 
+# The kind of the relay's error bodies whose reason is not a kind (tornado's own errors).
+_STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
+
+
 def error_body(status: int, reason: str, message: str, hint: str = "") -> str:
-    """The JSON of the relay's own errors: `message` and `reason`, as jupyter_server writes."""
-    return json.dumps({"status": status, "reason": reason, "message": message, "hint": hint})
+    """The JSON of the relay's own errors, readable by both of its kinds of client:
+    `message` and `reason` at the top, which jupyter_server's gateway client shows to a
+    JupyterLab user ("Error from Gateway: [message] reason"; the message ends with the hint),
+    and `error` {kind, message, hint}, the problem that client.py (and so the MCP tools)
+    reads. `reason` is a problems.py kind; a hint left out is the kind's own."""
+    kind: Kind
+    if reason in KINDS:
+        kind = reason
+    else:
+        kind = _STATUS_KINDS.get(status, "server_error" if status >= 500 else "http_error")
+    problem = Problem(kind, message, hint)
+    shown = f"{message} Hint: {problem.hint}"
+    return json.dumps({"message": shown, "reason": reason, "error": problem.as_dict()})
 
 
 def write_error(
