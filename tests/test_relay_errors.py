@@ -221,6 +221,7 @@ async def test_the_start_check_gives_problems(remote: str, closed_port: int) -> 
         assert (result.message, result.hint) == (result.problem.message, result.problem.hint)
         assert result.hint, kind
     # The token in question is the remote's: the hint says where it goes.
+    assert results["forbidden"].message == f"the remote at {remote}/locked refused the token (403)"
     assert results["forbidden"].hint == FORBIDDEN_HINT
 
 

@@ -101,7 +101,8 @@ async def check_remote(
         problem = e.problem
         if problem.kind == "forbidden" and e.status in (401, 403):
             # The token at stake here is the remote's, whatever the client's hint says.
-            problem = Problem("forbidden", problem.message, FORBIDDEN_HINT)
+            said = f"the remote at {url} refused the token ({e.status})"
+            problem = Problem("forbidden", said, FORBIDDEN_HINT)
         return CheckResult.failed(problem)
     except Exception as e:
         return CheckResult.failed(no_answer(e, url, timeout))

@@ -133,10 +133,8 @@ def edge_answer(status: int, body: bytes, url: str) -> Problem | None:
     remote Jupyter server's own, which is relayed or surfaced as it is)."""
     text = body[:200].decode("utf-8", "replace").strip()
     if status == CLOUDFLARE_NO_TUNNEL or (status == 502 and "error code: 1033" in text):
-        return Problem(
-            "no_tunnel",
-            f"no tunnel is connected behind {origin(url)} (Cloudflare {status}, error 1033)",
-        )
+        said = f"Cloudflare {status}" + (", error 1033" if "1033" in text else "")
+        return Problem("no_tunnel", f"no tunnel is connected behind {origin(url)} ({said})")
     if status == 502 and text.startswith("error code: 502"):
         return Problem(
             "bad_gateway",
