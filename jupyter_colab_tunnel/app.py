@@ -88,8 +88,9 @@ class ColabTunnelApp(ExtensionApp):
         "",
         help=(
             "Write the tunnel's URL and state as JSON to this path (atomically, mode 0600) at "
-            "start and on every change, for `jupyter colab-tunnel connect --connection-file`. "
-            "Empty: none."
+            "start and on every change, for `jupyter colab-tunnel connect --connection-file`, "
+            "signed with a key derived from this server's token (the relay follows nothing "
+            "else; a server without a token cannot sign). Empty: none."
         ),
     ).tag(config=True)
 
