@@ -429,3 +429,33 @@ def test_relay_spec_names_every_refusal() -> None:
     assert kinds == list(get_args(RefusalKind))
     for kind in kinds:
         check_relay_body("RecordRefused", RecordRefused(kind, "m", "h").as_dict())
+
+
+@pytest.fixture
+def server_token() -> str | None:
+    """None: pytest-jupyter's generated token; a test parametrizes "" for a server without."""
+    return None
+
+
+@pytest.fixture
+def jp_server_config(colab_config: dict[str, Any], server_token: str | None) -> Any:
+    from traitlets.config import Config
+
+    server: dict[str, Any] = {"jpserver_extensions": {"jupyter_colab_tunnel": True}}
+    if server_token is not None:
+        server["token"] = server_token
+    return Config({"ServerApp": server, "ColabTunnelApp": colab_config})
+
+
+@pytest.mark.parametrize("server_token", [""])
+def test_a_server_without_a_token_writes_unsigned_and_says_so(
+    capfd: pytest.CaptureFixture[str], colab_app: Any, tmp_path: Path
+) -> None:
+    assert not colab_app.serverapp.identity_provider.token
+    data = wait_file(tmp_path / "drive" / "conn.json")
+    assert "signature" not in json.loads(data)
+    assert refusal(data, None) == "unsigned"
+    log = capfd.readouterr().err  # the extension's log (ColabTunnelApp does not propagate)
+    warned = [line for line in log.splitlines() if "cannot be signed" in line]
+    assert len(warned) == 1, log
+    assert "or connect with --url" in warned[0]
