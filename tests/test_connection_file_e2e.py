@@ -217,17 +217,19 @@ def stopped_quickly(relay: RelayProcess) -> bool:
 
 
 def test_an_old_unsigned_file_is_refused_with_what_to_do(
-    server_factory: Any, attacker: Attacker, tmp_path: Path
+    attacker: Attacker, tmp_path: Path
 ) -> None:
     """The file an older remote wrote (no signature) and hand-written ones: refused at start,
-    with the upgrade hint; nothing is sent to their URL, not even the start check."""
+    with the upgrade hint; nothing is sent to their URL, not even the start check. The remote
+    token from the environment this time."""
     path = tmp_path / "old.json"
     path.write_text(
         json.dumps({"url": attacker.url, "gateway_url": attacker.url, "state": "ready"})
     )
-    token_file = write_secret(tmp_path / "token", "the-remote-token-0123456789")
     relay = start_relay(
-        tmp_path / "relay", ["--connection-file", str(path), "--token-file", str(token_file)]
+        tmp_path / "relay",
+        ["--connection-file", str(path)],
+        env={"JUPYTER_COLAB_TUNNEL_TOKEN": "the-remote-token-0123456789"},
     )
     try:
         assert (attacker.connections, attacker.requests) == (0, []), attacker.summary()
@@ -246,6 +248,14 @@ def test_an_old_unsigned_file_is_refused_with_what_to_do(
         )
         assert status["upstream"] is None
         assert "https://" in status["remote"]["refused"]["hint"]
+        # Signed with that token, to https: followed.
+        record = sign(
+            connection_record("https://new.example.com", "ready", "/", None),
+            "the-remote-token-0123456789",
+        )
+        write_connection_file(path, record)
+        status = relay.wait_status(lambda s: s["upstream"] == "https://new.example.com")
+        assert status["remote"]["refused"] is None
     finally:
         relay.stop()
     assert (attacker.connections, attacker.requests) == (0, []), attacker.summary()
