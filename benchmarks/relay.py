@@ -9,7 +9,7 @@ stand-in's edge (the direct path every figure is compared with).
   blocks, one keep-alive connection each.
 - Kernel execute round trip: `pass` on a remote kernel through each local server's kernel
   websocket (one kernel each, on the same remote), alternated.
-- Switch: a second relay follows a hand-written connection file that alternates between two
+- Switch: a second relay follows a hand-written (signed) connection file that alternates between two
   addresses of the remote (the edge and the server itself); time from the file's rewrite to the
   first request the relay serves from the new address. The relay polls the file every 0.25 s.
 - Resume: the remote tunnel restarts with a new URL; time from the new URL being ready at the
@@ -29,6 +29,7 @@ from typing import Any
 
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import REPO, Connection, Fleet, Server, parse_iso
+from jupyter_colab_tunnel.connection_record import connection_record
 from testkit.kernel_channel import KernelChannel
 from testkit.processes import free_port
 from testkit.relay_process import GATEWAY_ARGS
@@ -251,7 +252,8 @@ def _switch(relay: RelayProc, path: Path, edge: str, remote: Server, quick: bool
         for i in range((4 if quick else 20) + 1):
             target = addresses[i % 2]
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"url": target, "state": "ready"}))
+            # Signed as the remote signs it: the relay follows nothing else.
+            tmp.write_text(json.dumps(connection_record(target, "ready", "/", remote.token)))
             t0 = time.perf_counter()
             os.replace(tmp, path)
             while True:

@@ -25,7 +25,7 @@ from .autostart import (
     is_kaggle,
 )
 from .connect import TOKEN_PLACEHOLDER, connect_info
-from .connection_file import ConnectionFileWriter, connection_record
+from .connection_record import ConnectionFileWriter, connection_record
 from .dashboard import dashboard_handlers
 from .gpu_service import GpuService
 from .handlers import GPU_SETTING, KERNELS_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
@@ -88,14 +88,19 @@ class ColabTunnelApp(ExtensionApp):
         "",
         help=(
             "Write the tunnel's URL and state as JSON to this path (atomically, mode 0600) at "
-            "start and on every change, for `jupyter colab-tunnel connect --connection-file`. "
-            "Empty: none."
+            "start and on every change, for `jupyter colab-tunnel connect --connection-file`, "
+            "signed with a key derived from this server's token (the relay follows nothing "
+            "else; a server without a token cannot sign). Empty: none."
         ),
     ).tag(config=True)
 
     connection_file_token = Bool(
         False,
-        help="Also write this server's Jupyter token into connection_file (keep it private).",
+        help=(
+            "Also write this server's Jupyter token into connection_file, so the relay needs no "
+            "--token-file. Whoever can read the file then controls this server, and whoever can "
+            "write it chooses where the relay goes: keep it private."
+        ),
     ).tag(config=True)
 
     cloudflared_path = Unicode(
@@ -213,6 +218,7 @@ class ColabTunnelApp(ExtensionApp):
         self._tunnel_host: str | None = None
         self._announced = False
         self._connection_writer: ConnectionFileWriter | None = None
+        self._unsigned_warned = False
         self._runtime: dict[str, Any] = {}
         self.started_at = time.time()
         super().__init__(**kwargs)
@@ -346,10 +352,24 @@ class ColabTunnelApp(ExtensionApp):
         assert self.serverapp is not None
         if self._connection_writer is None:
             self._connection_writer = ConnectionFileWriter(self.connection_file, self.log)
-        token = self.serverapp.identity_provider.token if self.connection_file_token else None
+        # Signed with the server's token: the relay follows only a record signed with the
+        # token it holds. Without a token there is nothing to sign with (say so once).
+        token = self.serverapp.identity_provider.token or None
+        if token is None and not self._unsigned_warned:
+            self._unsigned_warned = True
+            self.log.warning(
+                "This server has no token, so its connection file %s cannot be signed and "
+                "`jupyter colab-tunnel connect --connection-file` will refuse it. Give the "
+                "server a token (e.g. launch(token=...)), or connect with --url.",
+                self.connection_file,
+            )
         self._connection_writer.update(
             connection_record(
-                self.supervisor.url, self.supervisor.state, self.serverapp.base_url, token
+                self.supervisor.url,
+                self.supervisor.state,
+                self.serverapp.base_url,
+                token,
+                include_token=self.connection_file_token,
             )
         )
 

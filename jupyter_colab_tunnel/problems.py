@@ -86,13 +86,30 @@ RelayKind = Literal[
     "replaced",
 ]
 
-Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind, RelayKind]
+# Why the relay does not follow what a connection file says (connection_record.py).
+RecordKind = Literal[
+    "unreadable",  # cannot stat/open/read the file (missing, permissions)
+    "not_regular",  # a FIFO, a directory, a device
+    "too_large",  # over the record's size cap
+    "not_utf8",
+    "not_json",  # also a partial file during a sync: retried when it changes
+    "bad_record",  # JSON, but not the record's shape
+    "bad_url",  # not an http(s) URL with a host
+    "insecure_url",  # plain http:// to a host that is not loopback
+    "unsigned",
+    "bad_signature",
+    "no_key",  # signed, but the relay has no token to check it with
+    "stale",  # correctly signed but older than the record in use (a replay, a sync conflict)
+]
+
+Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind, RelayKind, RecordKind]
 
 TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
 GPU_KINDS: tuple[GpuKind, ...] = get_args(GpuKind)
 LAUNCH_KINDS: tuple[LaunchKind, ...] = get_args(LaunchKind)
 CLIENT_KINDS: tuple[ClientKind, ...] = get_args(ClientKind)
 RELAY_KINDS: tuple[RelayKind, ...] = get_args(RelayKind)
+RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
 KINDS: tuple[Kind, ...] = (
     *TUNNEL_KINDS,
     *GPU_KINDS,
@@ -100,6 +117,7 @@ KINDS: tuple[Kind, ...] = (
     "invalid_value",
     *CLIENT_KINDS,
     *RELAY_KINDS,
+    *RECORD_KINDS,
 )
 
 # The default hint of each kind; a Problem may carry a more specific one.
@@ -290,6 +308,36 @@ HINTS: dict[Kind, str] = {
     "replaced": (
         "A newer connection to the same kernel session took this one's place; nothing to do "
         "unless two clients share one session."
+    ),
+    # --- the connection file, as the relay reads it ---
+    "unreadable": "Check that the connection file exists and that you may read it.",
+    "not_regular": "Point --connection-file at the JSON file the remote writes, not a pipe or folder.",
+    "too_large": "This is not a connection file: point --connection-file at the remote's file.",
+    "not_utf8": "This is not a connection file: point --connection-file at the remote's file.",
+    "not_json": (
+        "A synced folder can show a half-written file for a moment: it is read again when it "
+        "changes. If it stays, point --connection-file at the remote's file."
+    ),
+    "bad_record": "This is not a connection file: point --connection-file at the remote's file.",
+    "bad_url": "The file's URL is not an http(s) URL: only the remote should write this file.",
+    "insecure_url": (
+        "The token is never sent over plain http:// beyond this machine: use the https tunnel URL."
+    ),
+    "unsigned": (
+        "Update jupyter-colab-tunnel on the remote and restart its server (it then writes signed "
+        "records), or connect with --url instead. Keep the file in a folder only you can write."
+    ),
+    "bad_signature": (
+        "The file was not written by the remote whose token the relay holds: check --token-file, "
+        "and keep the connection file in a folder only you can write."
+    ),
+    "no_key": (
+        "Give the relay the remote token (--token-file or $JUPYTER_COLAB_TUNNEL_TOKEN) so that it "
+        "can check the file's signature."
+    ),
+    "stale": (
+        "An older record than the one in use (a replay, or a sync conflict): the relay keeps the "
+        "newer. Keep the connection file in a folder only you can write."
     ),
 }
 

@@ -23,6 +23,7 @@ import pytest
 from server_process import free_port
 from tunnel_env import FAST
 
+from jupyter_colab_tunnel.connection_record import accept_record
 from jupyter_colab_tunnel.launcher import LaunchError, launch, running
 from jupyter_colab_tunnel.problems import HINTS
 from testkit import fake_cloudflared
@@ -180,6 +181,8 @@ def test_launch_ready_reuse_and_stop(
     written = json.loads(connection_file.read_text())
     assert (written["url"], written["state"]) == (conn.gateway_url, "ready")
     assert "token" not in written
+    # Signed with the server's token: the relay given that token follows it.
+    assert accept_record(connection_file.read_bytes(), conn.token).live_url == conn.gateway_url
     assert "jupyter colab-tunnel connect --connection-file" in out
     assert (conn.state, conn.error, conn.reused, conn.port) == ("ready", None, False, port)
     assert conn.gateway_url is not None

@@ -1,4 +1,4 @@
-"""Unit tests of the relay's pure parts: connection file, upstream tracking, failures, CLI input."""
+"""Unit tests of the relay's pure parts: upstream tracking, failures, CLI input."""
 
 from __future__ import annotations
 
@@ -8,120 +8,22 @@ import logging
 import socket
 import ssl
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-from jupyter_colab_tunnel.connection_file import connection_record, write_connection_file
 from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.failures import classify_exception, classify_status
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, error_body
 from jupyter_colab_tunnel.local.relay.rules import hostname as _hostname
-from jupyter_colab_tunnel.local.upstream import (
-    ConnectionFileError,
-    ConnectionFileWatcher,
-    UpstreamTracker,
-    parse_connection_file,
-)
+from jupyter_colab_tunnel.local.upstream import UpstreamTracker
 from jupyter_colab_tunnel.problems import HINTS
 
 LOG = logging.getLogger("test-relay")
 
 
-# ----- the connection file (remote side writes, local side reads) ---------------------------
-
-
-def test_connection_record_and_atomic_private_write(tmp_path: Path) -> None:
-    path = tmp_path / "sub" / "conn.json"
-    record = connection_record("https://a-b.trycloudflare.com", "ready", "/user/me/")
-    write_connection_file(path, record)
-    body = json.loads(path.read_text())
-    assert body["url"] == "https://a-b.trycloudflare.com"
-    assert body["gateway_url"] == "https://a-b.trycloudflare.com/user/me"
-    assert body["state"] == "ready"
-    assert body["updated_at"].endswith("Z")
-    assert "token" not in body
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert [p.name for p in path.parent.iterdir()] == ["conn.json"]  # no temp file left
-    write_connection_file(path, connection_record(None, "restarting", "/", token="T"))
-    again = json.loads(path.read_text())
-    assert (again["url"], again["gateway_url"], again["token"]) == (None, None, "T")
-
-
-def test_parse_connection_file() -> None:
-    info = parse_connection_file(
-        json.dumps(
-            {
-                "url": "https://x.trycloudflare.com",
-                "gateway_url": "https://x.trycloudflare.com/b/",
-                "state": "ready",
-            }
-        )
-    )
-    assert (info.gateway_url, info.live_url, info.token) == (
-        "https://x.trycloudflare.com/b",
-        "https://x.trycloudflare.com/b",
-        None,
-    )
-    # A URL whose tunnel is not ready is not live; a hand-written file with only a URL is.
-    assert parse_connection_file('{"url": "https://x", "state": "starting"}').live_url is None
-    assert parse_connection_file('{"url": "https://x"}').live_url == "https://x"
-    assert parse_connection_file('{"url": null, "state": "stopped"}').live_url is None
-    assert parse_connection_file('{"url": "https://x", "token": "t"}').token == "t"
-    for bad, why in [
-        ("{not json", "not JSON"),
-        ("[1]", "not a JSON object"),
-        ('{"url": 5}', "not a string"),
-        ('{"url": "ftp://x"}', "is not an http"),
-    ]:
-        with pytest.raises(ConnectionFileError, match=why):
-            parse_connection_file(bad)
-
-
-async def until(condition: Callable[[], object], what: str) -> None:
-    for _ in range(500):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"not within 2.5 s: {what}")
-
-
-async def _watch(tmp_path: Path) -> list[tuple[str | None, str | None]]:
-    path = tmp_path / "conn.json"
-    tracker = UpstreamTracker(LOG, resolve=lambda url: url.replace("https://", "http://"))
-    seen: list[tuple[str | None, str | None]] = []
-    tracker.listen(
-        lambda old, new: seen.append((old.url if old else None, new.dial if new else None))
-    )
-    watcher = ConnectionFileWatcher(str(path), tracker, LOG, interval=0.01)
-    watcher.start()  # no file yet: no upstream, an error noted
-    assert tracker.current is None
-    assert "cannot read connection file" in (tracker.last_error or "")
-    write_connection_file(path, connection_record("https://one.example", "ready", "/"))
-    await until(lambda: tracker.current is not None, "the first URL")
-    path.write_text("{half")  # a partial file (e.g. mid-sync): ignored, the old URL stays
-    await until(lambda: "conn.json:" in (tracker.last_error or ""), "the partial file noted")
-    await asyncio.sleep(0.03)  # a few more polls of the partial file
-    assert tracker.current is not None
-    write_connection_file(path, connection_record(None, "restarting", "/"))
-    await until(lambda: tracker.current is None, "no URL while restarting")
-    write_connection_file(path, connection_record("https://two.example", "ready", "/"))
-    await until(lambda: tracker.current is not None, "the second URL")
-    await asyncio.sleep(0.03)  # a few more polls: nothing else changes
-    await watcher.stop()
-    assert tracker.switches == 1
-    return seen
-
-
-def test_watcher_follows_the_file(tmp_path: Path) -> None:
-    seen = asyncio.run(_watch(tmp_path))
-    assert seen == [
-        (None, "http://one.example"),
-        ("https://one.example", None),
-        (None, "http://two.example"),
-    ]
+# ----- upstream tracking (the connection file: tests/test_connection_record.py) ---------------
 
 
 def test_tracker_waits_for_a_live_upstream() -> None:
@@ -316,7 +218,7 @@ def test_local_instructions_keep_the_token_in_its_file() -> None:
 
 def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["connect", "--url", "x.example", "--check"]) == 2
-    assert "--url must start with https://" in capsys.readouterr().err
+    assert "--url 'x.example' is not an http(s) URL" in capsys.readouterr().err
     assert cli.main(["connect", "--url", "https://x", "--token-file", str(tmp_path / "no")]) == 2
     assert "cannot read the token file" in capsys.readouterr().err
     assert cli.main(["connect", "--url", "https://x", "--port", "70000"]) == 2

@@ -17,9 +17,11 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
+from ..connection_record import RecordRefused, check_remote_url
+from ..problems import Problem
 from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
-from .upstream import ConnectionFileWatcher, UpstreamTracker, describe
+from .upstream import ConnectionFileWatcher, UpstreamTracker
 
 DEFAULT_PORT = 18888
 TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 - the variable's name
@@ -221,11 +223,15 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     tracker = UpstreamTracker(log, resolve)
     watcher: ConnectionFileWatcher | None = None
     if args.connection_file:
-        watcher = ConnectionFileWatcher(args.connection_file, tracker, log)
-        watcher.read_now()
+        # Only a record signed with fixed_token moves the relay (or, without one, a record
+        # whole under the token it carries): see connection_record.accept_record.
+        watcher = ConnectionFileWatcher(args.connection_file, tracker, log, token=fixed_token)
+        await watcher.read_now()
     else:
-        if not args.url.startswith(("http://", "https://")):
-            raise UsageError(f"--url must start with https:// (or http://), not {args.url!r}")
+        try:
+            check_remote_url(args.url)
+        except RecordRefused as e:
+            raise UsageError(f"--url {e.message}. {e.hint}") from None
         tracker.set_url(args.url)
 
     def remote_token() -> str | None:
@@ -252,14 +258,23 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             "connection file (c.ColabTunnelApp.connection_file_token = True)",
             TOKEN_ENV,
         )
-    client = AsyncHTTPClient(force_instance=True)
-    try:
-        current = tracker.current
-        result = await check_remote(
-            client, current.dial if current else None, check_headers, ca_certs=settings.ca_certs
+    refused = watcher.refused if watcher is not None and tracker.current is None else None
+    if refused is not None and watcher is not None:
+        # Nothing to check: say why the file is not followed rather than "no URL yet".
+        result = CheckResult.failed(
+            Problem(
+                refused.kind, f"connection file {watcher.path}: {refused.message}", refused.hint
+            )
         )
-    finally:
-        client.close()
+    else:
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            current = tracker.current
+            result = await check_remote(
+                client, current.dial if current else None, check_headers, ca_certs=settings.ca_certs
+            )
+        finally:
+            client.close()
     _print_check(result)
     if args.check:
         return 0 if result.ok else 1
@@ -271,7 +286,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         log,
         status_extra=lambda: {
             "connection_file": args.connection_file,
-            "remote": describe(watcher.info) if watcher else None,
+            "remote": watcher.describe() if watcher else None,
         },
     )
     try:

@@ -2,66 +2,32 @@
 
 The connection file is rewritten by the remote (possibly through a synced folder): it is polled
 by modification time, which costs one stat() per interval, and re-read only when it changed.
+Only a record that connection_record.accept_record accepts moves the upstream: anything else is
+refused with a reason, and the relay keeps its current remote.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
+import stat
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-# A URL is live only when the remote says its tunnel is ready; hand-written files carry no state.
-LIVE_STATES = frozenset({"ready", ""})
+from ..connection_record import (
+    MAX_RECORD_BYTES,
+    ConnectionInfo,
+    RecordRefused,
+    accept_record,
+    safe_origin,
+)
 
-
-@dataclass(frozen=True)
-class ConnectionInfo:
-    """What a connection file says. `gateway_url` is the URL to forward to (url + base_url)."""
-
-    gateway_url: str | None
-    state: str
-    token: str | None = None
-    updated_at: str | None = None
-
-    @property
-    def live_url(self) -> str | None:
-        return self.gateway_url if self.state in LIVE_STATES else None
-
-
-class ConnectionFileError(ValueError):
-    pass
-
-
-def parse_connection_file(text: str) -> ConnectionInfo:
-    """Parse the JSON the remote writes (see connection_file.py); raise ConnectionFileError."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConnectionFileError(f"not JSON ({e.msg} at line {e.lineno})") from None
-    except ValueError as e:  # e.g. undecodable text
-        raise ConnectionFileError(f"not JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise ConnectionFileError("not a JSON object")
-    url = data.get("gateway_url") or data.get("url")
-    if url is not None and not isinstance(url, str):
-        raise ConnectionFileError("'gateway_url' is not a string")
-    if url and not url.startswith(("http://", "https://")):
-        raise ConnectionFileError(f"'gateway_url' is not an http(s) URL: {url[:80]!r}")
-    state = data.get("state", "")
-    token = data.get("token")
-    updated = data.get("updated_at")
-    return ConnectionInfo(
-        gateway_url=url.rstrip("/") if url else None,
-        state=state if isinstance(state, str) else "",
-        token=token if isinstance(token, str) and token else None,
-        updated_at=updated if isinstance(updated, str) else None,
-    )
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -151,75 +117,185 @@ class UpstreamTracker:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
 
+Stamp = tuple[int, int, int]
+
+UNREADABLE_HINT = (
+    "Check the path and its permissions; for a synced folder (Google Drive for desktop), that "
+    "the remote has written the file and it has synced."
+)
+
+
+def read_record_file(path: str) -> tuple[Stamp, bytes]:
+    """The file's stamp and at most MAX_RECORD_BYTES + 1 of its bytes. Raises RecordRefused.
+
+    Never blocks on a FIFO or a device: only a regular file is opened (O_NONBLOCK, checked
+    again with fstat on the open descriptor), and the read is capped.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise _not_regular()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _unreadable(e) from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # swapped for something else in between
+            raise _not_regular()
+        chunks: list[bytes] = []
+        left = MAX_RECORD_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as e:
+        raise _unreadable(e) from None
+    finally:
+        os.close(fd)
+    return (st.st_mtime_ns, st.st_size, st.st_ino), b"".join(chunks)
+
+
+def _unreadable(e: OSError) -> RecordRefused:
+    return RecordRefused("unreadable", f"cannot read it: {e.strerror or e}", UNREADABLE_HINT)
+
+
+def _not_regular() -> RecordRefused:
+    return RecordRefused(
+        "not_regular",
+        "not a regular file (a FIFO, a directory or a device)",
+        "--connection-file must name the JSON file the remote writes "
+        "(ColabTunnelApp.connection_file).",
+    )
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """Run blocking `fn` on a daemon thread: a read hung on a dead network mount can neither
+    block the event loop nor keep the process from exiting on SIGTERM."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = fn()
+        except BaseException as e:  # handed to the awaiting coroutine
+            error = e
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, lambda: future.set_exception(error))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(result))
+
+    threading.Thread(target=run, name="connection-file-read", daemon=True).start()
+    return await future
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One poll: the file's stamp and bytes (None: unchanged), or why it could not be read."""
+
+    stamp: Stamp | None
+    raw: bytes | None
+    refused: RecordRefused | None = None
+
+
 class ConnectionFileWatcher:
-    """Polls a connection file and feeds its live URL to a tracker."""
+    """Polls a connection file and feeds the live URL of each accepted record to a tracker.
+
+    `token` is the relay's own remote token (--token-file or the environment): a record must be
+    signed with it. Without one, a record carrying a token is checked against that token.
+    """
 
     def __init__(
-        self, path: str, tracker: UpstreamTracker, log: logging.Logger, interval: float = 0.25
+        self,
+        path: str,
+        tracker: UpstreamTracker,
+        log: logging.Logger,
+        interval: float = 0.25,
+        token: str | None = None,
     ) -> None:
         self.path = os.path.expanduser(path)
         self.tracker = tracker
         self.log = log
         self.interval = interval
+        self.token = token
         self.info: ConnectionInfo | None = None
-        self._stamp: tuple[int, int, int] | None = None
+        self.refused: RecordRefused | None = None
+        self._stamp: Stamp | None = None
         self._task: asyncio.Task[None] | None = None
-        self._problem: str | None = None
+        self._problem: tuple[str, str] | None = None
 
-    def read_now(self) -> ConnectionInfo | None:
-        """Read the file if it changed; update the tracker; return what it says (or None)."""
-        self._apply(self._load())
+    async def read_now(self) -> ConnectionInfo | None:
+        """Read the file if it changed (off the loop); update the tracker; return the record
+        followed now (or None)."""
+        self._apply(await off_loop(self._load))
         return self.info
 
-    def _load(self) -> tuple[tuple[int, int, int] | None, str | None, str | None]:
-        """(stamp, text, problem); text is None when unchanged or unreadable. Blocking I/O."""
+    def _load(self) -> Loaded:
+        """Blocking I/O: one stat() when unchanged, else a capped read."""
         try:
             st = os.stat(self.path)
         except OSError as e:
-            return None, None, f"cannot read connection file {self.path}: {e.strerror}"
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp == self._stamp:
-            return stamp, None, None
+            return Loaded(None, None, _unreadable(e))
+        if (st.st_mtime_ns, st.st_size, st.st_ino) == self._stamp:
+            return Loaded(self._stamp, None)
         try:
-            with open(self.path, encoding="utf-8") as f:
-                return stamp, f.read(), None
-        except OSError as e:
-            return None, None, f"cannot read connection file {self.path}: {e.strerror}"
+            stamp, raw = read_record_file(self.path)
+        except RecordRefused as refused:
+            return Loaded(None, None, refused)
+        return Loaded(stamp, raw)
 
-    def _apply(self, loaded: tuple[tuple[int, int, int] | None, str | None, str | None]) -> None:
-        stamp, text, problem = loaded
-        if problem is not None:
-            self._report(problem)
+    def _apply(self, loaded: Loaded) -> None:
+        if loaded.refused is not None:
+            self._refuse(loaded.refused)
             return
-        if text is None:
-            return
+        if loaded.raw is None:
+            return  # unchanged since the last read
+        # A refused record is not read again until the file changes (a partial file will).
+        self._stamp = loaded.stamp
         try:
-            info = parse_connection_file(text)
-        except ConnectionFileError as e:
-            # A synced folder can briefly show a partial file: try again on the next poll.
-            self._report(f"connection file {self.path}: {e}")
+            info = accept_record(loaded.raw, self.token, self.info)
+        except RecordRefused as refused:
+            self._refuse(refused)
             return
-        self._stamp = stamp
+        if self.refused is not None:
+            self.log.info("Connection file %s: accepted a valid record again", self.path)
+        self.refused = None
         self._problem = None
         self.info = info
         self.tracker.set_url(info.live_url, info.state or "ready")
 
-    def _report(self, problem: str) -> None:
-        if problem != self._problem:
-            self.log.warning("%s", problem)
-            self.tracker.record_error(problem)
+    def _refuse(self, refused: RecordRefused) -> None:
+        """Keep the current remote; say why once per distinct problem (never a token)."""
+        self.refused = refused
+        problem = (refused.kind, refused.message)
+        if problem == self._problem:
+            return
         self._problem = problem
+        current = self.tracker.current
+        keeping = safe_origin(current.url) if current else "none yet"
+        self.log.warning(
+            "Connection file %s refused (%s): %s. %s Keeping the current remote (%s).",
+            self.path,
+            refused.kind,
+            refused.message,
+            refused.hint,
+            keeping,
+        )
+        self.tracker.record_error(f"connection file {self.path}: {refused.message}")
 
     def start(self) -> None:
-        self.read_now()
+        """Poll from now on (call read_now first for the initial read)."""
         self._task = asyncio.ensure_future(self._poll())
 
     async def _poll(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval)
-            # A local stat() takes microseconds, a hung network mount would not: use a thread.
-            self._apply(await loop.run_in_executor(None, self._load))
+            await self.read_now()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -227,8 +303,12 @@ class ConnectionFileWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-
-def describe(info: ConnectionInfo | None) -> dict[str, Any]:
-    if info is None:
-        return {"gateway_url": None, "state": None, "updated_at": None}
-    return {"gateway_url": info.gateway_url, "state": info.state, "updated_at": info.updated_at}
+    def describe(self) -> dict[str, Any]:
+        """The record followed now and, if the file's last content was refused, why."""
+        info = self.info
+        return {
+            "gateway_url": info.gateway_url if info else None,
+            "state": info.state if info else None,
+            "updated_at": info.updated_at if info else None,
+            "refused": self.refused.as_dict() if self.refused else None,
+        }
