@@ -87,11 +87,10 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
         r = get_no_redirect(server, "colab")
         assert r.status == 302
         assert urlparse(r.getheader("Location") or "").path == "/jct/login"
+        # With the token: logged in with Jupyter's cookie, and sent to the page without it.
         r = get_no_redirect(server, f"colab?token={server.token}&minutes=2")
-        assert (r.status, r.getheader("Location")) == (
-            302,
-            f"/jct/colab/?token={server.token}&minutes=2",
-        )
+        assert (r.status, r.getheader("Location")) == (302, "/jct/colab/?minutes=2")
+        assert r.getheader("Cache-Control") == "no-store"
 
         with Chromium(tmp_path / "chromium") as browser:
             browser.navigate(f"{server.url}colab/?token={server.token}")
@@ -101,8 +100,12 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             page = json.loads(browser.eval(RENDERED))
             assert page["pill"] == "tunnel ready"
             assert page["url"] == page["href"] == tunnel["url"]
+            # The relay's commands: the remote token in a private file, never on a command line.
             assert page["command"] == tunnel["connect"]["command"]
-            assert tunnel["url"] + "/jct" in page["command"]
+            assert f"jupyter colab-tunnel connect --url {tunnel['url']}/jct" in page["command"]
+            assert "--token-file ~/.colab-token" in page["command"]
+            assert "jupyter lab --gateway-url=http://127.0.0.1:18888" in page["command"]
+            assert "auth_token" not in page["command"]
             assert page["names"] == ["Tesla T4", "Tesla T4"]
             assert page["utils"] == ["73%", "8%"]
             assert page["mems"] == ["9.6 GiB", "512 MiB"]
@@ -115,8 +118,34 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             assert "Python" in page["runtime"]
             assert page["events"] >= 2
             assert page["problem"] is True  # no error banner
-            # The token is taken out of the address bar once the page has it.
+            # The server sent the browser on without the token, once its cookie was set: not
+            # in the address bar, the history, nor in any page; no answer with it was stored.
             assert "token" not in page["location"]
+            assert page["location"] == f"{server.url}colab/"
+            history = browser.send("Page.getNavigationHistory")["entries"]
+            assert history
+            assert not [e["url"] for e in history if server.token in e["url"]]
+            assert server.token not in browser.eval("document.documentElement.outerHTML")
+            pages = [
+                (r["url"], r["status"], {k.lower(): v for k, v in r["headers"].items()})
+                for r in browser.responses
+                if urlparse(r["url"]).path == "/jct/colab/"
+            ]
+            assert [(status, urlparse(url).query) for url, status, _ in pages] == [
+                (302, f"token={server.token}"),
+                (200, ""),
+            ]
+            assert all(h.get("cache-control") == "no-store" for _, _, h in pages), pages
+            # The API calls carry no token: Jupyter's login cookie authenticates them.
+            api = [
+                r
+                for r in browser.sent
+                if urlparse(r["url"]).path
+                in ("/jct/colab/tunnel", "/jct/colab/gpu", "/jct/colab/status")
+            ]
+            assert api
+            assert not [r["url"] for r in api if "authorization" in map(str.lower, r["headers"])]
+            assert not [r["url"] for r in api if server.token in r["url"]]
 
             # Jupyter's login cookie (set on the ?token= load) alone authenticates the API.
             assert browser.eval("fetch('gpu').then(r => r.status)") == 200

@@ -16,8 +16,11 @@
   let token = null;
   let timer = null;
 
-  // A `?token=` in the address authenticates the first load (Jupyter then sets its login
-  // cookie); keep it for the API calls but take it out of the address bar and history.
+  // The API calls are authenticated by Jupyter's login cookie, as Jupyter's own pages are: the
+  // server answers a `?token=` load with a redirect to the address without it, once the cookie
+  // is set. (Only GETs: no XSRF header is needed.) A `?token=` still here was not seen by the
+  // server: a local relay took it as its own token and sets no cookie, so keep that one in
+  // memory for the API calls, and take it out of the address bar and history.
   (function takeToken() {
     const url = new URL(window.location.href);
     if (url.searchParams.has("token")) {
