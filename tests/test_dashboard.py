@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -61,6 +62,23 @@ def restarts_total(server: Any) -> float:
         if family.name == "colab_tunnel_restarts":
             return float(family.samples[0].value)
     raise AssertionError("no colab_tunnel_restarts_total")
+
+
+def readme_metrics_lines(server: Any) -> list[str]:
+    """The README's /metrics line, run by bash with curl against `server`."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    [line] = [ln for ln in readme.splitlines() if ln.startswith("curl ") and "/metrics" in ln]
+    line = line.replace("http://127.0.0.1:8888/", server.url)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        env={**os.environ, "TOKEN": server.token},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [ln for ln in done.stdout.splitlines() if ln and not ln.startswith("#")]
 
 
 def get_no_redirect(server: Any, path: str) -> http.client.HTTPResponse:
@@ -170,6 +188,13 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             assert offsite == [], offsite
             assert any(u.endswith("/jct/colab/gpu") for u in browser.requests)
             assert not [m for m in browser.console if m.startswith("exception")], browser.console
+
+        # The README's `curl ... /metrics | grep ...`, run as written: the gauges, no buckets.
+        shown = readme_metrics_lines(server)
+        assert not [line for line in shown if "_bucket" in line], shown
+        assert any(line.startswith("DCGM_FI_DEV_FB_USED{") for line in shown), shown
+        assert any(line.startswith("colab_tunnel_up ") for line in shown), shown
+        assert len(shown) < 60, shown
 
         # The same GPUs and tunnel on /metrics (what Prometheus and `curl | grep DCGM` see).
         r = server.request("GET", "metrics")
