@@ -13,26 +13,14 @@
   const LOG_LINES = 20;
   const history = new Map(); // GPU uuid (or index) -> [{t, util, mem}]
   const $ = (id) => document.getElementById(id);
-  let token = null;
   let timer = null;
 
   // The API calls are authenticated by Jupyter's login cookie, as Jupyter's own pages are: the
   // server answers a `?token=` load with a redirect to the address without it, once the cookie
-  // is set. (Only GETs: no XSRF header is needed.) A `?token=` still here was not seen by the
-  // server: a local relay took it as its own token and sets no cookie, so keep that one in
-  // memory for the API calls, and take it out of the address bar and history.
-  (function takeToken() {
-    const url = new URL(window.location.href);
-    if (url.searchParams.has("token")) {
-      token = url.searchParams.get("token");
-      url.searchParams.delete("token");
-      window.history.replaceState(null, "", url.pathname + url.search + url.hash);
-    }
-  })();
+  // is set, so no token is ever in this page or its address. Only GETs: no XSRF header needed.
 
   async function getJson(path) {
     const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = "token " + token;
     const r = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
     if (!r.ok) {
       let message = r.statusText;
