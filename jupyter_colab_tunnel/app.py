@@ -301,7 +301,11 @@ class ColabTunnelApp(ExtensionApp):
             on_state=lambda state: self._write_connection_file(),
         )
         self.tunnel = TunnelService(
-            self.supervisor, self.tunnel_mode, serverapp.base_url, self.config_errors
+            self.supervisor,
+            self.tunnel_mode,
+            serverapp.base_url,
+            self.config_errors,
+            connection_file=self.connection_file,
         )
         self.gpu = GpuService(runtime["tpu_type"], self.gpu_cache_ttl)
         self.settings.update(
@@ -408,21 +412,23 @@ class ColabTunnelApp(ExtensionApp):
                 self._tunnel_host = host
 
     def _announce(self, supervisor: TunnelSupervisor) -> None:
-        """Print the URL and the connect command the first time the tunnel is ready."""
+        """Log how to connect the first time the tunnel is ready.
+
+        The supervisor has just logged `Tunnel ready: <url>` itself (on every ready
+        transition): this adds the commands only, once. No token: the log is no place for it.
+        """
         if self._announced or not supervisor.url:
             return
         self._announced = True
         assert self.serverapp is not None
-        idp = self.serverapp.identity_provider
-        # Like Jupyter's own start-up banner: show a token only if it was generated here.
-        generated = bool(getattr(idp, "token_generated", False))
-        token = idp.token if (idp.token and generated) else TOKEN_PLACEHOLDER
-        info = connect_info(supervisor.url, self.serverapp.base_url, token)
+        info = connect_info(
+            supervisor.url, self.serverapp.base_url, connection_file=self.connection_file or None
+        )
         assert info is not None
         self.log.info(
-            "Tunnel ready: %s\n    Connect from your machine with:\n    %s",
-            info["gateway_url"],
-            info["command"],
+            "Connect from your machine through the relay (%s is this server's token):\n%s",
+            TOKEN_PLACEHOLDER,
+            "\n".join(f"    {line}" for line in info["command"].splitlines()),
         )
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:

@@ -3,7 +3,8 @@
 Only `websocket-client` (a jupyter_server dependency) is needed: no Playwright, no driver
 download. The browser runs in its own process group with a fresh profile; `close()` kills the
 whole group, so no renderer or zygote process outlives a test. Every request the page makes is
-recorded (`requests`), which is how tests prove a page loads nothing from elsewhere.
+recorded (`requests`, `sent`), which is how tests prove a page loads nothing from elsewhere, and
+every answer with its headers (`responses`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Chromium:
         )
         log.close()
         self.requests: list[str] = []
+        # Each request as sent (url, method, headers) and each answer (url, status, headers).
+        self.sent: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
         self.console: list[str] = []
         self._events: list[dict[str, Any]] = []
         self._next_id = 0
@@ -128,6 +132,11 @@ class Chromium:
         params = message.get("params", {})
         if method == "Network.requestWillBeSent":
             self.requests.append(params["request"]["url"])
+            self.sent.append(params["request"])
+            if "redirectResponse" in params:  # the redirect answer itself has no event of its own
+                self.responses.append(params["redirectResponse"])
+        elif method == "Network.responseReceived":
+            self.responses.append(params["response"])
         elif method == "Runtime.consoleAPICalled":
             self.console.append(
                 " ".join(str(a.get("value", a.get("description"))) for a in params["args"])

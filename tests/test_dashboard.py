@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -63,6 +64,23 @@ def restarts_total(server: Any) -> float:
     raise AssertionError("no colab_tunnel_restarts_total")
 
 
+def readme_metrics_lines(server: Any) -> list[str]:
+    """The README's /metrics line, run by bash with curl against `server`."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    [line] = [ln for ln in readme.splitlines() if ln.startswith("curl ") and "/metrics" in ln]
+    line = line.replace("http://127.0.0.1:8888/", server.url)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        env={**os.environ, "TOKEN": server.token},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return [ln for ln in done.stdout.splitlines() if ln and not ln.startswith("#")]
+
+
 def get_no_redirect(server: Any, path: str) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     conn.request("GET", server.base_url + path)
@@ -87,11 +105,10 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
         r = get_no_redirect(server, "colab")
         assert r.status == 302
         assert urlparse(r.getheader("Location") or "").path == "/jct/login"
+        # With the token: logged in with Jupyter's cookie, and sent to the page without it.
         r = get_no_redirect(server, f"colab?token={server.token}&minutes=2")
-        assert (r.status, r.getheader("Location")) == (
-            302,
-            f"/jct/colab/?token={server.token}&minutes=2",
-        )
+        assert (r.status, r.getheader("Location")) == (302, "/jct/colab/?minutes=2")
+        assert r.getheader("Cache-Control") == "no-store"
 
         with Chromium(tmp_path / "chromium") as browser:
             browser.navigate(f"{server.url}colab/?token={server.token}")
@@ -101,8 +118,12 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             page = json.loads(browser.eval(RENDERED))
             assert page["pill"] == "tunnel ready"
             assert page["url"] == page["href"] == tunnel["url"]
+            # The relay's commands: the remote token in a private file, never on a command line.
             assert page["command"] == tunnel["connect"]["command"]
-            assert tunnel["url"] + "/jct" in page["command"]
+            assert f"jupyter colab-tunnel connect --url {tunnel['url']}/jct" in page["command"]
+            assert "--token-file ~/.colab-token" in page["command"]
+            assert "jupyter lab --gateway-url=http://127.0.0.1:18888" in page["command"]
+            assert "auth_token" not in page["command"]
             assert page["names"] == ["Tesla T4", "Tesla T4"]
             assert page["utils"] == ["73%", "8%"]
             assert page["mems"] == ["9.6 GiB", "512 MiB"]
@@ -115,8 +136,34 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             assert "Python" in page["runtime"]
             assert page["events"] >= 2
             assert page["problem"] is True  # no error banner
-            # The token is taken out of the address bar once the page has it.
+            # The server sent the browser on without the token, once its cookie was set: not
+            # in the address bar, the history, nor in any page; no answer with it was stored.
             assert "token" not in page["location"]
+            assert page["location"] == f"{server.url}colab/"
+            history = browser.send("Page.getNavigationHistory")["entries"]
+            assert history
+            assert not [e["url"] for e in history if server.token in e["url"]]
+            assert server.token not in browser.eval("document.documentElement.outerHTML")
+            pages = [
+                (r["url"], r["status"], {k.lower(): v for k, v in r["headers"].items()})
+                for r in browser.responses
+                if urlparse(r["url"]).path == "/jct/colab/"
+            ]
+            assert [(status, urlparse(url).query) for url, status, _ in pages] == [
+                (302, f"token={server.token}"),
+                (200, ""),
+            ]
+            assert all(h.get("cache-control") == "no-store" for _, _, h in pages), pages
+            # The API calls carry no token: Jupyter's login cookie authenticates them.
+            api = [
+                r
+                for r in browser.sent
+                if urlparse(r["url"]).path
+                in ("/jct/colab/tunnel", "/jct/colab/gpu", "/jct/colab/status")
+            ]
+            assert api
+            assert not [r["url"] for r in api if "authorization" in map(str.lower, r["headers"])]
+            assert not [r["url"] for r in api if server.token in r["url"]]
 
             # Jupyter's login cookie (set on the ?token= load) alone authenticates the API.
             assert browser.eval("fetch('gpu').then(r => r.status)") == 200
@@ -141,6 +188,13 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             assert offsite == [], offsite
             assert any(u.endswith("/jct/colab/gpu") for u in browser.requests)
             assert not [m for m in browser.console if m.startswith("exception")], browser.console
+
+        # The README's `curl ... /metrics | grep ...`, run as written: the gauges, no buckets.
+        shown = readme_metrics_lines(server)
+        assert not [line for line in shown if "_bucket" in line], shown
+        assert any(line.startswith("DCGM_FI_DEV_FB_USED{") for line in shown), shown
+        assert any(line.startswith("colab_tunnel_up ") for line in shown), shown
+        assert len(shown) < 60, shown
 
         # The same GPUs and tunnel on /metrics (what Prometheus and `curl | grep DCGM` see).
         r = server.request("GET", "metrics")

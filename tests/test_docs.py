@@ -172,6 +172,40 @@ def test_shell_blocks_are_valid_bash() -> None:
         assert result.returncode == 0, f"{page}: {result.stderr}\n{body}"
 
 
+def test_shell_lines_are_whole() -> None:
+    """No quoted string runs into the next line: `bash -n` accepts one, but a line copied from it
+    does something else (colab.md's `printf '%s` broke in two this way)."""
+    blocks = _blocks("bash")
+    for page, body in blocks:
+        for line in body.splitlines():
+            words = shlex.shlex(line, posix=True, punctuation_chars=True)
+            words.whitespace_split = True
+            try:
+                list(words)
+            except ValueError as e:
+                raise AssertionError(f"{page}: {e}: {line}") from None
+
+
+CONTINUATION = re.compile(r"(or|and|but|which|then|so|to)\b")
+
+
+def test_no_paragraph_continues_another_one() -> None:
+    """A paragraph that begins mid-sentence ("or on the command line: ...") continues a code
+    block before it, never another paragraph: one was cut off from its start when a paragraph
+    was inserted between them (configuration.md)."""
+    for page in ALL_PAGES:
+        text = page.read_text(encoding="utf-8")
+        previous = ""
+        for chunk in re.split(r"(^```.*?^```[^\n]*$)", text, flags=re.M | re.S):
+            if chunk.startswith("```"):
+                previous = "code"
+                continue
+            for i, paragraph in enumerate(re.split(r"\n\s*\n", chunk.strip("\n"))):
+                if CONTINUATION.match(paragraph) and not (i == 0 and previous == "code"):
+                    raise AssertionError(f"{page.name}: a cut sentence: {paragraph[:80]!r}")
+                previous = "prose"
+
+
 def test_request_bodies_in_docs_are_json() -> None:
     bodies = []
     for page in ALL_PAGES:

@@ -194,17 +194,23 @@ def test_launch_ready_reuse_and_stop(
     # Progress, then what to run on the local machine.
     assert f"[colab-tunnel] Started Jupyter server (pid {conn.pid})" in out
     assert f"[colab-tunnel] tunnel ready {conn.gateway_url}" in out
+    # The relay's command, following the connection file the server writes (from
+    # /colab/tunnel), with the token in a private file; JupyterLab through the relay.
+    assert conn.connection_file == str(connection_file)
+    assert f"(umask 077; printf '%s\\n' '{conn.token}' > ~/.colab-token)" in out
     assert (
-        f"jupyter lab --gateway-url={conn.gateway_url} --GatewayClient.auth_token={conn.token}"
-        in out
-    )
-    assert f'c.GatewayClient.url = "{conn.gateway_url}"' in out
+        "jupyter colab-tunnel connect --connection-file "
+        f"'<your synced copy of {connection_file}>' --token-file ~/.colab-token"
+    ) in out
+    assert "jupyter lab --gateway-url=http://127.0.0.1:18888 " in out
+    assert 'c.GatewayClient.url = "http://127.0.0.1:18888"' in out
     assert "c.GatewayClient.request_timeout = 120.0" in out
-    assert "c.GatewayClient.connect_timeout = 60.0" in out
     assert '"JUPYTER_URL": "http://localhost:8888"' in out
+    assert "auth_token=" not in out
     assert str(conn) in out
     markdown = conn._repr_markdown_()
-    assert f"--GatewayClient.auth_token={conn.token}" in markdown
+    assert "jupyter colab-tunnel connect --connection-file" in markdown
+    assert "auth_token=" not in markdown
     assert "```json" in markdown
 
     body = conn.status()
@@ -258,7 +264,8 @@ def test_cli_launch_status_stop(launcher_env: LauncherEnv) -> None:
     launched = launcher_env.cli("launch", "--port", str(port), "--timeout", "60", *FAST_ARGS)
     assert launched.returncode == 0, launched.stdout + launched.stderr
     assert "[colab-tunnel] tunnel ready https://" in launched.stdout
-    assert "--GatewayClient.auth_token=" in launched.stdout
+    assert "jupyter colab-tunnel connect --url https://" in launched.stdout
+    assert "auth_token=" not in launched.stdout
     record = json.loads(launcher_env.state_file.read_text())
     assert record["port"] == port
     assert record["root_dir"] == str(launcher_env.root)  # the cwd by default
@@ -268,7 +275,9 @@ def test_cli_launch_status_stop(launcher_env: LauncherEnv) -> None:
     status = launcher_env.cli("status")
     assert status.returncode == 0, status.stdout + status.stderr
     assert "Tunnel: ready  https://" in status.stdout
-    assert f"--GatewayClient.auth_token={record['token']}" in status.stdout
+    assert f"printf '%s\\n' '{record['token']}' > ~/.colab-token" in status.stdout
+    assert "jupyter colab-tunnel connect --url https://" in status.stdout
+    assert "auth_token=" not in status.stdout
     as_json = launcher_env.cli("status", "--json")
     assert json.loads(as_json.stdout)["state"] == "ready"
     assert f'the token is not in this JSON: it is "token" in {launcher_env.state_file}' in (

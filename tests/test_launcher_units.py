@@ -319,6 +319,7 @@ def test_a_ready_connection_shows_token_command_config_and_mcp() -> None:
         "Dashboard",
         "Token",
         "bash",
+        "bash",
         "python",
         "json",
     ]
@@ -330,13 +331,23 @@ def test_a_ready_connection_shows_token_command_config_and_mcp() -> None:
     ) in text
     assert "**Dashboard** `http://127.0.0.1:8888/colab/` (through the tunnel: " in markdown
     assert f"Token: {TOKEN}" in text
-    command = (
-        f"jupyter lab --gateway-url=https://a.trycloudflare.com --GatewayClient.auth_token={TOKEN}"
+    # The relay's commands: the token into a private file (the shell's printf: in no argv),
+    # the relay, then JupyterLab through it; no token on any command line.
+    relay = (
+        f"(umask 077; printf '%s\\n' '{TOKEN}' > ~/.colab-token)\n"
+        "jupyter colab-tunnel connect --url https://a.trycloudflare.com --token-file ~/.colab-token"
     )
-    assert f"    {command}" in text
-    assert f"```bash\n{command}\n```" in markdown
+    assert "\n".join(f"    {line}" for line in relay.splitlines()) in text
+    assert f"```bash\n{relay}\n```" in markdown
+    lab = 'JUPYTER_GATEWAY_AUTH_TOKEN="$(cat ~/.jupyter-colab-tunnel/relay_token)" jupyter lab'
+    assert f"    {lab} --gateway-url=http://127.0.0.1:18888 " in text
+    assert f"```bash\n{lab} --gateway-url=http://127.0.0.1:18888 " in markdown
+    for shown in (text, markdown):
+        assert "--GatewayClient.auth_token" not in shown
+        assert sum(TOKEN in line for line in shown.splitlines()) == 2  # Token, and the printf
     for line in (
-        'c.GatewayClient.url = "https://a.trycloudflare.com"',
+        'c.GatewayClient.url = "http://127.0.0.1:18888"',
+        'c.GatewayClient.auth_token = Path("~/.jupyter-colab-tunnel/relay_token")',
         "c.GatewayClient.request_timeout = 120.0",
         "c.GatewayClient.connect_timeout = 60.0",
     ):
@@ -344,6 +355,7 @@ def test_a_ready_connection_shows_token_command_config_and_mcp() -> None:
         assert line in markdown
     assert "jupyter_lab_config.py" in text
     assert '"JUPYTER_URL": "http://localhost:8888"' in text
+    assert '"http://127.0.0.1:18888",' in text  # `jupyter colab-tunnel mcp` through the relay
     assert f"**Token** `{TOKEN}`" in markdown
     assert "**Jupyter server** pid 321, `http://127.0.0.1:8888/` (log: `/x.log`)" in markdown
     assert "```json" in markdown

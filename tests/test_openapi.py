@@ -20,6 +20,7 @@ from server_process import ServerProcess, free_port
 from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_tunnel import gpu, handlers, problems
+from jupyter_colab_tunnel.connect import connect_info
 from jupyter_colab_tunnel.tunnel import supervisor
 
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
@@ -100,12 +101,10 @@ def _snapshot(colab_app: Any) -> dict[str, Any]:
     body["pid"] = 4242
     body["error"] = {"kind": "network", "message": "dial tcp: i/o timeout", "hint": "h"}
     body["last_exit"] = {"code": None, "signal": "SIGKILL", "at": "2026-11-25T23:01:02.5Z"}
-    body["connect"] = {
-        "gateway_url": "https://a-b-c.trycloudflare.com",
-        "command": "jupyter lab ...",
-        "config": "c.GatewayClient.url = ...",
-        "mcp": {"mcpServers": {"jupyter": {"command": "uvx", "args": [], "env": {"A": "b"}}}},
-    }
+    # What the server itself says (connect.py), for this URL.
+    body["connect"] = connect_info(
+        "https://a-b-c.trycloudflare.com", "/", connection_file="/f.json"
+    )
     body["logs"] = ["line"]
     return json.loads(json.dumps(body))  # type: ignore[no-any-return]
 
@@ -138,6 +137,8 @@ WRONG_SNAPSHOTS: list[tuple[str, Callable[[dict[str, Any]], None]]] = [
     ("logs that are not lines", _set("logs", [1, 2])),
     ("an event with an unknown state", _set("events", [{"at": "2026-11-25T00:00:00Z", "state": "x", "detail": ""}])),
     ("last_exit without its time", _set("last_exit", {"code": 1, "signal": None})),
+    ("connect without connection_file", lambda body: body["connect"].pop("connection_file")),
+    ("a token on the command line", _set("connect.command", "jupyter lab --gateway-url=https://x --GatewayClient.auth_token=T")),
 ]  # fmt: skip
 
 

@@ -53,9 +53,13 @@ def test_quick_tunnel_becomes_ready(tunnel_server: Any) -> None:
     states = [e["state"] for e in body["events"]]
     assert states.index("starting") < states.index("connecting") < states.index("ready")
     assert body["connect"]["gateway_url"] == body["url"]
-    assert body["connect"]["command"] == (
-        f"jupyter lab --gateway-url={body['url']} --GatewayClient.auth_token=<token>"
+    # The relay's command, with the token in a private file (the API never echoes it).
+    command = body["connect"]["command"]
+    assert f"jupyter colab-tunnel connect --url {body['url']} --token-file ~/.colab-token" in (
+        command
     )
+    assert "printf '%s\\n' '<token>' > ~/.colab-token" in command
+    assert "auth_token" not in command
     # What the stand-in saw: the argv of the reference, the URL it printed, the metrics port.
     fake = ts.fake_state(body["pid"])
     assert fake["url"] == body["url"]
@@ -66,8 +70,12 @@ def test_quick_tunnel_becomes_ready(tunnel_server: Any) -> None:
     status = ts.server.get_json("colab/status")["tunnel"]
     assert status == {"state": "ready", "url": body["url"], "restarts": 0, "error": None}
     log = ts.server.log()
-    assert f"Tunnel ready: {body['url']}" in log
-    assert f"--gateway-url={body['url']}" in log
+    # Once per ready transition (the supervisor's line), then the relay's command, no token.
+    assert log.count("Tunnel ready") == 1, log
+    assert log.count(f"Tunnel ready: {body['url']}") == 1
+    assert f"jupyter colab-tunnel connect --url {body['url']}" in log
+    assert "auth_token" not in log
+    assert ts.server.token not in log
 
 
 def test_public_host_is_accepted_and_others_still_blocked(tunnel_server: Any) -> None:
@@ -116,6 +124,11 @@ def test_killed_child_comes_back(tunnel_server: Any) -> None:
     assert kinds
     assert kinds[0].startswith("crashed")
     assert len(ts.children()) == 1
+    # Each ready transition is logged once; the commands only the first time.
+    log = ts.server.log()
+    assert log.count("Tunnel ready") == 2, log
+    assert log.count(f"Tunnel ready: {again['url']}") == 1
+    assert log.count("Connect from your machine") == 1
 
 
 def test_crash_then_backoff_state(tunnel_server: Any) -> None:

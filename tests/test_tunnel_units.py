@@ -6,9 +6,7 @@ import signal
 from typing import Any
 
 import pytest
-from traitlets.config import Config
 
-from jupyter_colab_tunnel.connect import connect_info, gateway_url
 from jupyter_colab_tunnel.problems import Problem
 from jupyter_colab_tunnel.tunnel.command import (
     TunnelCommand,
@@ -268,28 +266,6 @@ def test_classify_signal_and_unknown() -> None:
     assert (e.kind, e.message) == ("crashed", "cloudflared was killed by signal SIGKILL")
     assert classify_exit(3, [f"{TS} ERR something odd"], []).message == "something odd"
     assert classify_exit(0, [], []).kind == "crashed"
-
-
-def test_connect_info() -> None:
-    assert gateway_url("https://a.trycloudflare.com", "/") == "https://a.trycloudflare.com"
-    assert gateway_url("https://a.trycloudflare.com", "/u/x/") == "https://a.trycloudflare.com/u/x"
-    info = connect_info("https://a.trycloudflare.com", "/", "T")
-    assert info is not None
-    assert info["command"] == (
-        "jupyter lab --gateway-url=https://a.trycloudflare.com --GatewayClient.auth_token=T"
-    )
-    assert info["mcp"]["mcpServers"]["jupyter"]["env"]["JUPYTER_URL"] == "http://localhost:8888"
-    assert connect_info(None, "/") is None
-
-
-def test_printed_local_config_runs_and_sets_the_recommended_timeouts() -> None:
-    info = connect_info("https://a.trycloudflare.com", "/", "T")
-    assert info is not None
-    c: Any = Config()
-    exec(info["config"], {"c": c})  # what users paste into jupyter_lab_config.py
-    assert c.GatewayClient.url == "https://a.trycloudflare.com"
-    assert c.GatewayClient.request_timeout == 120.0
-    assert c.GatewayClient.connect_timeout == 60.0
 
 
 def test_line_splitter_bounds_lines() -> None:

@@ -13,23 +13,14 @@
   const LOG_LINES = 20;
   const history = new Map(); // GPU uuid (or index) -> [{t, util, mem}]
   const $ = (id) => document.getElementById(id);
-  let token = null;
   let timer = null;
 
-  // A `?token=` in the address authenticates the first load (Jupyter then sets its login
-  // cookie); keep it for the API calls but take it out of the address bar and history.
-  (function takeToken() {
-    const url = new URL(window.location.href);
-    if (url.searchParams.has("token")) {
-      token = url.searchParams.get("token");
-      url.searchParams.delete("token");
-      window.history.replaceState(null, "", url.pathname + url.search + url.hash);
-    }
-  })();
+  // The API calls are authenticated by Jupyter's login cookie, as Jupyter's own pages are: the
+  // server answers a `?token=` load with a redirect to the address without it, once the cookie
+  // is set, so no token is ever in this page or its address. Only GETs: no XSRF header needed.
 
   async function getJson(path) {
     const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = "token " + token;
     const r = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
     if (!r.ok) {
       let message = r.statusText;

@@ -8,7 +8,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
+from .._version import __version__
 from .errors import LaunchError
 from .launching import find, start_and_wait
 from .report import PREFIX
@@ -16,6 +18,7 @@ from .waiting import Interrupted
 from .watch import GIVE_UP_AFTER
 
 NOT_RUNNING = "no server started by `jupyter colab-tunnel launch` is running"
+CLI_HINTS = {"port_in_use": "pick another --port, or leave --port out to pick a free one"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,12 @@ def _launch(args: argparse.Namespace, rest: list[str]) -> int:
         )
     except Interrupted:
         return 130  # the shell's code for "ended by SIGINT"
-    except (LaunchError, ValueError) as e:
+    except LaunchError as e:
+        # The hint in the command line's words, where the Python API's would not fit.
+        hint = CLI_HINTS.get(e.kind)
+        print(f"{PREFIX} {f'{e.message}: {hint}' if hint else e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
         print(f"{PREFIX} {e}", file=sys.stderr)
         return 1
     return 0 if conn.error is None else 1
@@ -184,26 +192,81 @@ SUBCOMMANDS: list[Subcommand] = [
 ]
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: its errors show its own usage, and a mistyped option is named
+    before what it left missing (`connect --urll x` is about --urll, not a missing --url)."""
+
+    passthrough = False
+    _words: list[str]
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._words = list(args or [])
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        known = self._option_string_actions  # argparse has no public list of them
+        unknown = [
+            name
+            for name in _option_names(getattr(self, "_words", []))
+            if not any(option.startswith(name) for option in known)
+        ]
+        if unknown and not self.passthrough and "unrecognized arguments" not in message:
+            message = f"unrecognized arguments: {' '.join(unknown)}"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    return _parsers()[0]
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each subcommand's (which reports that command's own errors)."""
     parser = argparse.ArgumentParser(
         prog="jupyter colab-tunnel",
         description="Run a Jupyter server with a cloudflared tunnel in the background.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
+    subparsers: dict[str, argparse.ArgumentParser] = {}
     for command in SUBCOMMANDS:
-        command.configure(
-            sub.add_parser(command.name, help=command.help, description=command.description)
-        )
-    return parser
+        subparser = sub.add_parser(command.name, help=command.help, description=command.description)
+        subparser.passthrough = command.passthrough
+        command.configure(subparser)
+        subparsers[command.name] = subparser
+    return parser, subparsers
+
+
+def _option_names(words: Sequence[str]) -> list[str]:
+    """The options among `words`, without their values: those may be a mistyped secret."""
+    return [word.split("=", 1)[0] for word in words if word.startswith("-")]
+
+
+def _unknown_to_jupyter_server(words: Sequence[str]) -> list[str]:
+    """Options that `jupyter server` would not take either: `--Class.trait=value` and its own
+    aliases and flags (--ip, --no-browser, ...) are its; anything else is a typo of ours."""
+    names = [name for name in _option_names(words) if "." not in name]
+    if not names:
+        return []
+    from jupyter_server.serverapp import aliases, flags
+
+    known = set()
+    for key in (*aliases, *flags):
+        for name in key if isinstance(key, tuple) else (key,):
+            known.add(("-" if len(name) == 1 else "--") + name)
+    return [name for name in names if name not in known]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`jupyter colab-tunnel launch | status | stop | ...` (see SUBCOMMANDS)."""
-    parser = build_parser()
+    parser, subparsers = _parsers()
     args, rest = parser.parse_known_args(argv)
     command = next(c for c in SUBCOMMANDS if c.name == args.command)
-    if rest and not command.passthrough:
-        # Name the unknown options only: the words after them may be a mistyped secret.
-        names = [word.split("=", 1)[0] for word in rest if word.startswith("-")]
-        parser.error(f"unrecognized arguments: {' '.join(names) or '(values without an option)'}")
+    unknown = _unknown_to_jupyter_server(rest) if command.passthrough else _option_names(rest)
+    if unknown or (rest and not command.passthrough):
+        # The subcommand's own usage, naming the options only (never the words after them).
+        subparsers[command.name].error(
+            f"unrecognized arguments: {' '.join(unknown) or '(values without an option)'}"
+        )
     return command.run(args, rest)

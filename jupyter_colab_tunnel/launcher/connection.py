@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..connect import connect_info
+from ..connect import connect_info, connect_steps
 from ..problems import Problem
 from . import record as rec
 from . import server
@@ -23,6 +23,11 @@ from .watch import GIVE_UP_AFTER
 NO_URL_HINT = (
     "The named tunnel is ready but has no URL: set --ColabTunnelApp.public_hostname to the "
     "hostname routed to it (without it, requests through the tunnel are refused with 403)."
+)
+FOLLOWS = ", and follows the tunnel's URL through the connection file"
+DOES_NOT_FOLLOW = (
+    "; a quick tunnel's URL changes when it restarts: with launch(connection_file=...) the "
+    "relay follows it"
 )
 # States in which the server keeps trying to bring the tunnel up by itself.
 RETRYING = frozenset({"starting", "connecting", "backoff"})
@@ -45,6 +50,7 @@ class Connection:
     # Identify the process (with pid), so that stop() never signals another one.
     create_time: float | None = field(default=None, repr=False)
     record_path: str | None = field(default=None, repr=False)  # where the token is kept
+    connection_file: str | None = None  # where the server writes its URL (from /colab/tunnel)
 
     @classmethod
     def from_record(cls, record: rec.ServerRecord, record_path: str | None = None) -> Connection:
@@ -92,6 +98,8 @@ class Connection:
         info = body.get("connect")
         url = info.get("gateway_url") if isinstance(info, dict) else None
         self.gateway_url = url if isinstance(url, str) else None
+        where = info.get("connection_file") if isinstance(info, dict) else None
+        self.connection_file = where if isinstance(where, str) else None
         self.error = Problem.from_dict(body.get("error"))
 
     def alive(self) -> bool:
@@ -127,7 +135,7 @@ class Connection:
 
     def connect(self) -> dict[str, Any] | None:
         """What to run on the local machine (see connect.connect_info); None without a URL."""
-        return connect_info(self.gateway_url, "/", self.token)
+        return connect_info(self.gateway_url, "/", self.token, self.connection_file)
 
     def __str__(self) -> str:
         return render_text(sections(self))
@@ -203,11 +211,22 @@ def sections(conn: Connection) -> list[Fact | Block]:
         )
         out.append(Fact("Token", (f"not shown without a tunnel to connect through ({where})",)))
         return out
+    assert conn.gateway_url is not None
+    token_line, relay_line, lab_line = (
+        line for _, line in connect_steps(conn.gateway_url, conn.token, conn.connection_file)
+    )
     out += [
         Fact("Token", (Code(conn.token),)),
         Block(
-            "Connect JupyterLab on your machine (kernels run here, notebooks stay there):",
-            info["command"],
+            "On your machine, put the token in a private file and start the relay (leave it "
+            f"running: it adds the token{FOLLOWS if conn.connection_file else DOES_NOT_FOLLOW}):",
+            f"{token_line}\n{relay_line}",
+            "bash",
+        ),
+        Block(
+            "Then, in a second terminal, JupyterLab through the relay (kernels run here, "
+            "notebooks stay there; the relay prints the same command):",
+            lab_line,
             "bash",
         ),
         Block(
@@ -216,7 +235,8 @@ def sections(conn: Connection) -> list[Fact | Block]:
             "python",
         ),
         Block(
-            "jupyter-mcp-server config; JUPYTER_URL is your LOCAL server started as above:",
+            "MCP config for an agent on your machine, through the relay (JUPYTER_URL is your "
+            "LOCAL JupyterLab started as above):",
             json.dumps(info["mcp"], indent=2),
             "json",
         ),

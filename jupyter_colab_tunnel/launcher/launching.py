@@ -149,20 +149,8 @@ def start_and_wait(
 
     wait_interruptibly(conn, report, wait)
     report.text(str(conn))
-    if connection_file is not None:
-        report.text(relay_hint(os.fspath(connection_file)))
+    # The connection's text shows the relay's command with the connection file, if any.
     return conn
-
-
-def relay_hint(connection_file: str) -> str:
-    """The local side's one command when the remote writes a connection file."""
-    return (
-        "\nOr, to follow this tunnel's URL as it changes, run on your machine (with this "
-        f"connection file synced there, e.g. by Google Drive for desktop: {connection_file}):\n"
-        "    jupyter colab-tunnel connect --connection-file <the synced file> "
-        "--token-file <a file holding the token>\n"
-        "and start JupyterLab with the command it prints."
-    )
 
 
 def find() -> tuple[Connection | None, rec.Lookup]:

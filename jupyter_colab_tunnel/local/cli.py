@@ -17,26 +17,18 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
+from ..connect import GATEWAY_RETRY, RELAY_PORT, RELAY_TOKEN_FILE, lab_command
 from ..connection_record import RecordRefused, check_remote_url
 from ..problems import Problem
 from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
 from .upstream import ConnectionFileWatcher, UpstreamTracker
 
-DEFAULT_PORT = 18888
+# The port, token file and JupyterLab command are shared with what the remote shows (connect.py).
+DEFAULT_PORT = RELAY_PORT
 TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 - the variable's name
 HEADERS_ENV = "JUPYTER_COLAB_TUNNEL_HEADERS"
-DEFAULT_LOCAL_TOKEN_FILE = "~/.jupyter-colab-tunnel/relay_token"  # noqa: S105 - a path
-
-# The local JupyterLab's gateway client: retry its kernel websocket often and for long, so a
-# relay that is itself re-dialling a new tunnel URL is never given up on.
-GATEWAY_RETRY = {
-    "gateway_retry_interval": 0.5,
-    "gateway_retry_interval_max": 2.0,
-    "gateway_retry_max": 60,
-    "connect_timeout": 60.0,
-    "request_timeout": 120.0,
-}
+DEFAULT_LOCAL_TOKEN_FILE = RELAY_TOKEN_FILE
 
 log = logging.getLogger("jupyter_colab_tunnel.relay")
 
@@ -174,11 +166,10 @@ def local_instructions(port: int, token_file: str) -> str:
     """The one command for the local JupyterLab, and the same as jupyter_lab_config.py lines."""
     url = f"http://127.0.0.1:{port}"
     path = str(Path(token_file).expanduser())
-    flags = " ".join(f"--GatewayClient.{k}={v}" for k, v in GATEWAY_RETRY.items())
     config = "\n".join(f"    c.GatewayClient.{k} = {v!r}" for k, v in GATEWAY_RETRY.items())
     return (
         "Start JupyterLab on this machine (the relay's token stays in its file):\n"
-        f'    JUPYTER_GATEWAY_AUTH_TOKEN="$(cat {path})" jupyter lab --gateway-url={url} {flags}\n'
+        f"    {lab_command(port, path)}\n"
         "Or in jupyter_lab_config.py:\n"
         "    from pathlib import Path\n"
         f'    c.GatewayClient.url = "{url}"\n'

@@ -22,11 +22,13 @@ class TunnelService:
         mode: str,
         base_url: str,
         config_errors: Sequence[ConfigProblem] = (),
+        connection_file: str = "",
     ) -> None:
         self.supervisor = supervisor
         self.mode = mode
         self.base_url = base_url
         self.config_errors = config_errors
+        self.connection_file = connection_file  # shown in the connect command when set
 
     @property
     def enabled(self) -> bool:
@@ -34,7 +36,9 @@ class TunnelService:
 
     def snapshot(self, logs: int = 0) -> dict[str, Any]:
         body = self.supervisor.snapshot(logs=logs)
-        body["connect"] = connect_info(self.supervisor.url, self.base_url)
+        body["connect"] = connect_info(
+            self.supervisor.url, self.base_url, connection_file=self.connection_file or None
+        )
         body["config_errors"] = [e.as_dict() for e in self.config_errors]
         return body
 
