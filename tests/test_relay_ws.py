@@ -8,6 +8,7 @@ once it is back; what does not fit is counted and logged, never dropped silently
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 from typing import Any
@@ -169,3 +170,71 @@ def test_upstream_that_never_returns_closes_the_local_socket(
     assert "refused" in out["status"]["last_error"]
     assert out["sockets"] == {}
     assert any("dropped 1 frames held for the upstream" in r.getMessage() for r in caplog.records)
+
+
+def start_small_upstream(limit: int) -> tuple[HTTPServer, int]:
+    """A remote that, like jupyter_server, closes with 1009 on a message over its limit."""
+    app = web.Application(
+        [(r"/api/kernels/[^/]+/channels", Echo)], websocket_max_message_size=limit
+    )
+    port = free_port()
+    server = HTTPServer(app)
+    server.add_sockets(bind_sockets(port, "127.0.0.1"))
+    return server, port
+
+
+async def too_big(relay_limit: int | None) -> dict[str, Any]:
+    """A frame over the remote's 1 KiB limit: refused by the relay when it knows the limit
+    (relay_limit), else closed by the remote with 1009; either way counted, logged, visible."""
+    RECEIVED.clear()
+    unretrieved: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    log = logging.getLogger("test-relay-ws")
+    upstream, port = start_small_upstream(1024)
+    tracker = UpstreamTracker(log)
+    tracker.set_url(f"http://127.0.0.1:{port}")
+    settings = RelaySettings(local_token="local", remote_token=lambda: None)
+    if relay_limit is not None:
+        settings.ws_max_message = relay_limit
+    relay = Relay(settings, tracker, log)
+    relay_port = relay.listen(0)
+    client = await websocket.websocket_connect(
+        f"ws://127.0.0.1:{relay_port}/api/kernels/k3/channels?session_id=s3&token=local"
+    )
+    out: dict[str, Any] = {"hello": await client.read_message()}
+    client.write_message("small")
+    out["small"] = await client.read_message()
+    client.write_message("x" * 2000)
+    out["closed"] = await asyncio.wait_for(client.read_message(), 10)
+    out["code"], out["reason"] = client.close_code, client.close_reason
+    out["received"] = list(RECEIVED)
+    out["status"] = relay.status()
+    await relay.close()
+    await stop_upstream(upstream)
+    gc.collect()  # an unretrieved write future reports itself when collected
+    await asyncio.sleep(0)
+    out["unretrieved"] = unretrieved
+    return out
+
+
+@pytest.mark.parametrize("relay_limit", [1024, None], ids=["relay-knows", "remote-refuses"])
+def test_a_frame_too_big_for_the_remote_is_refused_counted_and_logged(
+    relay_limit: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "test-relay-ws")
+    out = asyncio.run(too_big(relay_limit))
+    assert (out["hello"], out["small"]) == ("hello s3", "echo small")
+    # The local side sees why: closed with 1009 and a reason (the gateway client reconnects).
+    assert (out["closed"], out["code"]) == (None, 1009)
+    assert "message too big" in out["reason"]
+    assert out["received"] == ["small"]
+    ws = out["status"]["websockets"]
+    assert (ws["frames_refused"], ws["frames_dropped"]) == (1, 0)
+    refused = [r for r in caplog.records if "refused a" in r.getMessage()]
+    assert [r.levelno for r in refused] == [logging.WARNING], caplog.text
+    if relay_limit is not None:
+        assert "a 2000-byte frame from the local side" in refused[0].getMessage()
+        assert "at most 1024 bytes" in refused[0].getMessage()
+    assert out["unretrieved"] == []
+    assert "Task exception was never retrieved" not in caplog.text

@@ -19,6 +19,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
+from .relay.kernel_socket import MAX_WS_MESSAGE
 from .upstream import ConnectionFileWatcher, UpstreamTracker, describe
 
 DEFAULT_PORT = 18888
@@ -107,6 +108,16 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=60.0,
         help="seconds a kernel websocket is held open while its remote is re-dialled (default 60)",
+    )
+    parser.add_argument(
+        "--max-message-size",
+        type=int,
+        default=10 * 1024 * 1024,
+        help=(
+            "bytes: the largest kernel message the remote accepts (its "
+            "ServerApp.tornado_settings websocket_max_message_size; default 10 MiB, "
+            "jupyter_server's); a larger one is refused with a logged error"
+        ),
     )
     parser.add_argument(
         "--request-timeout",
@@ -215,6 +226,11 @@ def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None =
 async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int:
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    if not 0 < args.max_message_size <= MAX_WS_MESSAGE:
+        raise UsageError(
+            f"--max-message-size must be between 1 and {MAX_WS_MESSAGE} bytes, "
+            f"not {args.max_message_size}"
+        )
     fixed_token = read_secret_file(args.token_file, "token") if args.token_file else None
     fixed_token = fixed_token or os.environ.get(TOKEN_ENV) or None
     headers = extra_headers(args.headers_file, dict(os.environ))
@@ -240,6 +256,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         allowed_origins=frozenset(args.allow_origin),
         http_wait=args.wait,
         ws_resume_timeout=args.resume_timeout,
+        ws_max_message=args.max_message_size,
         request_timeout=args.request_timeout,
     )
     check_headers = dict(headers)

@@ -18,7 +18,10 @@ from .rules import query_value, write_error
 if TYPE_CHECKING:
     from .server import Relay
 
+# What the relay reads from either side; a frame for the remote is checked against
+# RelaySettings.ws_max_message (what the remote accepts) before it is sent.
 MAX_WS_MESSAGE = 512 * 1024 * 1024
+TOO_BIG = 1009  # the websocket close code for "message too big"
 
 
 async def close_upstream(
@@ -128,17 +131,48 @@ class KernelSocket(websocket.WebSocketHandler):
 
     # ----- local -> upstream --------------------------------------------------------------
 
-    def on_message(self, message: str | bytes) -> None:
+    async def on_message(self, message: str | bytes) -> None:
+        # tornado delivers the next frame only once this returns: order is kept while awaiting.
+        if self.refuse_if_too_big(message):
+            return
         conn = self.conn
         # A closing upstream would swallow the frame: hold it for the next one instead.
         if conn is not None and conn.protocol is not None and not conn.protocol.is_closing():
             try:
-                conn.write_message(message, binary=isinstance(message, bytes))
+                await conn.write_message(message, binary=isinstance(message, bytes))
                 return
             except websocket.WebSocketClosedError:
                 pass
-        self.conn = None  # the reader re-dials when the old upstream's close arrives
+        if self.conn is conn:
+            self.conn = None  # the reader re-dials when the old upstream's close arrives
         self._hold(message)
+
+    def refuse_if_too_big(self, message: str | bytes) -> bool:
+        """A frame the remote would not accept (it closes with 1009 and the frame is lost):
+        refuse it here, counted and logged, and close the local socket with 1009 so that the
+        client sees why (the gateway client then reconnects)."""
+        limit = self.relay.settings.ws_max_message
+        if len(message) * (4 if isinstance(message, str) else 1) <= limit:
+            return False  # (a character is at most 4 bytes of UTF-8: no need to encode)
+        size = len(message.encode() if isinstance(message, str) else message)
+        if size <= limit:
+            return False
+        self._refuse_too_big(f"a {size}-byte frame from the local side", limit)
+        return True
+
+    def _refuse_too_big(self, what: str, limit: int | None) -> None:
+        relay = self.relay
+        relay.stats.frames_refused += 1
+        most = f"at most {limit} bytes" if limit else "less"
+        relay.log.warning(
+            "Kernel %s: refused %s: the remote accepts %s per websocket message "
+            "(jupyter_server's websocket_max_message_size; the relay's --max-message-size)",
+            self.key[0],
+            what,
+            most,
+        )
+        if not self.local_closed:
+            self.close(1009, f"message too big: the remote accepts {most}"[:120])
 
     def _hold(self, message: str | bytes) -> None:
         s = self.relay.settings
@@ -178,6 +212,12 @@ class KernelSocket(websocket.WebSocketHandler):
                 if conn is not None:
                     if self.conn is conn:
                         self.conn = None
+                    if conn.close_code == TOO_BIG:
+                        # The remote refused a frame it found too big: that frame is lost.
+                        self._refuse_too_big(
+                            "a frame the remote found too big (it closed 1009)", None
+                        )
+                        break
                     self.relay.log.info(
                         "Kernel %s: upstream websocket closed (%s); re-dialling",
                         self.key[0],
@@ -197,30 +237,22 @@ class KernelSocket(websocket.WebSocketHandler):
         relay = self.relay
         loop = asyncio.get_running_loop()
         started = loop.time()
-        conn, failure = await self._dial(started + relay.settings.ws_resume_timeout)
-        if conn is None or self.local_closed or self.retired:
-            if conn is not None:
-                conn.close()
-            if failure is not None:
-                relay.fail(failure)
-            if self.buffer:
-                relay.stats.frames_dropped += len(self.buffer)
-                relay.log.warning(
-                    "Kernel %s: dropped %d frames held for the upstream: %s",
-                    self.key[0],
-                    len(self.buffer),
-                    failure.message if failure else "the local socket closed",
-                )
-            self.buffer.clear()
-            self.buffered_bytes = 0
-            return False
-        relay.stats.ws_redials += 1
-        held = len(self.buffer)
-        # No await between the flush and the switch to the new upstream: order is kept.
-        while self.buffer:
-            message = self.buffer.popleft()
-            conn.write_message(message, binary=isinstance(message, bytes))
-        self.buffered_bytes = 0
+        deadline = started + relay.settings.ws_resume_timeout
+        while True:
+            conn, failure = await self._dial(deadline)
+            if conn is None or self.local_closed or self.retired:
+                if conn is not None:
+                    conn.close()
+                if failure is not None:
+                    relay.fail(failure)
+                self._drop_held(failure.message if failure else "the local socket closed")
+                return False
+            relay.stats.ws_redials += 1
+            held = len(self.buffer)
+            if await self._flush(conn):
+                break
+            # The new upstream closed during the flush: what was not written is held again.
+            relay.log.info("Kernel %s: the new upstream closed while resuming", self.key[0])
         self.conn = conn
         relay.log.info(
             "Kernel %s: upstream resumed on %s after %.2f s (%d held frames delivered)",
@@ -230,6 +262,34 @@ class KernelSocket(websocket.WebSocketHandler):
             held,
         )
         return True
+
+    async def _flush(self, conn: websocket.WebSocketClientConnection) -> bool:
+        """Write the held frames in order, each awaited. Frames the local side sends meanwhile
+        are appended to the buffer (self.conn is still None), so order is kept; the switch to
+        `conn` follows the last pop with no await between. False: `conn` closed meanwhile."""
+        while self.buffer:
+            message = self.buffer.popleft()
+            self.buffered_bytes -= len(message)
+            try:
+                await conn.write_message(message, binary=isinstance(message, bytes))
+            except websocket.WebSocketClosedError:
+                self.buffer.appendleft(message)
+                self.buffered_bytes += len(message)
+                return False
+        self.buffered_bytes = 0
+        return True
+
+    def _drop_held(self, why: str) -> None:
+        if self.buffer:
+            self.relay.stats.frames_dropped += len(self.buffer)
+            self.relay.log.warning(
+                "Kernel %s: dropped %d frames held for the upstream: %s",
+                self.key[0],
+                len(self.buffer),
+                why,
+            )
+            self.buffer.clear()
+        self.buffered_bytes = 0
 
     async def _dial(
         self, deadline: float
@@ -365,14 +425,7 @@ class KernelSocket(websocket.WebSocketHandler):
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.close(1000, "the local client closed")
-        if self.buffer:
-            relay.stats.frames_dropped += len(self.buffer)
-            relay.log.warning(
-                "Kernel %s: dropped %d frames held for the upstream: the local socket closed",
-                self.key[0],
-                len(self.buffer),
-            )
-            self.buffer.clear()
+        self._drop_held("the local socket closed")
         self._forget()
 
     def on_connection_close(self) -> None:

@@ -40,6 +40,9 @@ class RelaySettings:
     ws_resume_timeout: float = 60.0
     ws_buffer_messages: int = 1000
     ws_buffer_bytes: int = 32 * 1024 * 1024
+    # The largest kernel message the remote accepts: jupyter_server leaves tornado's default
+    # websocket_max_message_size (10 MiB); a larger frame is refused here, counted and logged.
+    ws_max_message: int = 10 * 1024 * 1024
     ping_interval: float = 30.0
     ca_certs: str | None = field(default_factory=lambda: os.environ.get("SSL_CERT_FILE") or None)
 
@@ -54,6 +57,7 @@ class RelayStats:
     ws_replaced: int = 0
     frames_buffered: int = 0
     frames_dropped: int = 0
+    frames_refused: int = 0
 
 
 class Relay:
@@ -184,6 +188,7 @@ class Relay:
                 "replaced": s.ws_replaced,
                 "frames_buffered": s.frames_buffered,
                 "frames_dropped": s.frames_dropped,
+                "frames_refused": s.frames_refused,
             },
             **self._status_extra(),
         }
