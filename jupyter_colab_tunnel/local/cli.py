@@ -20,6 +20,7 @@ from tornado.httpclient import AsyncHTTPClient
 from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
 from .relay.kernel_socket import MAX_WS_MESSAGE
+from .secret_file import exposure_warning
 from .upstream import ConnectionFileWatcher, UpstreamTracker, describe
 
 DEFAULT_PORT = 18888
@@ -128,14 +129,18 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
 
 
 def read_secret_file(path: str, what: str) -> str:
+    target = Path(path).expanduser()
     try:
-        value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        value = target.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise UsageError(f"cannot read the {what} file {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"the {what} file {path} is not text") from None
     if not value:
         raise UsageError(f"the {what} file {path} is empty")
+    warning = exposure_warning(str(target))
+    if warning:
+        print(f"[colab-tunnel relay] warning: {warning}", file=sys.stderr, flush=True)
     return value
 
 
@@ -197,18 +202,38 @@ def local_instructions(port: int, token_file: str) -> str:
     )
 
 
-def _print_check(result: CheckResult) -> None:
+def check_hint(result: CheckResult, url: str | None) -> str:
+    """The check's hint; for https:// at a server that answers plain HTTP (TLS's
+    WRONG_VERSION_NUMBER), the http:// URL to use instead."""
+    if url and url.startswith("https://") and "WRONG_VERSION_NUMBER" in result.message:
+        plain = "http://" + url.removeprefix("https://")
+        return (
+            "The remote answers plain HTTP, not TLS: for a Jupyter server on this machine "
+            f"(a loopback address) use --url {plain}; a tunnel URL is always https://."
+        )
+    return result.hint
+
+
+def _print_check(result: CheckResult, url: str | None) -> None:
     mark = "OK" if result.ok else "PROBLEM"
     print(
         f"[colab-tunnel relay] remote check: {mark} ({result.kind}): {result.message}", flush=True
     )
-    if result.hint:
-        print(f"[colab-tunnel relay] hint: {result.hint}", flush=True)
+    hint = check_hint(result, url)
+    if hint:
+        print(f"[colab-tunnel relay] hint: {hint}", flush=True)
 
 
-def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
-    """Run the relay (or only the check with --check). `resolve` maps a public URL to the URL
-    dialled (tests use it in place of DNS for the cloudflared stand-in's edge)."""
+class _QuietTLSNoise(logging.Filter):
+    """tornado logs "SSL Error on <fd> ...: [SSL: WRONG_VERSION_NUMBER] ..." for a failed TLS
+    handshake to the remote: the relay classifies that failure itself (the check's verdict, a
+    502 `tls` answer with a hint, /relay/status), so the raw line would only say it twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SSL Error on ")
+
+
+def configure_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO,
@@ -216,6 +241,15 @@ def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None =
             datefmt="%H:%M:%S",
             stream=sys.stderr,
         )
+    tornado_log = logging.getLogger("tornado.general")
+    if not any(isinstance(f, _QuietTLSNoise) for f in tornado_log.filters):
+        tornado_log.addFilter(_QuietTLSNoise())
+
+
+def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
+    """Run the relay (or only the check with --check). `resolve` maps a public URL to the URL
+    dialled (tests use it in place of DNS for the cloudflared stand-in's edge)."""
+    configure_logging()
     try:
         return asyncio.run(_serve(args, resolve or (lambda url: url)))
     except UsageError as e:
@@ -242,7 +276,8 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     else:
         if not args.url.startswith(("http://", "https://")):
             raise UsageError(f"--url must start with https:// (or http://), not {args.url!r}")
-        tracker.set_url(args.url)
+        # Not logged as an upstream yet: nothing is known of it before the check below.
+        tracker.set_url(args.url, quiet=True)
 
     def remote_token() -> str | None:
         if fixed_token:
@@ -269,34 +304,42 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             "connection file (c.ColabTunnelApp.connection_file_token = True)",
             TOKEN_ENV,
         )
+    relay: Relay | None = None
+    created = False
+    if not args.check:
+        # Our own port first: a port in use is said at once, not after the remote's check.
+        settings.local_token, created = local_token(args.local_token_file)
+        relay = Relay(
+            settings,
+            tracker,
+            log,
+            status_extra=lambda: {
+                "connection_file": args.connection_file,
+                "remote": describe(watcher.info) if watcher else None,
+            },
+        )
+        try:
+            port = relay.listen(args.port)
+        except OSError as e:
+            raise UsageError(
+                f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}. Choose another --port."
+            ) from None
+    current = tracker.current
     client = AsyncHTTPClient(force_instance=True)
     try:
-        current = tracker.current
         result = await check_remote(
             client, current.dial if current else None, check_headers, ca_certs=settings.ca_certs
         )
     finally:
         client.close()
-    _print_check(result)
-    if args.check:
+    _print_check(result, current.url if current else None)
+    if watcher is None and current is not None:
+        log.info(
+            "Remote %s: %s (%s)", current.url, "answers" if result.ok else "PROBLEM", result.kind
+        )
+    if relay is None:
         return 0 if result.ok else 1
 
-    settings.local_token, created = local_token(args.local_token_file)
-    relay = Relay(
-        settings,
-        tracker,
-        log,
-        status_extra=lambda: {
-            "connection_file": args.connection_file,
-            "remote": describe(watcher.info) if watcher else None,
-        },
-    )
-    try:
-        port = relay.listen(args.port)
-    except OSError as e:
-        raise UsageError(
-            f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}. Choose another --port."
-        ) from None
     if watcher is not None:
         watcher.start()
     where = "new token written to" if created else "token in"
