@@ -342,6 +342,7 @@ class KernelSocket(websocket.WebSocketHandler):
                 failure = classify_exception(e, upstream.url)
             else:
                 self.upstream = upstream
+                relay.reachability.answered()
                 return conn, None
             if loop.time() >= deadline:
                 break

@@ -24,6 +24,7 @@ from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
 from .proxy import ProxyHandler, StatusHandler
+from .reachability import Reachability
 
 
 @dataclass
@@ -80,6 +81,7 @@ class Relay:
         self.client = KeepAliveClient(settings.ca_certs)
         self._server: HTTPServer | None = None
         self._status_extra = status_extra
+        self.reachability = Reachability(self)
 
     # ----- life cycle ---------------------------------------------------------------------
 
@@ -127,6 +129,7 @@ class Relay:
         if self._server is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.close_all_connections(), 2)
+        await self.reachability.close()
         self.client.close()
 
     # ----- shared request policy ----------------------------------------------------------
@@ -167,6 +170,7 @@ class Relay:
     def fail(self, failure: Failure) -> None:
         self.stats.errors += 1
         self.tracker.record_error(f"{failure.reason}: {failure.message}")
+        self.reachability.failed(failure)
 
     def status(self) -> dict[str, Any]:
         up = self.tracker.current
@@ -174,7 +178,9 @@ class Relay:
         return {
             "upstream": up.url if up else None,
             "since": iso_utc(self.tracker.since),
-            "remote_state": self.tracker.state,
+            # The connection file's word, unless the relay found that nothing answers there.
+            "remote_state": "unreachable" if self.reachability.down else self.tracker.state,
+            "remote_unreachable": self.reachability.status(),
             "switches": self.tracker.switches,
             "last_error": self.tracker.last_error,
             "last_error_at": iso_utc(self.tracker.last_error_at),
