@@ -121,6 +121,15 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=10.0,
+        help=(
+            "on Ctrl-C / SIGTERM with kernel websockets open: seconds the relay still answers "
+            "the local JupyterLab's kernel shutdown (default 10; stop JupyterLab first)"
+        ),
+    )
+    parser.add_argument(
         "--request-timeout",
         type=float,
         default=120.0,
@@ -351,15 +360,19 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     )
     print(local_instructions(port, args.local_token_file), flush=True)
 
-    stop = asyncio.Event()
+    stop, stop_now = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (stop_now if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
     log.info("Stopping")
+    await relay.close(grace=args.stop_grace, stop_now=stop_now)
     if watcher is not None:
         await watcher.stop()
-    await relay.close()
     with contextlib.suppress(Exception):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

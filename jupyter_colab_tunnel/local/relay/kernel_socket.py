@@ -73,6 +73,15 @@ class KernelSocket(websocket.WebSocketHandler):
             return
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             return  # not a websocket request: tornado's handshake answers 400
+        if relay.stopping:
+            write_error(
+                self,
+                503,
+                "relay_stopping",
+                "the relay is stopping: no new kernel websockets",
+                "Start the relay again (`jupyter colab-tunnel connect ...`) to reconnect.",
+            )
+            return
         kernel_id = self.path_args[0] if self.path_args else ""
         session = query_value(self.request.query, "session_id") or ""
         self.key = (kernel_id, session)

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
 from .proxy import ProxyHandler, StatusHandler
 from .reachability import Reachability
+
+KERNEL_SHUTDOWN = re.compile(r"/api/kernels/([^/]+)/?$")
 
 
 @dataclass
@@ -82,6 +85,9 @@ class Relay:
         self._server: HTTPServer | None = None
         self._status_extra = status_extra
         self.reachability = Reachability(self)
+        self.stopping = False
+        self._last_request = time.monotonic()
+        self._shut_down: set[str] = set()  # kernels the local side shut down (DELETE)
 
     # ----- life cycle ---------------------------------------------------------------------
 
@@ -100,6 +106,10 @@ class Relay:
         """Access log without the query: a client may pass the local token as ?token=."""
         request = handler.request
         status = handler.get_status()
+        self._last_request = time.monotonic()
+        shut = KERNEL_SHUTDOWN.search(request.path) if request.method == "DELETE" else None
+        if shut is not None and status < 500:  # 204, or 404: the kernel is gone either way
+            self._shut_down.add(shut.group(1))
         if request.path == "/relay/status" and status < 400:
             return  # polled by tools; counted in the status itself
         # Kernel websockets and failures are worth a line; JupyterLab's polling is not.
@@ -121,16 +131,45 @@ class Relay:
         self.port = int(sockets[0].getsockname()[1])
         return self.port
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+    async def close(self, grace: float = 0.0, stop_now: asyncio.Event | None = None) -> None:
+        """Stop: no new kernel websockets, the open ones closed. With `grace`, HTTP is still
+        answered meanwhile, until the local side has shut down the kernels whose websockets
+        were open (a JupyterLab stopped after the relay sends DELETE /api/kernels/<id>, and
+        jupyter_server hangs on its SIGTERM if that fails) and has been quiet for a second,
+        `grace` seconds at most, or until `stop_now` is set (a second Ctrl-C)."""
+        self.stopping = True
+        kernels = {kernel_id for kernel_id, _ in self.sockets}
         for sock in list(self.sockets.values()):
             sock.shutdown("the relay is stopping")
+        if grace > 0 and kernels and self._server is not None:
+            self.log.info(
+                "Stopping: kernel websockets closed; answering the local JupyterLab's kernel "
+                "shutdown for up to %g s (stop JupyterLab before the relay; Ctrl-C again to "
+                "stop now)",
+                grace,
+            )
+            await self._drain(kernels, grace, stop_now or asyncio.Event())
         if self._server is not None:
+            self._server.stop()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.close_all_connections(), 2)
         await self.reachability.close()
         self.client.close()
+
+    async def _drain(self, kernels: set[str], grace: float, stop_now: asyncio.Event) -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not stop_now.is_set():
+            if kernels <= self._shut_down and time.monotonic() - self._last_request >= 1.0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop_now.wait(), 0.1)
+        left = kernels - self._shut_down
+        if left:
+            self.log.warning(
+                "Stopped before the local JupyterLab shut down kernel(s) %s: if it is stopping "
+                "now and hangs, start the relay again and stop JupyterLab again",
+                ", ".join(sorted(left)),
+            )
 
     # ----- shared request policy ----------------------------------------------------------
 
