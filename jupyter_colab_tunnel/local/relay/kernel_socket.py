@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -13,6 +12,7 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ..failures import Failure, classify_exception, classify_status
 from ..upstream import Upstream
+from .frames import TOO_BIG, HeldFrames, close_upstream, oversize, too_big_reason
 from .rules import query_value, write_error
 
 if TYPE_CHECKING:
@@ -21,21 +21,6 @@ if TYPE_CHECKING:
 # What the relay reads from either side; a frame for the remote is checked against
 # RelaySettings.ws_max_message (what the remote accepts) before it is sent.
 MAX_WS_MESSAGE = 512 * 1024 * 1024
-TOO_BIG = 1009  # the websocket close code for "message too big"
-
-
-async def close_upstream(
-    conn: websocket.WebSocketClientConnection, code: int, reason: str, timeout: float = 2.0
-) -> None:
-    """Close an upstream websocket and wait (bounded) until the remote has closed it too."""
-    conn.close(code, reason)
-
-    async def drained() -> None:
-        while await conn.read_message() is not None:
-            pass
-
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(drained(), timeout)
 
 
 class KernelSocket(websocket.WebSocketHandler):
@@ -51,8 +36,9 @@ class KernelSocket(websocket.WebSocketHandler):
         self.relay = relay
         self.key: tuple[str, str] = ("", "")
         self.conn: websocket.WebSocketClientConnection | None = None
-        self.buffer: deque[str | bytes] = deque()
-        self.buffered_bytes = 0
+        self.held = HeldFrames(
+            "", relay.settings.ws_buffer_messages, relay.settings.ws_buffer_bytes
+        )
         self.local_closed = False
         self.opened = False
         self.retired = False
@@ -85,6 +71,7 @@ class KernelSocket(websocket.WebSocketHandler):
         kernel_id = self.path_args[0] if self.path_args else ""
         session = query_value(self.request.query, "session_id") or ""
         self.key = (kernel_id, session)
+        self.held.kernel_id = kernel_id
         older = relay.sockets.get(self.key) if session else None
         if session:
             relay.sockets[self.key] = self
@@ -157,51 +144,31 @@ class KernelSocket(websocket.WebSocketHandler):
         self._hold(message)
 
     def refuse_if_too_big(self, message: str | bytes) -> bool:
-        """A frame the remote would not accept (it closes with 1009 and the frame is lost):
-        refuse it here, counted and logged, and close the local socket with 1009 so that the
-        client sees why (the gateway client then reconnects)."""
-        limit = self.relay.settings.ws_max_message
-        if len(message) * (4 if isinstance(message, str) else 1) <= limit:
-            return False  # (a character is at most 4 bytes of UTF-8: no need to encode)
-        size = len(message.encode() if isinstance(message, str) else message)
-        if size <= limit:
-            return False
-        self._refuse_too_big(f"a {size}-byte frame from the local side", limit)
-        return True
+        """A frame the remote would not accept (it would close with 1009 and lose it): refused
+        here, and the local socket closed with 1009 so that the client sees why."""
+        size = oversize(message, self.relay.settings.ws_max_message)
+        if size is not None:
+            self._refuse_too_big(f"a {size}-byte frame", self.relay.settings.ws_max_message)
+        return size is not None
 
     def _refuse_too_big(self, what: str, limit: int | None) -> None:
-        relay = self.relay
-        relay.stats.frames_refused += 1
-        most = f"at most {limit} bytes" if limit else "less"
-        relay.log.warning(
-            "Kernel %s: refused %s: the remote accepts %s per websocket message "
-            "(jupyter_server's websocket_max_message_size; the relay's --max-message-size)",
+        self.relay.stats.frames_refused += 1
+        reason = too_big_reason(limit)
+        self.relay.log.warning(
+            "Kernel %s: refused %s from the local side: %s per websocket message (the remote's "
+            "websocket_max_message_size, the relay's --max-message-size)",
             self.key[0],
             what,
-            most,
+            reason,
         )
         if not self.local_closed:
-            self.close(1009, f"message too big: the remote accepts {most}"[:120])
+            self.close(TOO_BIG, reason)
 
     def _hold(self, message: str | bytes) -> None:
-        s = self.relay.settings
-        size = len(message)
-        if (
-            len(self.buffer) >= s.ws_buffer_messages
-            or self.buffered_bytes + size > s.ws_buffer_bytes
-        ):
+        if self.held.hold(message, self.relay.log):
+            self.relay.stats.frames_buffered += 1
+        else:
             self.relay.stats.frames_dropped += 1
-            self.relay.log.warning(
-                "Kernel %s: dropped a %d-byte frame from the local side: the hold buffer is full "
-                "(%d frames) while the upstream is re-dialled",
-                self.key[0],
-                size,
-                len(self.buffer),
-            )
-            return
-        self.buffer.append(message)
-        self.buffered_bytes += size
-        self.relay.stats.frames_buffered += 1
 
     # ----- upstream -> local --------------------------------------------------------------
 
@@ -223,9 +190,7 @@ class KernelSocket(websocket.WebSocketHandler):
                         self.conn = None
                     if conn.close_code == TOO_BIG:
                         # The remote refused a frame it found too big: that frame is lost.
-                        self._refuse_too_big(
-                            "a frame the remote found too big (it closed 1009)", None
-                        )
+                        self._refuse_too_big("a frame (the remote closed 1009)", None)
                         break
                     self.relay.log.info(
                         "Kernel %s: upstream websocket closed (%s); re-dialling",
@@ -257,8 +222,8 @@ class KernelSocket(websocket.WebSocketHandler):
                 self._drop_held(failure.message if failure else "the local socket closed")
                 return False
             relay.stats.ws_redials += 1
-            held = len(self.buffer)
-            if await self._flush(conn):
+            held = len(self.held)
+            if await self.held.flush(conn):
                 break
             # The new upstream closed during the flush: what was not written is held again.
             relay.log.info("Kernel %s: the new upstream closed while resuming", self.key[0])
@@ -272,33 +237,8 @@ class KernelSocket(websocket.WebSocketHandler):
         )
         return True
 
-    async def _flush(self, conn: websocket.WebSocketClientConnection) -> bool:
-        """Write the held frames in order, each awaited. Frames the local side sends meanwhile
-        are appended to the buffer (self.conn is still None), so order is kept; the switch to
-        `conn` follows the last pop with no await between. False: `conn` closed meanwhile."""
-        while self.buffer:
-            message = self.buffer.popleft()
-            self.buffered_bytes -= len(message)
-            try:
-                await conn.write_message(message, binary=isinstance(message, bytes))
-            except websocket.WebSocketClosedError:
-                self.buffer.appendleft(message)
-                self.buffered_bytes += len(message)
-                return False
-        self.buffered_bytes = 0
-        return True
-
     def _drop_held(self, why: str) -> None:
-        if self.buffer:
-            self.relay.stats.frames_dropped += len(self.buffer)
-            self.relay.log.warning(
-                "Kernel %s: dropped %d frames held for the upstream: %s",
-                self.key[0],
-                len(self.buffer),
-                why,
-            )
-            self.buffer.clear()
-        self.buffered_bytes = 0
+        self.relay.stats.frames_dropped += self.held.drop(why, self.relay.log)
 
     async def _dial(
         self, deadline: float
