@@ -131,16 +131,19 @@ class KernelSocket(websocket.WebSocketHandler):
         # tornado delivers the next frame only once this returns: order is kept while awaiting.
         if self.refuse_if_too_big(message):
             return
-        conn = self.conn
-        # A closing upstream would swallow the frame: hold it for the next one instead.
-        if conn is not None and conn.protocol is not None and not conn.protocol.is_closing():
+        while (conn := self.conn) is not None:
+            if conn.protocol is None or conn.protocol.is_closing():
+                # A closing upstream would swallow the frame: hold it for the next one (the
+                # reader re-dials when the old upstream's close arrives).
+                self.conn = None
+                break
             try:
                 await conn.write_message(message, binary=isinstance(message, bytes))
                 return
             except websocket.WebSocketClosedError:
-                pass
-        if self.conn is conn:
-            self.conn = None  # the reader re-dials when the old upstream's close arrives
+                if self.conn is conn:
+                    self.conn = None
+                # else: a new upstream is already up (the reader resumed meanwhile): use it
         self._hold(message)
 
     def refuse_if_too_big(self, message: str | bytes) -> bool:
