@@ -111,9 +111,11 @@ class Reachability:
         if self._client is None:
             self._client = AsyncHTTPClient(force_instance=True)
         timeout = self.relay.settings.connect_timeout
-        # No token: any answer of the server's own (200, 403) says that it runs.
+        # No token: any answer of the server's own (200, 403) says that it runs. The extra
+        # headers (Cloudflare Access) are sent: else Access itself would answer for the server.
         request = HTTPRequest(
             f"{upstream.dial}/api",
+            headers=dict(self.relay.settings.extra_headers),
             connect_timeout=timeout,
             request_timeout=timeout,
             follow_redirects=False,
