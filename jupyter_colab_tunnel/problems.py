@@ -84,6 +84,7 @@ RelayKind = Literal[
     "origin_not_allowed",
     "bad_local_token",
     "replaced",
+    "relay_stopping",
 ]
 
 # Why the relay does not follow what a connection file says (connection_record.py).
@@ -308,6 +309,10 @@ HINTS: dict[Kind, str] = {
     "replaced": (
         "A newer connection to the same kernel session took this one's place; nothing to do "
         "unless two clients share one session."
+    ),
+    "relay_stopping": (
+        "The relay is stopping. Stop the local JupyterLab first and the relay after it; start "
+        "the relay again to go on."
     ),
     # --- the connection file, as the relay reads it ---
     "unreadable": "Check that the connection file exists and that you may read it.",

@@ -22,6 +22,8 @@ from ..connection_record import RecordRefused, check_remote_url
 from ..problems import Problem
 from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
+from .relay.kernel_socket import MAX_WS_MESSAGE
+from .secret_file import exposure_warning
 from .upstream import ConnectionFileWatcher, UpstreamTracker
 
 # The port, token file and JupyterLab command are shared with what the remote shows (connect.py).
@@ -103,6 +105,25 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
         help="seconds a kernel websocket is held open while its remote is re-dialled (default 60)",
     )
     parser.add_argument(
+        "--max-message-size",
+        type=int,
+        default=10 * 1024 * 1024,
+        help=(
+            "bytes: the largest kernel message the remote accepts (its "
+            "ServerApp.tornado_settings websocket_max_message_size; default 10 MiB, "
+            "jupyter_server's); a larger one is refused with a logged error"
+        ),
+    )
+    parser.add_argument(
+        "--stop-grace",
+        type=float,
+        default=10.0,
+        help=(
+            "on Ctrl-C / SIGTERM with kernel websockets open: seconds the relay still answers "
+            "the local JupyterLab's kernel shutdown (default 10; stop JupyterLab first)"
+        ),
+    )
+    parser.add_argument(
         "--request-timeout",
         type=float,
         default=120.0,
@@ -111,14 +132,18 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
 
 
 def read_secret_file(path: str, what: str) -> str:
+    target = Path(path).expanduser()
     try:
-        value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        value = target.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise UsageError(f"cannot read the {what} file {path}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise UsageError(f"the {what} file {path} is not text") from None
     if not value:
         raise UsageError(f"the {what} file {path} is empty")
+    warning = exposure_warning(str(target))
+    if warning:
+        print(f"[colab-tunnel relay] warning: {warning}", file=sys.stderr, flush=True)
     return value
 
 
@@ -179,18 +204,38 @@ def local_instructions(port: int, token_file: str) -> str:
     )
 
 
-def _print_check(result: CheckResult) -> None:
+def check_hint(result: CheckResult, url: str | None) -> str:
+    """The check's hint; for https:// at a server that answers plain HTTP (TLS's
+    WRONG_VERSION_NUMBER), the http:// URL to use instead."""
+    if url and url.startswith("https://") and "WRONG_VERSION_NUMBER" in result.message:
+        plain = "http://" + url.removeprefix("https://")
+        return (
+            "The remote answers plain HTTP, not TLS: for a Jupyter server on this machine "
+            f"(a loopback address) use --url {plain}; a tunnel URL is always https://."
+        )
+    return result.hint
+
+
+def _print_check(result: CheckResult, url: str | None) -> None:
     mark = "OK" if result.ok else "PROBLEM"
     print(
         f"[colab-tunnel relay] remote check: {mark} ({result.kind}): {result.message}", flush=True
     )
-    if result.hint:
-        print(f"[colab-tunnel relay] hint: {result.hint}", flush=True)
+    hint = check_hint(result, url)
+    if hint:
+        print(f"[colab-tunnel relay] hint: {hint}", flush=True)
 
 
-def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
-    """Run the relay (or only the check with --check). `resolve` maps a public URL to the URL
-    dialled (tests use it in place of DNS for the cloudflared stand-in's edge)."""
+class _QuietTLSNoise(logging.Filter):
+    """tornado logs "SSL Error on <fd> ...: [SSL: WRONG_VERSION_NUMBER] ..." for a failed TLS
+    handshake to the remote: the relay classifies that failure itself (the check's verdict, a
+    502 `tls` answer with a hint, /relay/status), so the raw line would only say it twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("SSL Error on ")
+
+
+def configure_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO,
@@ -198,6 +243,15 @@ def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None =
             datefmt="%H:%M:%S",
             stream=sys.stderr,
         )
+    tornado_log = logging.getLogger("tornado.general")
+    if not any(isinstance(f, _QuietTLSNoise) for f in tornado_log.filters):
+        tornado_log.addFilter(_QuietTLSNoise())
+
+
+def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
+    """Run the relay (or only the check with --check). `resolve` maps a public URL to the URL
+    dialled (tests use it in place of DNS for the cloudflared stand-in's edge)."""
+    configure_logging()
     try:
         return asyncio.run(_serve(args, resolve or (lambda url: url)))
     except UsageError as e:
@@ -208,6 +262,11 @@ def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None =
 async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int:
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
+    if not 0 < args.max_message_size <= MAX_WS_MESSAGE:
+        raise UsageError(
+            f"--max-message-size must be between 1 and {MAX_WS_MESSAGE} bytes, "
+            f"not {args.max_message_size}"
+        )
     fixed_token = read_secret_file(args.token_file, "token") if args.token_file else None
     fixed_token = fixed_token or os.environ.get(TOKEN_ENV) or None
     headers = extra_headers(args.headers_file, dict(os.environ))
@@ -223,7 +282,8 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             check_remote_url(args.url)
         except RecordRefused as e:
             raise UsageError(f"--url {e.message}. {e.hint}") from None
-        tracker.set_url(args.url)
+        # Not logged as an upstream yet: nothing is known of it before the check below.
+        tracker.set_url(args.url, quiet=True)
 
     def remote_token() -> str | None:
         if fixed_token:
@@ -237,6 +297,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         allowed_origins=frozenset(args.allow_origin),
         http_wait=args.wait,
         ws_resume_timeout=args.resume_timeout,
+        ws_max_message=args.max_message_size,
         request_timeout=args.request_timeout,
     )
     check_headers = dict(headers)
@@ -249,7 +310,28 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             "connection file (c.ColabTunnelApp.connection_file_token = True)",
             TOKEN_ENV,
         )
-    refused = watcher.refused if watcher is not None and tracker.current is None else None
+    relay: Relay | None = None
+    created = False
+    if not args.check:
+        # Our own port first: a port in use is said at once, not after the remote's check.
+        settings.local_token, created = local_token(args.local_token_file)
+        relay = Relay(
+            settings,
+            tracker,
+            log,
+            status_extra=lambda: {
+                "connection_file": args.connection_file,
+                "remote": watcher.describe() if watcher else None,
+            },
+        )
+        try:
+            port = relay.listen(args.port)
+        except OSError as e:
+            raise UsageError(
+                f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}. Choose another --port."
+            ) from None
+    current = tracker.current
+    refused = watcher.refused if watcher is not None and current is None else None
     if refused is not None and watcher is not None:
         # Nothing to check: say why the file is not followed rather than "no URL yet".
         result = CheckResult.failed(
@@ -260,32 +342,19 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     else:
         client = AsyncHTTPClient(force_instance=True)
         try:
-            current = tracker.current
             result = await check_remote(
                 client, current.dial if current else None, check_headers, ca_certs=settings.ca_certs
             )
         finally:
             client.close()
-    _print_check(result)
-    if args.check:
+    _print_check(result, current.url if current else None)
+    if watcher is None and current is not None:
+        log.info(
+            "Remote %s: %s (%s)", current.url, "answers" if result.ok else "PROBLEM", result.kind
+        )
+    if relay is None:
         return 0 if result.ok else 1
 
-    settings.local_token, created = local_token(args.local_token_file)
-    relay = Relay(
-        settings,
-        tracker,
-        log,
-        status_extra=lambda: {
-            "connection_file": args.connection_file,
-            "remote": watcher.describe() if watcher else None,
-        },
-    )
-    try:
-        port = relay.listen(args.port)
-    except OSError as e:
-        raise UsageError(
-            f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}. Choose another --port."
-        ) from None
     if watcher is not None:
         watcher.start()
     where = "new token written to" if created else "token in"
@@ -297,15 +366,19 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     )
     print(local_instructions(port, args.local_token_file), flush=True)
 
-    stop = asyncio.Event()
+    stop, stop_now = asyncio.Event(), asyncio.Event()
+
+    def on_signal() -> None:
+        (stop_now if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
     log.info("Stopping")
+    await relay.close(grace=args.stop_grace, stop_now=stop_now)
     if watcher is not None:
         await watcher.stop()
-    await relay.close()
     with contextlib.suppress(Exception):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

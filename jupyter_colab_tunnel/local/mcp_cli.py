@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 from typing import Any
 
 from ..client import REQUEST_TIMEOUT, ColabClient, RemoteError
+from .secret_file import exposure_warning
 
 TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 (the variable's name)
 PREFIX = "[colab-tunnel mcp]"
@@ -81,17 +81,14 @@ def read_token(token_file: str | None) -> str:
         try:
             with open(path, encoding="utf-8") as f:
                 token = f.read().strip()
-            mode = os.stat(path).st_mode
         except (OSError, UnicodeDecodeError) as e:
             reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
             raise _UsageError(f"cannot read the token file {path}: {reason}") from None
         if not token:
             raise _UsageError(f"the token file {path} is empty")
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
-            print(
-                f"{PREFIX} warning: {path} is readable by other users; `chmod 600 {path}`",
-                file=sys.stderr,
-            )
+        warning = exposure_warning(path)
+        if warning:
+            print(f"{PREFIX} warning: {warning}", file=sys.stderr)
         return token
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:

@@ -66,7 +66,7 @@ class UpstreamTracker:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def set_url(self, url: str | None, state: str = "ready") -> None:
+    def set_url(self, url: str | None, state: str = "ready", quiet: bool = False) -> None:
         self.state = state
         url = url.rstrip("/") if url else None
         old = self.current
@@ -79,7 +79,7 @@ class UpstreamTracker:
             if self._last_url is not None and new.url != self._last_url:
                 self.switches += 1  # a new URL, whatever came between (a restart: none)
             self._last_url = new.url
-        if old is not None or new is not None:
+        if not quiet and (old is not None or new is not None):
             self.log.info(
                 "Upstream %s -> %s (remote tunnel state: %s)",
                 old.url if old else "none",

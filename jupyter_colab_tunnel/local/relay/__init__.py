@@ -10,7 +10,9 @@ re-dialled to a new URL.
 - `rules`: who may ask, what is forwarded, the headers sent upstream, the one error writer;
 - `server`: `Relay` (settings, counters, tracker, sockets, the HTTP server, `/relay/status`);
 - `proxy`: REST requests to the remote;
-- `kernel_socket`: kernel websockets that survive a change of upstream.
+- `kernel_socket`: kernel websockets that survive a change of upstream;
+- `frames`: their frames from the local side: refused when too big, held during a re-dial;
+- `reachability`: whether the remote still answers (said once, not retried in silence).
 """
 
 from .rules import error_body

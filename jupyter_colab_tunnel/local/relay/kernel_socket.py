@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -13,26 +12,15 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ..failures import Failure, classify_exception, classify_status
 from ..upstream import Upstream
+from .frames import TOO_BIG, HeldFrames, close_upstream, oversize, too_big_reason
 from .rules import query_value, write_error
 
 if TYPE_CHECKING:
     from .server import Relay
 
+# What the relay reads from either side; a frame for the remote is checked against
+# RelaySettings.ws_max_message (what the remote accepts) before it is sent.
 MAX_WS_MESSAGE = 512 * 1024 * 1024
-
-
-async def close_upstream(
-    conn: websocket.WebSocketClientConnection, code: int, reason: str, timeout: float = 2.0
-) -> None:
-    """Close an upstream websocket and wait (bounded) until the remote has closed it too."""
-    conn.close(code, reason)
-
-    async def drained() -> None:
-        while await conn.read_message() is not None:
-            pass
-
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(drained(), timeout)
 
 
 class KernelSocket(websocket.WebSocketHandler):
@@ -48,8 +36,9 @@ class KernelSocket(websocket.WebSocketHandler):
         self.relay = relay
         self.key: tuple[str, str] = ("", "")
         self.conn: websocket.WebSocketClientConnection | None = None
-        self.buffer: deque[str | bytes] = deque()
-        self.buffered_bytes = 0
+        self.held = HeldFrames(
+            "", relay.settings.ws_buffer_messages, relay.settings.ws_buffer_bytes
+        )
         self.local_closed = False
         self.opened = False
         self.retired = False
@@ -70,9 +59,19 @@ class KernelSocket(websocket.WebSocketHandler):
             return
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             return  # not a websocket request: tornado's handshake answers 400
+        if relay.stopping:
+            write_error(
+                self,
+                503,
+                "relay_stopping",
+                "the relay is stopping: no new kernel websockets",
+                "Start the relay again (`jupyter colab-tunnel connect ...`) to reconnect.",
+            )
+            return
         kernel_id = self.path_args[0] if self.path_args else ""
         session = query_value(self.request.query, "session_id") or ""
         self.key = (kernel_id, session)
+        self.held.kernel_id = kernel_id
         older = relay.sockets.get(self.key) if session else None
         if session:
             relay.sockets[self.key] = self
@@ -128,37 +127,51 @@ class KernelSocket(websocket.WebSocketHandler):
 
     # ----- local -> upstream --------------------------------------------------------------
 
-    def on_message(self, message: str | bytes) -> None:
-        conn = self.conn
-        # A closing upstream would swallow the frame: hold it for the next one instead.
-        if conn is not None and conn.protocol is not None and not conn.protocol.is_closing():
+    async def on_message(self, message: str | bytes) -> None:
+        # tornado delivers the next frame only once this returns: order is kept while awaiting.
+        if self.refuse_if_too_big(message):
+            return
+        while (conn := self.conn) is not None:
+            if conn.protocol is None or conn.protocol.is_closing():
+                # A closing upstream would swallow the frame: hold it for the next one (the
+                # reader re-dials when the old upstream's close arrives).
+                self.conn = None
+                break
             try:
-                conn.write_message(message, binary=isinstance(message, bytes))
+                await conn.write_message(message, binary=isinstance(message, bytes))
                 return
             except websocket.WebSocketClosedError:
-                pass
-        self.conn = None  # the reader re-dials when the old upstream's close arrives
+                if self.conn is conn:
+                    self.conn = None
+                # else: a new upstream is already up (the reader resumed meanwhile): use it
         self._hold(message)
 
+    def refuse_if_too_big(self, message: str | bytes) -> bool:
+        """A frame the remote would not accept (it would close with 1009 and lose it): refused
+        here, and the local socket closed with 1009 so that the client sees why."""
+        size = oversize(message, self.relay.settings.ws_max_message)
+        if size is not None:
+            self._refuse_too_big(f"a {size}-byte frame", self.relay.settings.ws_max_message)
+        return size is not None
+
+    def _refuse_too_big(self, what: str, limit: int | None) -> None:
+        self.relay.stats.frames_refused += 1
+        reason = too_big_reason(limit)
+        self.relay.log.warning(
+            "Kernel %s: refused %s from the local side: %s per websocket message (the remote's "
+            "websocket_max_message_size, the relay's --max-message-size)",
+            self.key[0],
+            what,
+            reason,
+        )
+        if not self.local_closed:
+            self.close(TOO_BIG, reason)
+
     def _hold(self, message: str | bytes) -> None:
-        s = self.relay.settings
-        size = len(message)
-        if (
-            len(self.buffer) >= s.ws_buffer_messages
-            or self.buffered_bytes + size > s.ws_buffer_bytes
-        ):
+        if self.held.hold(message, self.relay.log):
+            self.relay.stats.frames_buffered += 1
+        else:
             self.relay.stats.frames_dropped += 1
-            self.relay.log.warning(
-                "Kernel %s: dropped a %d-byte frame from the local side: the hold buffer is full "
-                "(%d frames) while the upstream is re-dialled",
-                self.key[0],
-                size,
-                len(self.buffer),
-            )
-            return
-        self.buffer.append(message)
-        self.buffered_bytes += size
-        self.relay.stats.frames_buffered += 1
 
     # ----- upstream -> local --------------------------------------------------------------
 
@@ -178,6 +191,10 @@ class KernelSocket(websocket.WebSocketHandler):
                 if conn is not None:
                     if self.conn is conn:
                         self.conn = None
+                    if conn.close_code == TOO_BIG:
+                        # The remote refused a frame it found too big: that frame is lost.
+                        self._refuse_too_big("a frame (the remote closed 1009)", None)
+                        break
                     self.relay.log.info(
                         "Kernel %s: upstream websocket closed (%s); re-dialling",
                         self.key[0],
@@ -197,30 +214,22 @@ class KernelSocket(websocket.WebSocketHandler):
         relay = self.relay
         loop = asyncio.get_running_loop()
         started = loop.time()
-        conn, failure = await self._dial(started + relay.settings.ws_resume_timeout)
-        if conn is None or self.local_closed or self.retired:
-            if conn is not None:
-                conn.close()
-            if failure is not None:
-                relay.fail(failure)
-            if self.buffer:
-                relay.stats.frames_dropped += len(self.buffer)
-                relay.log.warning(
-                    "Kernel %s: dropped %d frames held for the upstream: %s",
-                    self.key[0],
-                    len(self.buffer),
-                    failure.message if failure else "the local socket closed",
-                )
-            self.buffer.clear()
-            self.buffered_bytes = 0
-            return False
-        relay.stats.ws_redials += 1
-        held = len(self.buffer)
-        # No await between the flush and the switch to the new upstream: order is kept.
-        while self.buffer:
-            message = self.buffer.popleft()
-            conn.write_message(message, binary=isinstance(message, bytes))
-        self.buffered_bytes = 0
+        deadline = started + relay.settings.ws_resume_timeout
+        while True:
+            conn, failure = await self._dial(deadline)
+            if conn is None or self.local_closed or self.retired:
+                if conn is not None:
+                    conn.close()
+                if failure is not None:
+                    relay.fail(failure)
+                self._drop_held(failure.message if failure else "the local socket closed")
+                return False
+            relay.stats.ws_redials += 1
+            held = len(self.held)
+            if await self.held.flush(conn):
+                break
+            # The new upstream closed during the flush: what was not written is held again.
+            relay.log.info("Kernel %s: the new upstream closed while resuming", self.key[0])
         self.conn = conn
         relay.log.info(
             "Kernel %s: upstream resumed on %s after %.2f s (%d held frames delivered)",
@@ -230,6 +239,9 @@ class KernelSocket(websocket.WebSocketHandler):
             held,
         )
         return True
+
+    def _drop_held(self, why: str) -> None:
+        self.relay.stats.frames_dropped += self.held.drop(why, self.relay.log)
 
     async def _dial(
         self, deadline: float
@@ -282,6 +294,7 @@ class KernelSocket(websocket.WebSocketHandler):
                 failure = classify_exception(e, upstream.url)
             else:
                 self.upstream = upstream
+                relay.reachability.answered()
                 return conn, None
             if loop.time() >= deadline:
                 break
@@ -365,14 +378,7 @@ class KernelSocket(websocket.WebSocketHandler):
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.close(1000, "the local client closed")
-        if self.buffer:
-            relay.stats.frames_dropped += len(self.buffer)
-            relay.log.warning(
-                "Kernel %s: dropped %d frames held for the upstream: the local socket closed",
-                self.key[0],
-                len(self.buffer),
-            )
-            self.buffer.clear()
+        self._drop_held("the local socket closed")
         self._forget()
 
     def on_connection_close(self) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
 from .proxy import ProxyHandler, StatusHandler
+from .reachability import Reachability
+
+KERNEL_SHUTDOWN = re.compile(r"/api/kernels/([^/]+)/?$")
 
 
 @dataclass
@@ -40,6 +44,9 @@ class RelaySettings:
     ws_resume_timeout: float = 60.0
     ws_buffer_messages: int = 1000
     ws_buffer_bytes: int = 32 * 1024 * 1024
+    # The largest kernel message the remote accepts: jupyter_server leaves tornado's default
+    # websocket_max_message_size (10 MiB); a larger frame is refused here, counted and logged.
+    ws_max_message: int = 10 * 1024 * 1024
     ping_interval: float = 30.0
     ca_certs: str | None = field(default_factory=lambda: os.environ.get("SSL_CERT_FILE") or None)
 
@@ -54,6 +61,7 @@ class RelayStats:
     ws_replaced: int = 0
     frames_buffered: int = 0
     frames_dropped: int = 0
+    frames_refused: int = 0
 
 
 class Relay:
@@ -76,6 +84,10 @@ class Relay:
         self.client = KeepAliveClient(settings.ca_certs)
         self._server: HTTPServer | None = None
         self._status_extra = status_extra
+        self.reachability = Reachability(self)
+        self.stopping = False
+        self._last_request = time.monotonic()
+        self._shut_down: set[str] = set()  # kernels the local side shut down (DELETE)
 
     # ----- life cycle ---------------------------------------------------------------------
 
@@ -94,6 +106,10 @@ class Relay:
         """Access log without the query: a client may pass the local token as ?token=."""
         request = handler.request
         status = handler.get_status()
+        self._last_request = time.monotonic()
+        shut = KERNEL_SHUTDOWN.search(request.path) if request.method == "DELETE" else None
+        if shut is not None and status < 500:  # 204, or 404: the kernel is gone either way
+            self._shut_down.add(shut.group(1))
         if request.path == "/relay/status" and status < 400:
             return  # polled by tools; counted in the status itself
         # Kernel websockets and failures are worth a line; JupyterLab's polling is not.
@@ -115,15 +131,45 @@ class Relay:
         self.port = int(sockets[0].getsockname()[1])
         return self.port
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
+    async def close(self, grace: float = 0.0, stop_now: asyncio.Event | None = None) -> None:
+        """Stop: no new kernel websockets, the open ones closed. With `grace`, HTTP is still
+        answered meanwhile, until the local side has shut down the kernels whose websockets
+        were open (a JupyterLab stopped after the relay sends DELETE /api/kernels/<id>, and
+        jupyter_server hangs on its SIGTERM if that fails) and has been quiet for a second,
+        `grace` seconds at most, or until `stop_now` is set (a second Ctrl-C)."""
+        self.stopping = True
+        kernels = {kernel_id for kernel_id, _ in self.sockets}
         for sock in list(self.sockets.values()):
             sock.shutdown("the relay is stopping")
+        if grace > 0 and kernels and self._server is not None:
+            self.log.info(
+                "Stopping: kernel websockets closed; answering the local JupyterLab's kernel "
+                "shutdown for up to %g s (stop JupyterLab before the relay; Ctrl-C again to "
+                "stop now)",
+                grace,
+            )
+            await self._drain(kernels, grace, stop_now or asyncio.Event())
         if self._server is not None:
+            self._server.stop()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.close_all_connections(), 2)
+        await self.reachability.close()
         self.client.close()
+
+    async def _drain(self, kernels: set[str], grace: float, stop_now: asyncio.Event) -> None:
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not stop_now.is_set():
+            if kernels <= self._shut_down and time.monotonic() - self._last_request >= 1.0:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop_now.wait(), 0.1)
+        left = kernels - self._shut_down
+        if left:
+            self.log.warning(
+                "Stopped before the local JupyterLab shut down kernel(s) %s: if it is stopping "
+                "now and hangs, start the relay again and stop JupyterLab again",
+                ", ".join(sorted(left)),
+            )
 
     # ----- shared request policy ----------------------------------------------------------
 
@@ -163,6 +209,7 @@ class Relay:
     def fail(self, failure: Failure) -> None:
         self.stats.errors += 1
         self.tracker.record_error(f"{failure.reason}: {failure.message}")
+        self.reachability.failed(failure)
 
     def status(self) -> dict[str, Any]:
         up = self.tracker.current
@@ -170,7 +217,9 @@ class Relay:
         return {
             "upstream": up.url if up else None,
             "since": iso_utc(self.tracker.since),
-            "remote_state": self.tracker.state,
+            # The connection file's word, unless the relay found that nothing answers there.
+            "remote_state": "unreachable" if self.reachability.down else self.tracker.state,
+            "remote_unreachable": self.reachability.status(),
             "switches": self.tracker.switches,
             "last_error": self.tracker.last_error,
             "last_error_at": iso_utc(self.tracker.last_error_at),
@@ -184,6 +233,7 @@ class Relay:
                 "replaced": s.ws_replaced,
                 "frames_buffered": s.frames_buffered,
                 "frames_dropped": s.frames_dropped,
+                "frames_refused": s.frames_refused,
             },
             **self._status_extra(),
         }

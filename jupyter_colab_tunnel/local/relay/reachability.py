@@ -1,0 +1,149 @@
+"""Whether the remote Jupyter server still answers: said once, not retried in silence.
+
+A remote killed outright (SIGKILL, a runtime that vanished) cannot update its connection file,
+which goes on saying `ready`. After consecutive failures of the kinds "nothing answers there"
+(refused, no tunnel, the tunnel's origin down), the relay confirms with a probe of its own and
+marks the remote unreachable (one WARNING, `/relay/status`), then probes every few seconds
+until it answers again (one INFO line) or the upstream changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from ...timefmt import iso_utc
+from ..failures import CLOUDFLARE_NO_TUNNEL, Failure, classify_exception, classify_status
+from ..upstream import Upstream
+
+if TYPE_CHECKING:
+    from .server import Relay
+
+# Failures before the probe that confirms; the probe's period while the remote is gone.
+DOWN_AFTER = 2
+PROBE_INTERVAL = 2.0
+HINT = (
+    "The remote Jupyter server seems to have stopped (its connection file may still say "
+    "ready): restart it on the GPU machine. The relay keeps checking and follows it back."
+)
+
+
+def _down_kinds() -> frozenset[str]:
+    """The classifier's names for "nothing answers there", asked of the classifier itself."""
+    kinds = {classify_exception(ConnectionRefusedError(), "").reason}
+    for status, body in ((CLOUDFLARE_NO_TUNNEL, b""), (502, b"error code: 502")):
+        edge = classify_status(status, body, "")
+        if edge is not None:
+            kinds.add(edge.reason)
+    return frozenset(kinds)
+
+
+DOWN_KINDS = _down_kinds()
+
+
+class Reachability:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.failures = 0
+        self.down_since: float | None = None
+        self.down_error: str | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._client: AsyncHTTPClient | None = None
+        self._unlisten = relay.tracker.listen(self._on_switch)
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, failure: Failure) -> None:
+        if failure.reason not in DOWN_KINDS:
+            return
+        self.failures += 1
+        self.down_error = f"{failure.reason}: {failure.message}"
+        if self.failures >= DOWN_AFTER and self._probe is None:
+            self._probe = asyncio.ensure_future(self._watch())
+
+    def answered(self) -> None:
+        """The remote answered (a kernel websocket was dialled, a probe got an answer)."""
+        self.failures = 0
+        if self.down_since is not None:
+            self.down_since = None
+            self.relay.log.info("The remote answers again")
+
+    def status(self) -> dict[str, Any] | None:
+        if self.down_since is None:
+            return None
+        return {"since": iso_utc(self.down_since), "last_error": self.down_error, "hint": HINT}
+
+    async def _watch(self) -> None:
+        try:
+            while True:
+                upstream = self.relay.tracker.current
+                if upstream is None:
+                    break
+                verdict = await self._check(upstream)
+                if self.relay.tracker.current != upstream:
+                    break  # a new URL meanwhile: what was learnt is about the old one
+                if verdict is True:
+                    self.answered()
+                    break
+                if verdict is None and self.down_since is None:
+                    break  # cannot tell: the next such failure probes again
+                if verdict is False and self.down_since is None:
+                    self.down_since = time.time()
+                    self.relay.log.warning(
+                        "The remote at %s is unreachable (%s). %s",
+                        upstream.url,
+                        self.down_error,
+                        HINT,
+                    )
+                await self.relay.tracker.wait_change(upstream, PROBE_INTERVAL)
+        finally:
+            self._probe = None
+
+    async def _check(self, upstream: Upstream) -> bool | None:
+        """True: the remote Jupyter server answered (any status of its own); False: nothing
+        answers there; None: cannot tell (a timeout, another failure)."""
+        if self._client is None:
+            self._client = AsyncHTTPClient(force_instance=True)
+        timeout = self.relay.settings.connect_timeout
+        # No token: any answer of the server's own (200, 403) says that it runs. The extra
+        # headers (Cloudflare Access) are sent: else Access itself would answer for the server.
+        request = HTTPRequest(
+            f"{upstream.dial}/api",
+            headers=dict(self.relay.settings.extra_headers),
+            connect_timeout=timeout,
+            request_timeout=timeout,
+            follow_redirects=False,
+            validate_cert=True,
+            ca_certs=self.relay.settings.ca_certs,
+        )
+        try:
+            response = await self._client.fetch(request, raise_error=False)
+        except Exception as e:
+            return False if classify_exception(e, upstream.url).reason in DOWN_KINDS else None
+        if response.code == 599:
+            failure = classify_exception(response.error or OSError("no answer"), upstream.url)
+            return False if failure.reason in DOWN_KINDS else None
+        edge = classify_status(response.code, response.body or b"", upstream.url)
+        if edge is None:
+            return True
+        return False if edge.reason in DOWN_KINDS else None
+
+    def _on_switch(self, old: Upstream | None, new: Upstream | None) -> None:
+        """A new URL (or none): nothing is known of it yet."""
+        self.failures = 0
+        self.down_since = None
+
+    async def close(self) -> None:
+        self._unlisten()
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
+        if self._client is not None:
+            self._client.close()
