@@ -94,7 +94,7 @@ def test_a_remote_that_stops_answering_is_said_gone_once_and_back_once(
     assert out["failed"] == [502, 502]
     down = out["down"]
     check_relay_body("RelayStatus", down)
-    assert down["remote_unreachable"]["last_error"].startswith("refused")
+    assert down["remote_unreachable"]["last_error"].startswith("connection_refused")
     assert "restart it on the GPU machine" in down["remote_unreachable"]["hint"]
     assert out["more"] == [502, 502, 502]
     messages = [r.getMessage() for r in caplog.records]

@@ -296,7 +296,7 @@ def test_a_stopping_relay_still_answers_the_kernel_shutdown(
     code, body = out["refused"]
     check_relay_body("Error", body)
     assert (code, body["reason"]) == (503, "relay_stopping")
-    assert body["hint"]
+    assert body["error"]["hint"]
     left = "Stopped before the local JupyterLab shut down kernel(s) k4" in caplog.text
     if shut_down:
         assert out["delete"] == 204

@@ -216,7 +216,7 @@ def check_hint(result: CheckResult, url: str | None) -> str:
     return result.hint
 
 
-def _print_check(result: CheckResult, url: str | None) -> None:
+def _print_check(result: CheckResult, url: str | None = None) -> None:
     mark = "OK" if result.ok else "PROBLEM"
     print(
         f"[colab-tunnel relay] remote check: {mark} ({result.kind}): {result.message}", flush=True
