@@ -23,7 +23,9 @@ from ..pool import KeepAliveClient, UpstreamError
 from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
-from .proxy import ProxyHandler, StatusHandler
+from .proxy import MAX_FORWARDED_BODY, ProxyHandler, StatusHandler
+
+MAX_HEADER_SIZE = 64 * 1024
 
 
 @dataclass
@@ -41,6 +43,9 @@ class RelaySettings:
     ws_buffer_messages: int = 1000
     ws_buffer_bytes: int = 32 * 1024 * 1024
     ping_interval: float = 30.0
+    # Bounds on a local client: its request headers (and a kept connection's idle wait), its body.
+    header_timeout: float = 20.0
+    body_timeout: float = 120.0
     ca_certs: str | None = field(default_factory=lambda: os.environ.get("SSL_CERT_FILE") or None)
 
 
@@ -83,7 +88,7 @@ class Relay:
         return web.Application(
             [
                 (r"/relay/status", StatusHandler, {"relay": self}),
-                (r"/(?:.*/)?api/kernels/([^/]+)/channels", KernelSocket, {"relay": self}),
+                (rules.KERNEL_CHANNELS_ROUTE, KernelSocket, {"relay": self}),
                 (r"/.*", ProxyHandler, {"relay": self}),
             ],
             websocket_max_message_size=MAX_WS_MESSAGE,
@@ -110,7 +115,18 @@ class Relay:
     def listen(self, port: int) -> int:
         """Bind 127.0.0.1:port (0: any free port) and serve; return the port."""
         sockets = bind_sockets(port, address="127.0.0.1")
-        self._server = HTTPServer(self.application(), xheaders=False)
+        s = self.settings
+        self._server = HTTPServer(
+            self.application(),
+            xheaders=False,
+            # Slow or idle clients cannot pin the relay: the headers of each request (a kept
+            # connection's wait included) must arrive within header_timeout, a body within
+            # body_timeout. A body is read only once its headers are allowed (proxy.py).
+            idle_connection_timeout=s.header_timeout,
+            body_timeout=s.body_timeout,
+            max_header_size=MAX_HEADER_SIZE,
+            max_body_size=MAX_FORWARDED_BODY,
+        )
         self._server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
         return self.port
@@ -127,9 +143,11 @@ class Relay:
 
     # ----- shared request policy ----------------------------------------------------------
 
-    def refusal(self, request: httputil.HTTPServerRequest) -> tuple[int, str, str] | None:
+    def refusal(
+        self, request: httputil.HTTPServerRequest, check_token: bool = True
+    ) -> tuple[int, str, str] | None:
         s = self.settings
-        return rules.refusal(request, self.port, s.local_token, s.allowed_origins)
+        return rules.refusal(request, self.port, s.local_token, s.allowed_origins, check_token)
 
     def origin_allowed(self, origin: str) -> bool:
         return rules.origin_allowed(origin, self.port, self.settings.allowed_origins)
