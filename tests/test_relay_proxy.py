@@ -568,6 +568,12 @@ def test_allowed_origin_gets_a_preflight_and_cors_headers() -> None:
         assert "Content-Type" in r.headers["Access-Control-Allow-Headers"]
         assert "Origin" in r.headers["Vary"]
         assert remote.options == 0  # answered by the relay
+        r = env.request("OPTIONS", "/relay/status", headers=ask, token=None)
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == origin
+        r = env.request("GET", "/relay/status", headers={"Origin": origin})
+        assert r.status == 200
+        assert r.headers["Access-Control-Allow-Origin"] == origin
         r = env.request("POST", "/api/kernels", body={"n": 1}, headers={"Origin": origin})
         assert r.status == 201
         assert r.headers["Access-Control-Allow-Origin"] == origin
@@ -614,3 +620,27 @@ def test_the_remote_bounds_what_it_echoes(server_factory: Any) -> None:
             for _ in range(4):
                 s.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
         assert read_answer(s).startswith(b"HTTP/1.1 413 ")
+
+
+def test_forwarded_paths_are_one_allow_list() -> None:
+    from jupyter_colab_tunnel.local.relay import rules
+
+    yes = ["/api/kernels", "/api/kernels/k/restart", "/api/kernelspecs", "/colab/status"]
+    no = [
+        "/",
+        "/lab",
+        "/api/kernelsx",
+        "/api/sessions",
+        "/kernelspecs",
+        "/colabx",
+        "/api/kernels/../contents",
+        "/api/kernels/%2E%2E/contents",
+        "/colab//status",
+        "/colab/%2fstatus",
+        "/colab\\..\\lab",
+    ]
+    assert [p for p in yes if not rules.forwarded(p)] == []
+    assert [p for p in no if rules.forwarded(p)] == []
+    message = rules.not_forwarded_message("/lab" + "x" * 500)
+    assert len(message) < 600
+    assert "/api/kernelspecs/*" in message

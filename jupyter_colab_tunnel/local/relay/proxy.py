@@ -50,6 +50,14 @@ class _RelayHandler(web.RequestHandler):
         write_error(self, status, reason, message)
         return True
 
+    def answer_preflight(self) -> None:
+        """A browser's CORS preflight carries no credentials: answered here, never forwarded."""
+        if not self.refuse_if_needed(check_token=False):
+            for name, value in rules.cors_headers(self.request.headers["Origin"], True).items():
+                self.set_header(name, value)
+            self.set_status(204)
+            self.finish()
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # tornado's own errors (a bad request line, an unsupported method) in the relay's shape
         write_error(self, status_code, self._reason, self._reason)
@@ -62,6 +70,12 @@ class StatusHandler(_RelayHandler):
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(self.relay.status()))
+
+    async def options(self) -> None:
+        if rules.is_preflight(self.request):
+            self.answer_preflight()
+        else:
+            self.send_error(405)  # as tornado answers any other method here
 
 
 @web.stream_request_body
@@ -77,12 +91,7 @@ class ProxyHandler(_RelayHandler):
         self._body = bytearray()
         request = self.request
         if rules.is_preflight(request):
-            # A browser's CORS preflight carries no credentials: answered here, never forwarded.
-            if not self.refuse_if_needed(check_token=False):
-                for name, value in rules.cors_headers(request.headers["Origin"], True).items():
-                    self.set_header(name, value)
-                self.set_status(204)
-                self.finish()
+            self.answer_preflight()
             return
         if self.refuse_if_needed():
             return
