@@ -46,7 +46,9 @@ class _RelayHandler(web.RequestHandler):
         if refused is None:
             return False
         status, reason, message = refused
-        self.relay.log.warning("Refused %s %s: %s", self.request.method, self.request.path, reason)
+        self.relay.log.warning(
+            "Refused %s %s: %s", self.request.method, rules.clip(self.request.path), reason
+        )
         write_error(self, status, reason, message)
         return True
 
@@ -123,7 +125,7 @@ class ProxyHandler(_RelayHandler):
         self.relay.log.warning(
             "Refused %s %s: body over %d bytes",
             self.request.method,
-            self.request.path,
+            rules.clip(self.request.path),
             MAX_FORWARDED_BODY,
         )
         write_error(
@@ -189,7 +191,7 @@ class ProxyHandler(_RelayHandler):
         relay.log.warning(
             "%s %s -> %d %s: %s",
             method,
-            self.request.path,
+            rules.clip(self.request.path),
             failure.status,
             failure.reason,
             failure.message,

@@ -103,6 +103,11 @@ def not_forwarded_message(path: str) -> str:
     )
 
 
+def clip(path: str, limit: int = 200) -> str:
+    """A request path fit for a log line (headers may be up to 64 KiB)."""
+    return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
+
+
 def shorten(text: str, limit: int = 80) -> str:
     """A value fit to quote in a message or a log line: at most `limit` characters of it."""
     if len(text) <= limit:

@@ -108,7 +108,7 @@ class Relay:
             "%d %s %s %.1f ms",
             status,
             request.method,
-            request.path,
+            rules.clip(request.path),
             1000.0 * request.request_time(),
         )
 
