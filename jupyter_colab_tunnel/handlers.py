@@ -28,6 +28,10 @@ NO_CREDENTIALS = (
     "`Authorization: token <token>`."
 )
 MAX_LOG_LINES = 100_000
+# A tunnel action is a few bytes of JSON: a larger body is refused before it is read whole.
+MAX_ACTION_BODY = 64 * 1024
+# How much of a bad value a message (and so the log) quotes.
+MAX_QUOTED = 80
 
 # The keys under which the app hands its services to the handlers.
 TUNNEL_SETTING = "colab_tunnel"
@@ -99,8 +103,8 @@ class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):
             message = exc.log_message % exc.args
         except (TypeError, ValueError, KeyError):
             message = exc.log_message
+        # tornado has logged the message already (log_exception): not logged twice.
         self.set_header("Content-Type", "application/json")
-        self.log.warning("wrote error: %r", message)
         self.finish(json.dumps({"message": message, "reason": exc.reason or self._reason}) + "\n")
 
     def _allowed_methods(self) -> list[str]:
@@ -138,7 +142,34 @@ class GpuHandler(ColabHandler):
         self.write_json(await self.kernels.annotate(sample))
 
 
+def _quoted(value: object) -> str:
+    """repr() of a value from a request, cut to MAX_QUOTED characters: never echoed whole."""
+    text = repr(value)
+    if len(text) <= MAX_QUOTED:
+        return text
+    return f"{text[:MAX_QUOTED]}... ({len(text)} characters)"
+
+
+@web.stream_request_body
 class TunnelHandler(ColabHandler):
+    """The body is taken in pieces (stream_request_body) so that one over MAX_ACTION_BODY is
+    refused with a 413 as soon as it is known, not after the server has read it all."""
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._body = bytearray()
+        await super().prepare()
+        length = self.request.headers.get("Content-Length", "0")
+        if length.isdigit() and int(length) > MAX_ACTION_BODY:
+            raise web.HTTPError(413, _too_large())
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self._body += chunk
+        if len(self._body) > MAX_ACTION_BODY:  # chunked, without a Content-Length
+            self._body = bytearray()
+            self.send_error(413, exc_info=(web.HTTPError, web.HTTPError(413, _too_large()), None))
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -154,13 +185,17 @@ class TunnelHandler(ColabHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        action = _parse_action(self.request.body)
+        action = _parse_action(bytes(self._body))
         if not self.tunnel.enabled:
             raise web.HTTPError(
                 409, "tunnel_mode is 'off': set it to 'quick' or 'named' to run a tunnel"
             )
         await self.tunnel.act(action)
         self.write_json(self.tunnel.snapshot())
+
+
+def _too_large() -> str:
+    return f"the body is over {MAX_ACTION_BODY // 1024} KiB: send JSON such as {_ACTION_FORM}"
 
 
 _ACTION_FORM = '{"action": "start"} (or "stop", "restart")'
@@ -185,11 +220,13 @@ def _parse_action(raw: bytes) -> TunnelAction:
         if action is None:
             raise web.HTTPError(400, f'the "action" field is missing: send {_ACTION_FORM}')
         raise web.HTTPError(
-            400, f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {action!r}"
+            400, f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {_quoted(action)}"
         )
     unknown = sorted(set(body) - {"action"})
     if unknown:
-        raise web.HTTPError(400, f"unknown fields: {', '.join(map(str, unknown))}")
+        shown = ", ".join(_quoted(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise web.HTTPError(400, f"unknown fields: {shown}{more}")
     return known
 
 

@@ -85,6 +85,10 @@ RelayKind = Literal[
     "bad_local_token",
     "replaced",
     "relay_stopping",
+    "not_forwarded",
+    "body_too_large",
+    "upstream_lost_request",
+    "remote_token_withheld",
 ]
 
 # Why the relay does not follow what a connection file says (connection_record.py).
@@ -309,6 +313,20 @@ HINTS: dict[Kind, str] = {
     "replaced": (
         "A newer connection to the same kernel session took this one's place; nothing to do "
         "unless two clients share one session."
+    ),
+    "not_forwarded": (
+        "The relay forwards only what a local JupyterLab in gateway mode and the tools need "
+        "(kernels, kernel specs, /colab/*): open other pages on the remote itself."
+    ),
+    "body_too_large": "Send less: the relay forwards request bodies up to 64 MiB.",
+    "upstream_lost_request": (
+        "The request reached the remote but its answer was lost (the tunnel dropped), so the "
+        "relay did not send it again. Check the remote's state (e.g. GET /colab/tunnel or the "
+        "kernel list) before you repeat it."
+    ),
+    "remote_token_withheld": (
+        "The remote's answer held its own token, so the relay did not pass it on. Open that "
+        "page on the remote itself, not through the relay."
     ),
     "relay_stopping": (
         "The relay is stopping. Stop the local JupyterLab first and the relay after it; start "

@@ -555,6 +555,7 @@ def test_stdio_server_through_the_relay(tunnel_server: Any, tmp_path: Path) -> N
             )
             assert after["state"] == "ready"
             assert after["url"] != before["url"]
+            assert len(ts.spawned_pids()) == 2  # restarted once, not once per relay retry
             assert ok(await client.call_tool("colab_tunnel", {}))["url"] == after["url"]
             # The remote goes away: a tool error that says so, and the server keeps serving.
             ts.server.stop()

@@ -68,7 +68,7 @@ def test_spec_enums_are_the_codes() -> None:
     assert schema("TunnelAction")["properties"]["action"]["enum"] == list(handlers.TUNNEL_ACTIONS)
     logs = openapi_check.spec()["paths"]["/colab/tunnel"]["get"]["parameters"][0]["schema"]
     assert logs["maximum"] == handlers.MAX_LOG_LINES
-    assert set(post["responses"]) == {"200", "400", "403", "409"}
+    assert set(post["responses"]) == {"200", "400", "403", "409", "413"}
 
 
 async def test_real_answers_validate(jp_fetch: Any, colab_app: Any) -> None:

@@ -239,8 +239,9 @@ def _tool_error(kind: Kind, message: str, hint: str = "") -> ToolError:
 
 def _cut_mid_request(error: RemoteError) -> bool:
     """Whether the connection broke after the request was sent, as when the tunnel it went
-    through stops (refused, DNS and TLS failures happen before anything is sent)."""
-    return error.kind in ("unreachable", "timeout", "bad_gateway")
+    through stops (refused, DNS and TLS failures happen before anything is sent); through the
+    local relay, its upstream_lost_request says the same."""
+    return error.kind in ("unreachable", "timeout", "bad_gateway", "upstream_lost_request")
 
 
 def _cut_off(error: RemoteError) -> bool:

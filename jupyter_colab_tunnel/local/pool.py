@@ -5,11 +5,15 @@ is a TCP and a TLS handshake with Cloudflare's edge each time. This client keeps
 per host (tornado's own `HTTP1Connection` on a reused `IOStream`, as tornado's server does for
 its side), so a request costs one round trip. TLS is verified against the system trust store
 (`ssl.create_default_context`, which honours `SSL_CERT_FILE`), or the given CA file.
+
+A request whose bytes may have reached the remote is sent again only if its method is idempotent
+(RFC 9110 9.2.2, as nginx does): a POST lost on a kept connection may have been processed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections import defaultdict
@@ -23,11 +27,15 @@ from tornado.tcpclient import TCPClient
 
 MAX_BODY = 512 * 1024 * 1024
 IDLE_PER_HOST = 16
-IDLE_TIMEOUT = 30.0
+# Below the keep-alive timeout of common servers and proxies (5 s for Node and uvicorn), so a
+# kept connection is rarely one the remote is closing; exactly-once does not depend on it.
+IDLE_TIMEOUT = 4.0
+# Safe to send again when an answer was lost (RFC 9110 9.2.2).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 class UpstreamError(Exception):
-    """A request that got no HTTP answer. `connecting`: it never reached the remote."""
+    """A request that got no HTTP answer. `connecting`: not a byte of it left this machine."""
 
     def __init__(self, cause: BaseException, connecting: bool, answered: bool = False) -> None:
         super().__init__(str(cause) or type(cause).__name__)
@@ -105,8 +113,10 @@ class KeepAliveClient:
                 )
             except UpstreamError as e:
                 stream.close()
-                # A kept connection that the remote closed while it was idle: try a new one.
-                if reused and isinstance(e.cause, StreamClosedError) and not e.answered:
+                # A kept connection that the remote closed while it was idle: try a new one,
+                # unless the request may have reached the remote and must not run twice.
+                stale = reused and isinstance(e.cause, StreamClosedError) and not e.answered
+                if stale and (e.connecting or method in IDEMPOTENT):
                     continue
                 raise
             if keep and not stream.closed():
@@ -121,7 +131,7 @@ class KeepAliveClient:
         now = time.monotonic()
         while idle:
             stream, since = idle.pop()
-            if not stream.closed() and now - since < IDLE_TIMEOUT:
+            if not stream.closed() and now - since < IDLE_TIMEOUT and _quiet(stream):
                 return stream
             stream.close()
         return None
@@ -162,6 +172,8 @@ class KeepAliveClient:
             ),
         )
         collector = _Collector()
+        if stream.closed():  # closed before a byte was written: the request never left
+            raise UpstreamError(StreamClosedError(), True)
         try:
             conn.write_headers(httputil.RequestStartLine(method, target, "HTTP/1.1"), headers)
             if body:
@@ -171,8 +183,7 @@ class KeepAliveClient:
         except asyncio.TimeoutError as e:
             raise UpstreamError(TimeoutError(f"no answer in {timeout:g} s"), False) from e
         except (StreamClosedError, OSError, httputil.HTTPInputError) as e:
-            # The request may have been processed: never resent, except by fetch() on a
-            # stale kept connection that answered nothing.
+            # The request may have been processed: resent only if idempotent (see fetch()).
             raise UpstreamError(e, False, collector.start is not None) from e
         if collector.start is None:  # closed before an answer (read_response swallowed it)
             raise UpstreamError(StreamClosedError(), False)
@@ -194,3 +205,16 @@ class KeepAliveClient:
                 stream.close()
         self._idle.clear()
         self._tcp.close()
+
+
+def _quiet(stream: IOStream) -> bool:
+    """An idle kept connection with nothing to read: one that the remote closed (EOF) or that
+    holds unexpected bytes is readable, and is not used again."""
+    socket = stream.socket
+    if socket is None:
+        return False
+    try:
+        readable, _, _ = select.select([socket], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from tornado import httputil, web
 
 from ...problems import KINDS, Kind, Problem
+
+if TYPE_CHECKING:
+    from ..pool import Response
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -30,8 +35,103 @@ HOP_BY_HOP = frozenset(
     }
 )
 NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "cookie", "origin"}
-NOT_RETURNED = HOP_BY_HOP | {"content-length", "set-cookie"}
+# The relay answers CORS for the local origins itself; the remote's own answer is not passed on.
+NOT_RETURNED = HOP_BY_HOP | {
+    "content-length",
+    "set-cookie",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "access-control-allow-methods",
+    "access-control-allow-headers",
+    "access-control-expose-headers",
+    "access-control-max-age",
+}
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+PROXIED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
+
+# What the local side needs of the remote, and nothing else: the remote's pages (JupyterLab's
+# /lab, /tree, its 404 page) carry the remote token in their page config. Gateway mode asks for
+# kernels and kernel specs (jupyter_server's GatewayClient: kernels_endpoint,
+# kernelspecs_endpoint, kernelspecs_resource_endpoint; GatewaySessionManager keeps sessions
+# locally), and the extension's /colab/ REST API and dashboard. Each entry is a path or a prefix
+# ending in "/"; the kernel websocket is exactly /api/kernels/<id>/channels.
+FORWARDED_PATHS: tuple[str, ...] = (
+    "/api/kernels",
+    "/api/kernels/",
+    "/api/kernelspecs",
+    "/api/kernelspecs/",
+    "/kernelspecs/",
+    "/colab",
+    "/colab/",
+    # Issue 19: the forwarded ports' route is added here.
+)
+KERNEL_CHANNELS_ROUTE = r"/api/kernels/([^/]+)/channels"
+# A path the remote (or an edge in front of it) could read as another: dot segments, encoded
+# slashes or dots, backslashes, empty segments.
+_AMBIGUOUS = re.compile(r"(^|/)\.{1,2}(/|$)|%2[ef]|%5c|\\|//", re.IGNORECASE)
+
+# CORS for --allow-origin pages: what a preflight may ask for.
+CORS_METHODS = ", ".join(PROXIED_METHODS)
+CORS_HEADERS = "Authorization, Content-Type, X-XSRFToken"
+CORS_MAX_AGE = "600"
+
+
+def forwarded(path: str) -> bool:
+    """Whether a local path is one the relay forwards (FORWARDED_PATHS)."""
+    if _AMBIGUOUS.search(path) or _AMBIGUOUS.search(unquote(path)):
+        return False
+    return any(
+        path.startswith(allowed) if allowed.endswith("/") else path == allowed
+        for allowed in FORWARDED_PATHS
+    )
+
+
+def carries_token(response: Response, token: str | None) -> bool:
+    """Whether an answer of the remote holds its token anywhere (headers or body): a second
+    line behind FORWARDED_PATHS, since an allowed prefix still reaches the remote's HTML 404."""
+    if not token:
+        return False
+    forms = {token.encode(), quote(token, safe="").encode()}
+    head = "\n".join(f"{k}: {v}" for k, v in response.headers.get_all()).encode()
+    return any(form in response.body or form in head for form in forms)
+
+
+def not_forwarded_message(path: str) -> str:
+    shown = ", ".join(p + ("*" if p.endswith("/") else "") for p in FORWARDED_PATHS)
+    return (
+        f"{shorten(path)} is not forwarded: the relay passes on only what a local Jupyter "
+        f"server in gateway mode and the colab-tunnel tools need ({shown}, and the kernel "
+        "websocket /api/kernels/<id>/channels). Open the remote's own pages through its tunnel URL."
+    )
+
+
+def clip(path: str, limit: int = 200) -> str:
+    """A request path fit for a log line (headers may be up to 64 KiB)."""
+    return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """A value fit to quote in a message or a log line: at most `limit` characters of it."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def is_preflight(request: httputil.HTTPServerRequest) -> bool:
+    h = request.headers
+    return request.method == "OPTIONS" and "Origin" in h and "Access-Control-Request-Method" in h
+
+
+def cors_headers(origin: str | None, preflight: bool = False) -> dict[str, str]:
+    """The CORS headers of an answer to an allowed cross-origin page (none without an Origin)."""
+    if origin is None:
+        return {}
+    headers = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+    if preflight:
+        headers["Access-Control-Allow-Methods"] = CORS_METHODS
+        headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+        headers["Access-Control-Max-Age"] = CORS_MAX_AGE
+    return headers
 
 
 def hostname(host: str) -> str:
@@ -73,8 +173,10 @@ def refusal(
     port: int,
     local_token: str,
     allowed_origins: frozenset[str],
+    check_token: bool = True,
 ) -> tuple[int, str, str] | None:
-    """(status, reason, message) when a local request is not allowed, else None."""
+    """(status, reason, message) when a local request is not allowed, else None.
+    check_token=False: a CORS preflight, which carries no credentials."""
     host = hostname(request.host or "")
     if host not in LOOPBACK_HOSTS:
         return (
@@ -91,7 +193,7 @@ def refusal(
             f"Cross-origin request from {origin!r} refused. Allow it with "
             "--allow-origin if a page there must use the relay.",
         )
-    if not token_ok(request, local_token):
+    if check_token and not token_ok(request, local_token):
         return (
             403,
             "bad_local_token",

@@ -24,10 +24,11 @@ from ..pool import KeepAliveClient, UpstreamError
 from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
-from .proxy import ProxyHandler, StatusHandler
+from .proxy import MAX_FORWARDED_BODY, ProxyHandler, StatusHandler
 from .reachability import Reachability
 
 KERNEL_SHUTDOWN = re.compile(r"/api/kernels/([^/]+)/?$")
+MAX_HEADER_SIZE = 64 * 1024
 
 
 @dataclass
@@ -48,6 +49,9 @@ class RelaySettings:
     # websocket_max_message_size (10 MiB); a larger frame is refused here, counted and logged.
     ws_max_message: int = 10 * 1024 * 1024
     ping_interval: float = 30.0
+    # Bounds on a local client: its request headers (and a kept connection's idle wait), its body.
+    header_timeout: float = 20.0
+    body_timeout: float = 120.0
     ca_certs: str | None = field(default_factory=lambda: os.environ.get("SSL_CERT_FILE") or None)
 
 
@@ -95,7 +99,7 @@ class Relay:
         return web.Application(
             [
                 (r"/relay/status", StatusHandler, {"relay": self}),
-                (r"/(?:.*/)?api/kernels/([^/]+)/channels", KernelSocket, {"relay": self}),
+                (rules.KERNEL_CHANNELS_ROUTE, KernelSocket, {"relay": self}),
                 (r"/.*", ProxyHandler, {"relay": self}),
             ],
             websocket_max_message_size=MAX_WS_MESSAGE,
@@ -119,14 +123,25 @@ class Relay:
             "%d %s %s %.1f ms",
             status,
             request.method,
-            request.path,
+            rules.clip(request.path),
             1000.0 * request.request_time(),
         )
 
     def listen(self, port: int) -> int:
         """Bind 127.0.0.1:port (0: any free port) and serve; return the port."""
         sockets = bind_sockets(port, address="127.0.0.1")
-        self._server = HTTPServer(self.application(), xheaders=False)
+        s = self.settings
+        self._server = HTTPServer(
+            self.application(),
+            xheaders=False,
+            # Slow or idle clients cannot pin the relay: the headers of each request (a kept
+            # connection's wait included) must arrive within header_timeout, a body within
+            # body_timeout. A body is read only once its headers are allowed (proxy.py).
+            idle_connection_timeout=s.header_timeout,
+            body_timeout=s.body_timeout,
+            max_header_size=MAX_HEADER_SIZE,
+            max_body_size=MAX_FORWARDED_BODY,
+        )
         self._server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
         return self.port
@@ -173,9 +188,11 @@ class Relay:
 
     # ----- shared request policy ----------------------------------------------------------
 
-    def refusal(self, request: httputil.HTTPServerRequest) -> tuple[int, str, str] | None:
+    def refusal(
+        self, request: httputil.HTTPServerRequest, check_token: bool = True
+    ) -> tuple[int, str, str] | None:
         s = self.settings
-        return rules.refusal(request, self.port, s.local_token, s.allowed_origins)
+        return rules.refusal(request, self.port, s.local_token, s.allowed_origins, check_token)
 
     def origin_allowed(self, origin: str) -> bool:
         return rules.origin_allowed(origin, self.port, self.settings.allowed_origins)
