@@ -92,6 +92,10 @@ class RelayProc:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
+                self.proc.wait(1)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()  # a second SIGTERM: no JupyterLab here to wait for
+            try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()

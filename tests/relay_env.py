@@ -48,6 +48,9 @@ class RelayProcess:
     token_file: Path
     log_path: Path
     out_path: Path
+    # Local gateway servers using this relay: stopped before it, in the order docs/connecting.md
+    # gives (a local server shuts its kernels down through the relay when it stops).
+    clients: list[Any] = field(default_factory=list)
     _stopped: bool = field(default=False)
 
     @property
@@ -103,8 +106,16 @@ class RelayProcess:
         if self._stopped:
             return self.proc.returncode
         self._stopped = True
+        for client in self.clients:
+            client.stop()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                # Still answering a local JupyterLab's kernel shutdown (--stop-grace), which no
+                # test client sends: a second SIGTERM (a second Ctrl-C) stops it now.
+                self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -35,6 +35,7 @@ ACTIONS = ("start", "stop", "restart")
 OFF = ("0", "false", "no", "off")
 FLAGS = ("1", "true", "yes", "on", *OFF)
 MAX_LOG_LINES = 100_000
+MAX_ACTION_BODY = 64 * 1024  # docs/openapi.yaml: a larger POST /colab/tunnel body is a 413
 
 # A failing example of the 100 000-deep body is large to print; that is not a problem.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Generating overly large repr")]
@@ -108,8 +109,14 @@ def expected(
         wire["Content-Type"] = "application/x-www-form-urlencoded"  # what urllib sends
     arguments = parse_qs_bytes(query, keep_blank_values=True)
     query_arguments = {k: list(v) for k, v in arguments.items()}
+    # POST /colab/tunnel takes its body in pieces (stream_request_body): one over the cap is
+    # refused on its headers, and tornado parses no form arguments out of it.
+    streamed = endpoint == "colab/tunnel" and method == "POST"
+    if streamed and body is not None and len(body) > MAX_ACTION_BODY:
+        return 413, None
     try:
-        parse_body_arguments(wire.get("Content-Type", ""), body or b"", arguments, {}, wire)
+        if not streamed:
+            parse_body_arguments(wire.get("Content-Type", ""), body or b"", arguments, {}, wire)
     except HTTPInputError:
         return 400, None  # "Invalid body", before authentication
     try:

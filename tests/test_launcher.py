@@ -178,7 +178,12 @@ def test_launch_ready_reuse_and_stop(
     )
     out = capsys.readouterr().out
     # The connection file for the local relay, and the relay's command.
+    # Written off the server's event loop, right after the state change launch() waited for.
+    deadline = time.monotonic() + 10
     written = json.loads(connection_file.read_text())
+    while written["state"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        written = json.loads(connection_file.read_text())
     assert (written["url"], written["state"]) == (conn.gateway_url, "ready")
     assert "token" not in written
     # Signed with the server's token: the relay given that token follows it.

@@ -102,6 +102,7 @@ def test_jupyterlab_tab_survives_a_tunnel_switch(
             args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
             env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
         )
+        relay.clients.append(local)
         notebook = {
             "cells": [
                 {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},

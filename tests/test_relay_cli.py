@@ -85,7 +85,7 @@ def test_https_at_a_plain_http_server_gives_only_the_verdict(
     assert code == 1, (out, err)
     assert "SSL Error" not in err
     assert "WRONG_VERSION_NUMBER" not in err  # said once, in the verdict
-    assert "PROBLEM (tls)" in out
+    assert "PROBLEM (tls_error)" in out
     assert f"use --url http://127.0.0.1:{plain_http_port}" in out  # the hint
 
     # Serving: a request is answered 502 `tls`; the log has no raw tornado SSL line either.
@@ -95,7 +95,7 @@ def test_https_at_a_plain_http_server_gives_only_the_verdict(
     try:
         r = relay.request("GET", "api/kernels")
         assert r.status == 502, r.body
-        assert r.json()["reason"] == "tls"
+        assert r.json()["reason"] == "tls_error"
     finally:
         relay.stop()
     assert "SSL Error" not in relay.log()
@@ -110,7 +110,7 @@ def test_the_first_line_about_a_fixed_url_says_what_the_check_found(tmp_path: Pa
     # Not "Upstream none -> <url> (remote tunnel state: ready)": nothing was known to be ready.
     assert "Upstream none" not in relay.log()
     assert "remote tunnel state: ready" not in relay.log()
-    assert lines[0].endswith(f"Remote {url}: PROBLEM (refused)"), lines
+    assert lines[0].endswith(f"Remote {url}: PROBLEM (connection_refused)"), lines
 
 
 def test_token_files_others_can_read_are_warned_about(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ def start_local(server_factory: Any, relay: RelayProcess, wait: bool = True) -> 
         env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
         wait=wait,
     )
+    relay.clients.append(local)
     return local
 
 
