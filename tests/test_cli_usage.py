@@ -31,12 +31,14 @@ def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.e2e  # a real `jupyter colab-tunnel` process
 def test_version(tmp_path: Path) -> None:
     done = run(tmp_path, "--version")
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"jupyter colab-tunnel {__version__}\n"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "option"),
     [
@@ -95,6 +97,7 @@ def taken_port() -> Iterator[int]:
         yield int(s.getsockname()[1])
 
 
+@pytest.mark.e2e
 def test_a_taken_port_is_explained_in_the_command_lines_words(
     tmp_path: Path, taken_port: int
 ) -> None:

@@ -85,7 +85,7 @@ async def relay_to(upstream: str | None) -> AsyncIterator[str]:
     tracker = UpstreamTracker(LOG)
     if upstream is not None:
         tracker.set_url(upstream)
-    settings = RelaySettings(local_token=LOCAL, remote_token=lambda: REMOTE, http_wait=0.3)
+    settings = RelaySettings(local_token=LOCAL, remote_token=lambda: REMOTE, http_wait=0.05)
     relay = Relay(settings, tracker, LOG)
     port = relay.listen(0)
     try:

@@ -24,7 +24,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tunnel_env import TunnelServer
 
-from jupyter_colab_tunnel.local.relay import Relay, RelaySettings
+from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, reachability
 from jupyter_colab_tunnel.local.upstream import UpstreamTracker
 
 
@@ -53,7 +53,7 @@ async def gone_and_back() -> dict[str, Any]:
     remote = start_remote(port)
     tracker = UpstreamTracker(log)
     tracker.set_url(f"http://127.0.0.1:{port}")
-    settings = RelaySettings(local_token="local", remote_token=lambda: None, http_wait=0.2)
+    settings = RelaySettings(local_token="local", remote_token=lambda: None, http_wait=0.05)
     # The two fields `connect` adds, so that the status is the documented one.
     relay = Relay(settings, tracker, log, lambda: {"connection_file": None, "remote": None})
     relay_port = relay.listen(0)
@@ -86,8 +86,10 @@ async def gone_and_back() -> dict[str, Any]:
 
 
 def test_a_remote_that_stops_answering_is_said_gone_once_and_back_once(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The relay probes a gone remote every 2 s; the test need not wait that long for "back".
+    monkeypatch.setattr(reachability, "PROBE_INTERVAL", 0.05)
     caplog.set_level(logging.INFO, "test-relay-reach")
     out = asyncio.run(gone_and_back())
     assert out["before"] == 200
