@@ -34,7 +34,16 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length", "authorization", "cookie", "origin"}
+# Accept-Encoding too: answers come back uncompressed (Cloudflare's edge would otherwise gzip
+# or brotli them), so that carries_token() sees every byte it must withhold.
+NOT_FORWARDED = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "authorization",
+    "cookie",
+    "origin",
+    "accept-encoding",
+}
 # The relay answers CORS for the local origins itself; the remote's own answer is not passed on.
 NOT_RETURNED = HOP_BY_HOP | {
     "content-length",
