@@ -30,6 +30,7 @@ NO_CREDENTIALS = (
 MAX_LOG_LINES = 100_000
 # A tunnel action is a few bytes of JSON: a larger body is refused before it is read whole.
 MAX_ACTION_BODY = 64 * 1024
+LINGER_BYTES = 1024 * 1024
 # How much of a bad value a message (and so the log) quotes.
 MAX_QUOTED = 80
 
@@ -157,6 +158,8 @@ class TunnelHandler(ColabHandler):
 
     async def prepare(self) -> None:  # type: ignore[override]
         self._body = bytearray()
+        self._oversize = False
+        self._discarded = 0
         await super().prepare()
         length = self.request.headers.get("Content-Length", "0")
         if length.isdigit() and int(length) > MAX_ACTION_BODY:
@@ -165,10 +168,20 @@ class TunnelHandler(ColabHandler):
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
+        if self._oversize:
+            # Read on (discarded) for a while, so that a client still sending gets the 413
+            # rather than a reset; a body that does not end is answered and cut.
+            self._discarded += len(chunk)
+            if self._discarded > LINGER_BYTES:
+                self._refuse_size()
+            return
         self._body += chunk
         if len(self._body) > MAX_ACTION_BODY:  # chunked, without a Content-Length
             self._body = bytearray()
-            self.send_error(413, exc_info=(web.HTTPError, web.HTTPError(413, _too_large()), None))
+            self._oversize = True  # answered once the body ends (post)
+
+    def _refuse_size(self) -> None:
+        self.send_error(413, exc_info=(web.HTTPError, web.HTTPError(413, _too_large()), None))
 
     @web.authenticated
     @authorized
@@ -185,6 +198,8 @@ class TunnelHandler(ColabHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        if self._oversize:
+            raise web.HTTPError(413, _too_large())
         action = _parse_action(bytes(self._body))
         if not self.tunnel.enabled:
             raise web.HTTPError(

@@ -21,6 +21,9 @@ from .rules import NOT_RETURNED, WITH_BODY, connection_tokens, write_error
 
 # Kernel and REST bodies are small; a cap keeps one request from filling the relay's memory.
 MAX_FORWARDED_BODY = 64 * 1024 * 1024
+# A chunked body found over the cap is read on (and discarded) for up to this much more, so that
+# a client still sending gets the 413 rather than a reset; past that the connection is cut.
+LINGER_BYTES = 4 * 1024 * 1024
 
 if TYPE_CHECKING:
     from .server import Relay
@@ -91,6 +94,8 @@ class ProxyHandler(_RelayHandler):
         """Decide on the headers alone; a refused request's body is never read (tornado closes
         the connection once the answer is written)."""
         self._body = bytearray()
+        self._oversize = False
+        self._discarded = 0
         request = self.request
         if rules.is_preflight(request):
             self.answer_preflight()
@@ -116,10 +121,15 @@ class ProxyHandler(_RelayHandler):
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
+        if self._oversize:
+            self._discarded += len(chunk)
+            if self._discarded > LINGER_BYTES:  # it does not end: answer now, and cut it
+                self._too_large()
+            return
         self._body += chunk
         if len(self._body) > MAX_FORWARDED_BODY:  # chunked, without a Content-Length
             self._body = bytearray()
-            self._too_large()
+            self._oversize = True  # answered 413 once the body ends (forward)
 
     def _too_large(self) -> None:
         self.relay.log.warning(
@@ -158,6 +168,9 @@ class ProxyHandler(_RelayHandler):
         await self.forward()
 
     async def forward(self) -> None:
+        if self._oversize:
+            self._too_large()
+            return
         relay = self.relay
         relay.stats.requests += 1
         loop = asyncio.get_running_loop()
