@@ -163,7 +163,9 @@ class TunnelHandler(ColabHandler):
         await super().prepare()
         length = self.request.headers.get("Content-Length", "0")
         if length.isdigit() and int(length) > MAX_ACTION_BODY:
-            raise web.HTTPError(413, _too_large())
+            if int(length) > MAX_ACTION_BODY + LINGER_BYTES:
+                raise web.HTTPError(413, _too_large())
+            self._oversize = True  # read on, discarded: the client gets the 413, not a reset
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:

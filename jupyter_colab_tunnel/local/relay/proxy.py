@@ -21,8 +21,8 @@ from .rules import NOT_RETURNED, WITH_BODY, connection_tokens, write_error
 
 # Kernel and REST bodies are small; a cap keeps one request from filling the relay's memory.
 MAX_FORWARDED_BODY = 64 * 1024 * 1024
-# A chunked body found over the cap is read on (and discarded) for up to this much more, so that
-# a client still sending gets the 413 rather than a reset; past that the connection is cut.
+# A body over the cap by at most this much is read on (and discarded), so that a client still
+# sending gets the 413 rather than a reset; beyond that the connection is cut.
 LINGER_BYTES = 4 * 1024 * 1024
 
 if TYPE_CHECKING:
@@ -116,7 +116,10 @@ class ProxyHandler(_RelayHandler):
             return
         length = request.headers.get("Content-Length", "0")
         if length.isdigit() and int(length) > MAX_FORWARDED_BODY:
-            self._too_large()
+            if int(length) > MAX_FORWARDED_BODY + LINGER_BYTES:
+                self._too_large()
+            else:
+                self._oversize = True  # read on, discarded: the 413 rather than a reset
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
