@@ -159,7 +159,7 @@ class TunnelHandler(ColabHandler):
     async def prepare(self) -> None:  # type: ignore[override]
         self._body = bytearray()
         self._oversize = False
-        self._discarded = 0
+        self._received = 0  # body bytes seen, kept or discarded
         await super().prepare()
         length = self.request.headers.get("Content-Length", "0")
         if length.isdigit() and int(length) > MAX_ACTION_BODY:
@@ -170,11 +170,11 @@ class TunnelHandler(ColabHandler):
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
+        self._received += len(chunk)
         if self._oversize:
             # Read on (discarded) for a while, so that a client still sending gets the 413
             # rather than a reset; a body that does not end is answered and cut.
-            self._discarded += len(chunk)
-            if self._discarded > LINGER_BYTES:
+            if self._received > MAX_ACTION_BODY + LINGER_BYTES:
                 self._refuse_size()
             return
         self._body += chunk

@@ -452,6 +452,25 @@ def test_an_unauthenticated_body_is_never_read(counting: tuple[Env, Counting]) -
     assert remote.posts == []
 
 
+def test_a_body_just_over_the_cap_is_read_on_and_answered(counting: tuple[Env, Counting]) -> None:
+    """The real cap, not a patched one: the server's own body limit must leave room for the
+    bounded read-on, else tornado cuts the connection and the client never sees the 413."""
+    env, remote = counting
+    size = proxy.MAX_FORWARDED_BODY + 1024 * 1024
+    with socket.create_connection(("127.0.0.1", env.relay.port)) as sock:
+        sock.sendall(
+            b"POST /api/kernels HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: token " + LOCAL.encode() + b"\r\n"
+            b"Content-Length: %d\r\n\r\n" % size
+        )
+        piece = b"x" * (1024 * 1024)
+        for _ in range(size // len(piece)):
+            sock.sendall(piece)
+        answer = read_answer(sock, timeout=60)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert remote.posts == []
+
+
 def test_a_chunked_body_over_the_cap_is_refused(
     counting: tuple[Env, Counting], monkeypatch: pytest.MonkeyPatch
 ) -> None:

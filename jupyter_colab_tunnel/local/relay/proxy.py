@@ -95,7 +95,7 @@ class ProxyHandler(_RelayHandler):
         the connection once the answer is written)."""
         self._body = bytearray()
         self._oversize = False
-        self._discarded = 0
+        self._received = 0  # body bytes seen, kept or discarded
         request = self.request
         if rules.is_preflight(request):
             self.answer_preflight()
@@ -124,10 +124,10 @@ class ProxyHandler(_RelayHandler):
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
             return
+        self._received += len(chunk)
         if self._oversize:
-            self._discarded += len(chunk)
-            if self._discarded > LINGER_BYTES:  # it does not end: answer now, and cut it
-                self._too_large()
+            if self._received > MAX_FORWARDED_BODY + LINGER_BYTES:
+                self._too_large()  # it does not end: answer now, and cut it
             return
         self._body += chunk
         if len(self._body) > MAX_FORWARDED_BODY:  # chunked, without a Content-Length

@@ -24,7 +24,7 @@ from ..pool import KeepAliveClient, UpstreamError
 from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
-from .proxy import MAX_FORWARDED_BODY, ProxyHandler, StatusHandler
+from .proxy import LINGER_BYTES, MAX_FORWARDED_BODY, ProxyHandler, StatusHandler
 from .reachability import Reachability
 
 KERNEL_SHUTDOWN = re.compile(r"/api/kernels/([^/]+)/?$")
@@ -136,11 +136,13 @@ class Relay:
             xheaders=False,
             # Slow or idle clients cannot pin the relay: the headers of each request (a kept
             # connection's wait included) must arrive within header_timeout, a body within
-            # body_timeout. A body is read only once its headers are allowed (proxy.py).
+            # body_timeout. A body is read only once its headers are allowed (proxy.py), which
+            # answers one over MAX_FORWARDED_BODY itself, after reading on for LINGER_BYTES:
+            # tornado's own limit must leave it that room.
             idle_connection_timeout=s.header_timeout,
             body_timeout=s.body_timeout,
             max_header_size=MAX_HEADER_SIZE,
-            max_body_size=MAX_FORWARDED_BODY,
+            max_body_size=MAX_FORWARDED_BODY + LINGER_BYTES,
         )
         self._server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
