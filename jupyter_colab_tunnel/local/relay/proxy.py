@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import httputil, web
 
+from ...http1 import IDEMPOTENT, Response, UpstreamError
 from ..failures import Failure, classify_exception, classify_status
-from ..pool import IDEMPOTENT, Response, UpstreamError
 from ..upstream import Upstream
 from . import rules
 from .rules import NOT_RETURNED, WITH_BODY, connection_tokens, write_error

@@ -17,7 +17,7 @@ from tornado import httputil, web
 from ...problems import KINDS, Kind, Problem
 
 if TYPE_CHECKING:
-    from ..pool import Response
+    from ...http1 import Response
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

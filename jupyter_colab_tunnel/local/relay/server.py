@@ -18,9 +18,9 @@ from tornado import httputil, web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from ...http1 import KeepAliveClient, UpstreamError
 from ...timefmt import iso_utc
 from ..failures import Failure
-from ..pool import KeepAliveClient, UpstreamError
 from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket

@@ -1,4 +1,4 @@
-"""HTTP/1.1 requests to the remote over kept-alive connections.
+"""HTTP/1.1 requests over kept-alive connections: whole (`fetch`) or streamed both ways (`open`).
 
 tornado's `SimpleAsyncHTTPClient` opens a new connection for every request: through a tunnel that
 is a TCP and a TLS handshake with Cloudflare's edge each time. This client keeps idle connections
@@ -8,6 +8,12 @@ its side), so a request costs one round trip. TLS is verified against the system
 
 A request whose bytes may have reached the remote is sent again only if its method is idempotent
 (RFC 9110 9.2.2, as nginx does): a POST lost on a kept connection may have been processed.
+
+`open` streams one exchange with backpressure, for the forwarded ports (the relay to the remote's
+port route, the route to the app): the request body is written as it arrives, each write waits
+until the socket took the previous one, and each piece of the answer is handed to a sink that
+may wait in turn (on its own client). Neither direction is ever held whole. Shared by the remote
+and the local side, so it knows nothing of either.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import select
 import ssl
 import time
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from tornado import httputil
@@ -26,6 +34,7 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.tcpclient import TCPClient
 
 MAX_BODY = 512 * 1024 * 1024
+STREAMED_BODY_LIMIT = 1 << 62
 IDLE_PER_HOST = 16
 # Below the keep-alive timeout of common servers and proxies (5 s for Node and uvicorn), so a
 # kept connection is rarely one the remote is closing; exactly-once does not depend on it.
@@ -74,6 +83,131 @@ class _Collector(httputil.HTTPMessageDelegate):
         self.chunks.append(chunk)
 
 
+class ResponseSink(Protocol):
+    """Where a streamed answer goes; each call may wait (backpressure from its own client)."""
+
+    def response_started(
+        self, code: int, reason: str, headers: httputil.HTTPHeaders
+    ) -> Awaitable[None]: ...
+
+    def response_data(self, chunk: bytes) -> Awaitable[None]: ...
+
+
+class _StreamingDelegate(httputil.HTTPMessageDelegate):
+    def __init__(self, sink: ResponseSink, started: asyncio.Future[None]) -> None:
+        self.sink = sink
+        self.started = started
+        self.headers = httputil.HTTPHeaders()
+
+    async def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        if 100 <= start_line.code < 200:
+            return  # an interim answer: the real one follows
+        self.headers = headers
+        if not self.started.done():
+            self.started.set_result(None)
+        await self.sink.response_started(start_line.code, start_line.reason, headers)
+
+    async def data_received(self, chunk: bytes) -> None:
+        await self.sink.response_data(chunk)
+
+
+class Exchange:
+    """One request under way on its own connection: the body is written piece by piece
+    (`send`), then the answer is read into a sink (`respond`). Not a byte is buffered here."""
+
+    def __init__(
+        self,
+        client: KeepAliveClient,
+        key: tuple[str, str, int],
+        stream: IOStream,
+        reused: bool,
+        method: str,
+        target: str,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        self._client = client
+        self._key = key
+        self._stream = stream
+        # A kept connection the remote may have closed meanwhile: a bodiless idempotent request
+        # that failed on one before any answer may be opened again (UpstreamError.answered).
+        self.reused = reused
+        self.body_sent = 0
+        self._conn = HTTP1Connection(
+            stream,
+            True,
+            # No cap on a streamed body: nothing of it is held (the default is the
+            # stream's buffer size, which would cut a multi-GB download).
+            HTTP1ConnectionParameters(
+                no_keep_alive=False, decompress=False, max_body_size=STREAMED_BODY_LIMIT
+            ),
+        )
+        try:
+            self._conn.write_headers(httputil.RequestStartLine(method, target, "HTTP/1.1"), headers)
+        except (StreamClosedError, OSError) as e:
+            stream.close()
+            raise UpstreamError(e, True) from e
+
+    async def send(self, chunk: bytes) -> None:
+        """Write a piece of the body; returns once the socket has taken it."""
+        if not chunk:
+            return
+        try:
+            await self._conn.write(chunk)
+        except (StreamClosedError, OSError, httputil.HTTPOutputError) as e:
+            self.close()
+            raise UpstreamError(e, False) from e
+        self.body_sent += len(chunk)
+
+    async def respond(self, sink: ResponseSink, header_timeout: float) -> None:
+        """End the request, then pass the answer to `sink` as it arrives. Its head must come
+        within `header_timeout`; the body may take as long as it takes (a server-sent event
+        stream does not end). Raises UpstreamError when the answer is cut or never comes."""
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delegate = _StreamingDelegate(sink, started)
+        try:
+            self._conn.finish()
+        except (StreamClosedError, OSError, httputil.HTTPOutputError) as e:
+            self.close()
+            raise UpstreamError(e, False) from e
+        reading = asyncio.ensure_future(self._conn.read_response(delegate))
+        try:
+            await asyncio.wait_for(asyncio.shield(started), header_timeout)
+        except asyncio.TimeoutError:
+            if not reading.done():
+                self.close()
+                await asyncio.gather(reading, return_exceptions=True)
+                raise UpstreamError(
+                    TimeoutError(f"no answer in {header_timeout:g} s"), False
+                ) from None
+        except asyncio.CancelledError:
+            self.close()
+            raise
+        try:
+            open_after = await reading
+        except (StreamClosedError, OSError, httputil.HTTPInputError) as e:
+            self.close()
+            raise UpstreamError(e, False, started.done()) from e
+        except BaseException:
+            self.close()  # the sink failed (its own client went away): this answer is abandoned
+            raise
+        if not started.done():  # closed before an answer (read_response swallowed it)
+            self.close()
+            raise UpstreamError(StreamClosedError(), False)
+        keep = bool(open_after) and "close" not in _connection_tokens(delegate.headers)
+        if keep and not self._stream.closed():
+            self._client._keep(self._key, self._stream)
+        else:
+            self._stream.close()
+
+    def close(self) -> None:
+        self._stream.close()
+
+
 class KeepAliveClient:
     def __init__(self, ca_certs: str | None = None) -> None:
         self._ssl = ssl.create_default_context(cafile=ca_certs)
@@ -120,11 +254,42 @@ class KeepAliveClient:
                     continue
                 raise
             if keep and not stream.closed():
-                self._idle[key].append((stream, time.monotonic()))
-                del self._idle[key][:-IDLE_PER_HOST]
+                self._keep(key, stream)
             else:
                 stream.close()
             return response
+
+    async def open(
+        self,
+        url: str,
+        method: str,
+        headers: httputil.HTTPHeaders,
+        connect_timeout: float,
+        content_length: int | None = None,
+    ) -> Exchange:
+        """Start a streamed request: connected, its head written. `content_length`: the body's
+        size when known; a POST, PUT or PATCH without one is sent chunked."""
+        parts = urlsplit(url)
+        https = parts.scheme in ("https", "wss")
+        host = parts.hostname or ""
+        port = parts.port or (443 if https else 80)
+        key = (parts.scheme, host, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = httputil.HTTPHeaders(headers)
+        if "Host" not in headers:
+            default = (https and port == 443) or (not https and port == 80)
+            headers["Host"] = host if default else f"{host}:{port}"
+        if content_length is not None:
+            headers["Content-Length"] = str(content_length)
+        stream = self._take(key)
+        reused = stream is not None
+        if stream is None:
+            stream = await self._connect(host, port, https, connect_timeout)
+        return Exchange(self, key, stream, reused, method, target, headers)
+
+    def _keep(self, key: tuple[str, str, int], stream: IOStream) -> None:
+        self._idle[key].append((stream, time.monotonic()))
+        del self._idle[key][:-IDLE_PER_HOST]
 
     def _take(self, key: tuple[str, str, int]) -> IOStream | None:
         idle = self._idle.get(key)
@@ -187,8 +352,7 @@ class KeepAliveClient:
             raise UpstreamError(e, False, collector.start is not None) from e
         if collector.start is None:  # closed before an answer (read_response swallowed it)
             raise UpstreamError(StreamClosedError(), False)
-        tokens = {t.strip().lower() for t in collector.headers.get("Connection", "").split(",")}
-        keep = bool(open_after) and "close" not in tokens
+        keep = bool(open_after) and "close" not in _connection_tokens(collector.headers)
         return (
             Response(
                 collector.start.code,
@@ -205,6 +369,10 @@ class KeepAliveClient:
                 stream.close()
         self._idle.clear()
         self._tcp.close()
+
+
+def _connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
+    return {t.strip().lower() for t in headers.get("Connection", "").split(",")}
 
 
 def _quiet(stream: IOStream) -> bool:
