@@ -28,9 +28,17 @@ from .connect import TOKEN_PLACEHOLDER, connect_info
 from .connection_record import ConnectionFileWriter, connection_record
 from .dashboard import dashboard_handlers
 from .gpu_service import GpuService
-from .handlers import GPU_SETTING, KERNELS_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
+from .handlers import (
+    GPU_SETTING,
+    KERNELS_SETTING,
+    PORTS_SETTING,
+    STATUS_SETTING,
+    TUNNEL_SETTING,
+    default_handlers,
+)
 from .kernels import KernelMapper
 from .metrics import MetricsHook
+from .ports.service import PortsService
 from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
@@ -316,6 +324,7 @@ class ColabTunnelApp(ExtensionApp):
                     serverapp, self.started_at, runtime, self.tunnel, self.gpu
                 ),
                 KERNELS_SETTING: KernelMapper(serverapp),  # which kernel holds each GPU process
+                PORTS_SETTING: PortsService(kernel_manager=serverapp.kernel_manager),
             }
         )
         # Jupyter's /metrics: cached GPU sample and tunnel state only (registered at start).

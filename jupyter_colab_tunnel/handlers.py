@@ -19,6 +19,7 @@ from .tunnel.service import TUNNEL_ACTIONS, TunnelAction
 if TYPE_CHECKING:
     from .gpu_service import GpuService
     from .kernels import KernelMapper
+    from .ports.service import PortsService
     from .status import StatusReporter
     from .tunnel.service import TunnelService
 
@@ -39,6 +40,7 @@ TUNNEL_SETTING = "colab_tunnel"
 GPU_SETTING = "colab_gpu"
 STATUS_SETTING = "colab_status"
 KERNELS_SETTING = "colab_kernels"
+PORTS_SETTING = "colab_ports"
 
 
 class ColabServicesMixin:
@@ -61,6 +63,10 @@ class ColabServicesMixin:
     @property
     def kernels(self) -> KernelMapper:
         return cast("KernelMapper", self.settings[KERNELS_SETTING])
+
+    @property
+    def ports(self) -> PortsService:
+        return cast("PortsService", self.settings[PORTS_SETTING])
 
 
 class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):
@@ -141,6 +147,14 @@ class GpuHandler(ColabHandler):
         sample = await self.gpu.sample(processes=processes)
         # Each process entry names the kernel of this server it belongs to (or null).
         self.write_json(await self.kernels.annotate(sample))
+
+
+class PortsHandler(ColabHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        # Listening ports reachable at 127.0.0.1, each with its holder (or nulls) and flag.
+        self.write_json(await self.ports.report())
 
 
 def _quoted(value: object) -> str:
@@ -251,4 +265,5 @@ default_handlers: list[tuple[str, type[ColabHandler]]] = [
     ("/colab/status", StatusHandler),
     ("/colab/gpu", GpuHandler),
     ("/colab/tunnel", TunnelHandler),
+    ("/colab/ports", PortsHandler),
 ]

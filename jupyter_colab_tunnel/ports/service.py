@@ -1,24 +1,57 @@
-"""The ports service: the listing, read off the event loop and reused for a moment."""
+"""The ports service: the listing, read off the event loop and reused for a moment, each port
+named with the kernel of this server that holds it and whether it may be forwarded."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from ..cache import SharedSample
+from ..kernels import kernel_pids, owners, parent_chain
 from .listing import ListeningPort, listening_ports
 
 PORTS_TTL = 2.0
+# A process's parents change only when it is re-parented or its pid is reused.
+OWNERS_TTL = 5.0
+
+# A port's refusal (why it may not be forwarded), or None when it may.
+PortCheck = Callable[[int], "str | None"]
+
+
+def allow_all(port: int) -> str | None:
+    return None
+
+
+def forward_flag(port: int) -> str:
+    """What a user adds to `jupyter colab-tunnel connect` to reach `port` at 127.0.0.1."""
+    return f"--forward {port}"
 
 
 class PortsService:
+    """`kernel_manager`: the server's (None: no kernel is named); `check`: the port policy."""
+
     def __init__(
         self,
         read: Callable[[], list[ListeningPort]] = listening_ports,
         ttl: float = PORTS_TTL,
+        *,
+        kernel_manager: Any = None,
+        check: PortCheck = allow_all,
+        chain: Callable[[int], list[int]] = parent_chain,
     ) -> None:
         self._sample = SharedSample(read, ttl)
+        self._kernel_manager = kernel_manager
+        self._check = check
+        self._chain = chain
+        self._owners: tuple[float, frozenset[int], frozenset[tuple[int, str]], dict[int, str]] = (
+            float("-inf"),
+            frozenset(),
+            frozenset(),
+            {},
+        )
 
     async def listening(self) -> list[ListeningPort]:
         return await self._sample.get()
@@ -31,4 +64,36 @@ class PortsService:
 
     async def report(self) -> dict[str, Any]:
         """The body of GET /colab/ports."""
-        return {"ports": [asdict(p) for p in await self.listening()]}
+        ports = await self.listening()
+        held_by = await self._kernels({p.pid for p in ports if p.pid is not None})
+        items = []
+        for p in ports:
+            refused = self._check(p.port)
+            kernel_id = held_by.get(p.pid) if p.pid is not None else None
+            items.append(
+                {
+                    **asdict(p),
+                    "kernel_id": kernel_id,
+                    "forwardable": refused is None,
+                    "refused": refused,
+                    "forward": forward_flag(p.port),
+                }
+            )
+        return {"ports": items}
+
+    async def _kernels(self, pids: set[int]) -> dict[int, str]:
+        """pid -> kernel id for the pids that are one of this server's kernels or descend
+        from one; the parents are read off the loop and reused for OWNERS_TTL."""
+        if self._kernel_manager is None or not pids:
+            return {}
+        roots = kernel_pids(self._kernel_manager)
+        if not roots:
+            return {}
+        taken, seen, kernels, found = self._owners
+        key, wanted = frozenset(roots.items()), frozenset(pids)
+        if seen == wanted and kernels == key and time.monotonic() - taken < OWNERS_TTL:
+            return found
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, owners, wanted, roots, self._chain)
+        self._owners = (time.monotonic(), wanted, key, found)
+        return found
