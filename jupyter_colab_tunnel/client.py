@@ -1,4 +1,5 @@
-"""The typed client of the remote REST API (/colab/status, /colab/gpu, /colab/tunnel).
+"""The typed client of the remote REST API (/colab/status, /colab/gpu, /colab/tunnel,
+/colab/ports).
 
 For the local side (MCP tools, relay, launcher, scripts): it imports nothing of the extension.
 `ColabClient` is async (tornado's HTTP client, on whatever asyncio loop runs it);
@@ -301,6 +302,11 @@ class ColabClient(_Client):
         """POST /colab/tunnel {"action": ...}: the snapshot right after the action."""
         return await self._request("POST", "colab/tunnel", body=_action_body(action))
 
+    async def ports(self) -> JSONObject:
+        """GET /colab/ports: the remote's listening ports, their process and kernel, and the
+        `--forward` flag that reaches each from this machine."""
+        return await self._request("GET", "colab/ports")
+
     async def _request(
         self,
         method: str,
@@ -373,6 +379,9 @@ class ColabClientSync(_Client):
 
     def tunnel_action(self, action: TunnelAction) -> JSONObject:
         return self._request("POST", "colab/tunnel", body=_action_body(action))
+
+    def ports(self) -> JSONObject:
+        return self._request("GET", "colab/ports")
 
     def _request(
         self,

@@ -48,6 +48,7 @@ def test_version(tmp_path: Path) -> None:
         (["connect", "--urll=x", "--token-file", "f"], "--urll"),
         (["status", "--jsno"], "--jsno"),
         (["mcp", "--urll", "x"], "--urll"),
+        (["ports", "--urll", "x"], "--urll"),
     ],
 )
 def test_a_mistyped_option_shows_its_subcommands_usage(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import threading
 from collections.abc import Awaitable, Iterator
@@ -89,6 +90,13 @@ async def test_reads_match_the_rest_api(
     assert status["gpu"]["count"] == 2
     synced = await asyncio.to_thread(sync.status)
     assert without(synced, VOLATILE_STATUS) == without(expected, VOLATILE_STATUS)
+
+    # The in-process server's own port is one of the remote's listening ports.
+    port = int(url.split(":")[2].split("/")[0])
+    for ports in (await client.ports(), await asyncio.to_thread(sync.ports)):
+        mine = next(p for p in ports["ports"] if p["port"] == port)
+        assert mine["pid"] == os.getpid()
+        assert mine["forward"] == f"--forward {port}"
 
 
 @pytest.mark.parametrize("token", ["not-the-token", None], ids=["wrong", "missing"])

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from e2e_kit import fixed_port
 from mcp import Client, StdioServerParameters
@@ -34,6 +36,7 @@ TOOLS = {
     "colab_tunnel",
     "colab_tunnel_action",
     "colab_wait_gpu_memory",
+    "colab_ports",
 }
 VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
 
@@ -130,6 +133,29 @@ async def test_each_tool_returns_the_rest_json(
         expected = await rest(jp_fetch, "colab", "status")
         assert without(status, VOLATILE_STATUS) == without(expected, VOLATILE_STATUS)
         assert status["gpu"]["names"] == ["Tesla T4", "NVIDIA A100-SXM4-40GB"]
+
+
+async def test_ports_tool_lists_a_real_listening_port_with_its_flag(remote: Any) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        async with tools_for(*remote) as client:
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            schema = tools["colab_ports"].output_schema or {}
+            assert {"ports", "how_to_forward"} <= set(schema["properties"])
+            assert tools["colab_ports"].annotations.read_only_hint is True  # type: ignore[union-attr]
+            body = ok(await client.call_tool("colab_ports", {}))
+    finally:
+        listener.close()
+    mine = next(p for p in body["ports"] if p["port"] == port)
+    assert mine["pid"] == os.getpid()
+    assert mine["name"] == psutil.Process().name()
+    assert mine["kernel_id"] is None
+    assert mine["forward"] == f"--forward {port}"
+    assert "jupyter colab-tunnel connect --url <tunnel URL> --forward" in body["how_to_forward"]
+    assert [p["port"] for p in body["ports"]] == sorted(p["port"] for p in body["ports"])
 
 
 async def test_remote_refusals_are_tool_errors_and_serving_goes_on(remote: Any) -> None:
@@ -410,6 +436,10 @@ def test_stdio_server_through_the_tunnel(tunnel_server: Any, tmp_path: Path) -> 
             gpu = ok(await client.call_tool("colab_gpu", {"processes": True}))
             rest_gpu = ts.server.get_json("colab/gpu")
             assert {**gpu, "sampled_at": None} == {**rest_gpu, "sampled_at": None}
+            ports = ok(await client.call_tool("colab_ports", {}))
+            served = next(p for p in ports["ports"] if p["port"] == ts.server.port)
+            assert served["pid"] == ts.server.pid
+            assert ts.server.token not in json.dumps(ports)
             status = ok(await client.call_tool("colab_status", {}))
             expected = ts.server.get_json("colab/status")
             assert without(status, VOLATILE_STATUS) == without(expected, VOLATILE_STATUS)

@@ -146,6 +146,18 @@ def _mcp(args: argparse.Namespace, rest: list[str]) -> int:
     return run_mcp(args)
 
 
+def _ports_options(parser: argparse.ArgumentParser) -> None:
+    from ..local.ports_cli import configure_ports_parser
+
+    configure_ports_parser(parser)
+
+
+def _ports(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..local.ports_cli import run_ports
+
+    return run_ports(args)
+
+
 # The local side (the relay) lives in jupyter_colab_tunnel/local/, imported only when used.
 def _connect_options(parser: argparse.ArgumentParser) -> None:
     from ..local.cli import add_connect_options
@@ -174,9 +186,15 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand("stop", "stop the running server (and its tunnel and kernels)", _no_options, _stop),
     Subcommand(
         "mcp",
-        "serve MCP tools (status, GPU, tunnel) for AI agents over stdio",
+        "serve MCP tools (status, GPU, tunnel, ports) for AI agents over stdio",
         _mcp_options,
         _mcp,
+    ),
+    Subcommand(
+        "ports",
+        "list the remote's listening ports and the --forward flag that reaches each",
+        _ports_options,
+        _ports,
     ),
     Subcommand(
         "connect",

@@ -24,7 +24,7 @@ from pydantic import Field
 from .._version import __version__
 from ..client import ColabClient, JSONObject, RemoteError
 from ..problems import Kind, Problem
-from .mcp_schemas import GpuMemoryWait, GpuSample, Status, TunnelSnapshot
+from .mcp_schemas import GpuMemoryWait, GpuSample, Ports, Status, TunnelSnapshot
 
 MiB = 1024 * 1024
 POLL_INTERVAL = 1.0  # seconds; the remote caches a GPU sample for about a second
@@ -133,6 +133,25 @@ def build_server(
         return _result(await _ask(client.tunnel(logs=logs)))
 
     @server.tool(
+        title="Remote web ports",
+        annotations=read,
+        description=(
+            "The TCP ports listening on the remote machine where its own 127.0.0.1 reaches "
+            "them: TensorBoard (6006), Gradio (7860), Streamlit (8501), a model server (vLLM "
+            "8000, Ollama 11434), ... Per port: the process (pid, name; null when not visible), "
+            "its command line (shortened, secrets as ***), the kernel_id of the remote server's "
+            "kernel that started it (null for other processes), and `forward`, the flag the "
+            "user adds to `jupyter colab-tunnel connect` (e.g. `jupyter colab-tunnel connect "
+            "--url <tunnel URL> --forward 6006`) to open it at http://127.0.0.1:6006/ on this "
+            "machine; forwardable=false with `refused` says why a port cannot be forwarded. "
+            "Call it after starting a server in a kernel, to tell the user how to open it."
+        ),
+    )
+    async def colab_ports() -> Annotated[CallToolResult, Ports]:
+        body = await _ask(client.ports())
+        return _result({**body, "how_to_forward": _how_to_forward(body)})
+
+    @server.tool(
         title="Start, stop or restart the tunnel",
         annotations=ToolAnnotations(
             read_only_hint=False,
@@ -230,6 +249,16 @@ def build_server(
             await anyio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
 
     return server
+
+
+def _how_to_forward(body: JSONObject) -> str:
+    ports = [p for p in body.get("ports") or [] if p.get("forwardable", True)]
+    port = ports[0]["port"] if ports else 6006
+    return (
+        "Add a port's `forward` flag to the local relay's command, e.g. `jupyter colab-tunnel "
+        f"connect --url <tunnel URL> --forward {port}` (repeatable; --forward LOCAL:REMOTE "
+        f"picks another local port); the app is then at http://127.0.0.1:{port}/ here."
+    )
 
 
 def _tool_error(kind: Kind, message: str, hint: str = "") -> ToolError:

@@ -251,3 +251,33 @@ class GpuMemoryWait(BaseModel):
     samples: int = Field(description="GPU samples taken.")
     sampled_at: str = Field(description=TIMESTAMP + " The last sample's time.")
     message: str = Field(description="The outcome in words.")
+
+
+# ----- /colab/ports -----------------------------------------------------------------------
+
+
+class ListeningPort(BaseModel):
+    port: int = Field(description="The TCP port on the remote machine.")
+    address: str | None = Field(None, description="The address it is bound to (127.0.0.1, ::).")
+    pid: int | None = Field(description="The process holding it; null when not visible.")
+    name: str | None = Field(description="The process name (tensorboard, python, ...) or null.")
+    cmdline: str | None = Field(
+        None, description="Its command line, shortened, secrets replaced by ***."
+    )
+    kernel_id: str | None = Field(
+        description="The remote server's kernel that holds it (or started its process); null."
+    )
+    forwardable: bool = Field(True, description="Whether it may be forwarded.")
+    refused: str | None = Field(None, description="Why it may not be forwarded; null if it may.")
+    forward: str | None = Field(
+        None, description="The flag to add to `jupyter colab-tunnel connect`: --forward PORT."
+    )
+
+
+class Ports(BaseModel):
+    """The remote's listening ports (GET /colab/ports) and how to reach them locally."""
+
+    ports: list[ListeningPort] = Field(description="One entry per port, sorted by port.")
+    how_to_forward: str = Field(
+        description="How a port reaches this machine: the connect command with its flag."
+    )
