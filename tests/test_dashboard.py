@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -41,6 +43,12 @@ RENDERED = """JSON.stringify({
   runtime: document.getElementById('runtime-facts').textContent,
   events: document.querySelectorAll('#event-list li').length,
   problem: document.getElementById('problem').hidden,
+  ports: Object.fromEntries([...document.querySelectorAll('#port-rows tr[data-port]')].map(r => [
+    r.dataset.port,
+    { text: r.textContent,
+      flag: (r.querySelector('button.copy') || {}).dataset
+        ? document.getElementById(r.querySelector('button.copy').dataset.copy).textContent : null },
+  ])),
   location: location.href,
 })"""
 
@@ -91,6 +99,7 @@ def get_no_redirect(server: Any, path: str) -> http.client.HTTPResponse:
 def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
     ts = start_gpu_tunnel_server(tmp_path / "remote", base_url="/jct/")
     server = ts.server
+    app: ThreadingHTTPServer | None = None
     try:
         tunnel = ts.wait_state("ready")
         kernel_id = start_session(server, "experiments/train.ipynb")
@@ -110,10 +119,16 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
         assert (r.status, r.getheader("Location")) == (302, "/jct/colab/?minutes=2")
         assert r.getheader("Cache-Control") == "no-store"
 
+        # A small web app of this test's own, listening as TensorBoard would on the remote.
+        app = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+        app_port = app.server_address[1]
+        threading.Thread(target=app.serve_forever, daemon=True).start()
+
         with Chromium(tmp_path / "chromium") as browser:
             browser.navigate(f"{server.url}colab/?token={server.token}")
             browser.wait_for(
-                "!!(document.body.dataset.loaded && document.querySelector('#proc-rows code'))"
+                "!!(document.body.dataset.loaded && document.querySelector('#proc-rows code')"
+                f" && document.querySelector('#port-rows tr[data-port=\"{app_port}\"]'))"
             )
             page = json.loads(browser.eval(RENDERED))
             assert page["pill"] == "tunnel ready"
@@ -136,6 +151,13 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
             assert "Python" in page["runtime"]
             assert page["events"] >= 2
             assert page["problem"] is True  # no error banner
+            # The test's app is listed with this process and the flag that forwards it.
+            row = page["ports"][str(app_port)]
+            assert f"({os.getpid()})" in row["text"]
+            assert row["flag"] == f"--forward {app_port}"
+            # The server's own port too, its command line without the token.
+            assert f"({server.pid})" in page["ports"][str(server.port)]["text"]
+            assert server.token not in json.dumps(page["ports"])
             # The server sent the browser on without the token, once its cookie was set: not
             # in the address bar, the history, nor in any page; no answer with it was stored.
             assert "token" not in page["location"]
@@ -159,7 +181,7 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
                 r
                 for r in browser.sent
                 if urlparse(r["url"]).path
-                in ("/jct/colab/tunnel", "/jct/colab/gpu", "/jct/colab/status")
+                in ("/jct/colab/tunnel", "/jct/colab/gpu", "/jct/colab/status", "/jct/colab/ports")
             ]
             assert api
             assert not [r["url"] for r in api if "authorization" in map(str.lower, r["headers"])]
@@ -216,4 +238,7 @@ def test_dashboard_renders_tunnel_and_gpus(tmp_path: Path) -> None:
         ts.wait_state("ready", restarts=0)
         assert restarts_total(server) == 1
     finally:
+        if app is not None:
+            app.shutdown()
+            app.server_close()
         server.stop()

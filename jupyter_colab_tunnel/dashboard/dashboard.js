@@ -190,6 +190,26 @@
     $("proc-rows").replaceChildren(...rows);
   }
 
+  // ---- web ports ---------------------------------------------------------------------------
+
+  function renderPorts(body) {
+    const rows = (body.ports || []).map((p) => {
+      const process = p.pid ? [p.name || "?", " ", el("span", { class: "muted" }, "(" + p.pid + ")")]
+        : [el("span", { class: "muted" }, "not visible")];
+      const kernel = p.kernel_id ? el("code", { title: p.kernel_id }, p.kernel_id.slice(0, 8)) : el("span", { class: "muted" }, "-");
+      const id = "forward-" + p.port;
+      const use = p.forwardable === false
+        ? [el("span", { class: "muted refused" }, "refused: " + (p.refused || "not allowed"))]
+        : [el("code", { id, class: "forward" }, p.forward || "--forward " + p.port), " ",
+          el("button", { type: "button", class: "copy", "data-copy": id, "aria-label": "Copy the flag that forwards port " + p.port }, "Copy")];
+      return el("tr", { "data-port": p.port },
+        el("td", { class: "num" }, p.port), el("td", {}, ...process), el("td", {}, kernel),
+        el("td", { class: "cmdline", title: p.cmdline || "" }, p.cmdline || ""), el("td", { class: "copyable" }, ...use));
+    });
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "No listening ports.")));
+    $("port-rows").replaceChildren(...rows);
+  }
+
   // ---- runtime -----------------------------------------------------------------------------
 
   function renderStatus(s) {
@@ -250,11 +270,13 @@
       getJson("tunnel?logs=" + LOG_LINES),
       getJson("gpu"),
       getJson("status"),
+      getJson("ports"),
     ]);
-    const [tunnel, gpu, status] = results;
+    const [tunnel, gpu, status, ports] = results;
     if (tunnel.status === "fulfilled") renderTunnel(tunnel.value);
     if (gpu.status === "fulfilled") renderGpus(gpu.value);
     if (status.status === "fulfilled") renderStatus(status.value);
+    if (ports.status === "fulfilled") renderPorts(ports.value);
     const failed = results.find((r) => r.status === "rejected");
     if (failed) {
       const denied = failed.reason && failed.reason.status === 403;
