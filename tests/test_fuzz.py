@@ -298,7 +298,7 @@ param_values = st.one_of(
     st.text(max_size=20).map(lambda s: quote(s.encode("utf-8", "surrogatepass"), safe="")),
     st.binary(max_size=8).map(lambda b: quote_from_bytes(b, safe="")),
 )
-endpoints = st.sampled_from(["colab/status", "colab/gpu", "colab/tunnel"])
+endpoints = st.sampled_from(["colab/status", "colab/gpu", "colab/tunnel", "colab/ports"])
 
 
 @FUZZ
@@ -377,6 +377,7 @@ operations = st.sampled_from(
         ("GET", "colab/status"),
         ("GET", "colab/gpu"),
         ("GET", "colab/tunnel?logs=3"),
+        ("GET", "colab/ports"),
         ("POST", "colab/tunnel"),
     ]
 )
@@ -507,11 +508,11 @@ def test_schemathesis_against_the_spec(live: TunnelServer, tmp_path: Path) -> No
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    assert "4 selected / 4 total" in out, out[-3000:]
+    assert "5 selected / 5 total" in out, out[-3000:]
     assert "No issues found" in out, out[-3000:]
     suites = ElementTree.parse(tmp_path / "junit.xml").getroot().iter("testsuite")
     totals = {key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures")}
-    assert totals["tests"] >= 4, totals
+    assert totals["tests"] >= 5, totals
     assert totals["failures"] == 0, totals
     # schemathesis sent real start/stop/restart actions: the tunnel must still be sane.
     live.post("stop")

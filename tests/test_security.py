@@ -35,6 +35,7 @@ OPERATIONS = [
     ("GET", "colab/gpu?processes=false", None),
     ("GET", "colab/tunnel", None),
     ("GET", "colab/tunnel?logs=10", None),
+    ("GET", "colab/ports", None),
     ("POST", "colab/tunnel", {"action": "start"}),
     ("POST", "colab/tunnel", {"action": "stop"}),
     ("POST", "colab/tunnel", {"action": "restart"}),
@@ -80,7 +81,7 @@ def test_every_endpoint_refuses_missing_or_wrong_credentials(
     assert live.spawned_pids() == []
 
 
-@pytest.mark.parametrize(("method", "path", "body"), OPERATIONS[:5], ids=OP_IDS[:5])
+@pytest.mark.parametrize(("method", "path", "body"), OPERATIONS[:6], ids=OP_IDS[:6])
 def test_wrong_token_in_the_query_is_refused(
     live: TunnelServer, method: str, path: str, body: Any
 ) -> None:

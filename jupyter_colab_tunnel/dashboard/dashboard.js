@@ -200,11 +200,12 @@
       const id = "forward-" + p.port;
       const use = p.forwardable === false
         ? [el("span", { class: "muted refused" }, "refused: " + (p.refused || "not allowed"))]
-        : [el("code", { id, class: "forward" }, p.forward || "--forward " + p.port), " ",
-          el("button", { type: "button", class: "copy", "data-copy": id, "aria-label": "Copy the flag that forwards port " + p.port }, "Copy")];
+        : [el("div", { class: "copyable" },
+          el("code", { id, class: "forward" }, p.forward || "--forward " + p.port),
+          el("button", { type: "button", class: "copy", "data-copy": id, "aria-label": "Copy the flag that forwards port " + p.port }, "Copy"))];
       return el("tr", { "data-port": p.port },
         el("td", { class: "num" }, p.port), el("td", {}, ...process), el("td", {}, kernel),
-        el("td", { class: "cmdline", title: p.cmdline || "" }, p.cmdline || ""), el("td", { class: "copyable" }, ...use));
+        el("td", { class: "cmdline", title: p.cmdline || "" }, p.cmdline || ""), el("td", { class: "use" }, ...use));
     });
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", class: "muted" }, "No listening ports.")));
     $("port-rows").replaceChildren(...rows);
