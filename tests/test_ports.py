@@ -142,6 +142,26 @@ def test_a_process_that_may_not_be_read_has_nulls() -> None:
     assert cmdline is None or isinstance(cmdline, str)
 
 
+def test_refused_reads_give_nulls_never_an_error(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on macOS without root: the system-wide socket table is refused, so each process is
+    # asked for its own; and another user's process refuses its name and command line.
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise psutil.AccessDenied(os.getpid())
+
+    port = listener.getsockname()[1]
+    monkeypatch.setattr(psutil, "net_connections", refused)
+    found = {p.port: p for p in listening_ports()}
+    assert found[port].pid == os.getpid()  # found through this process's own sockets
+    assert found[port].name == psutil.Process().name()
+    monkeypatch.setattr(psutil.Process, "name", refused)
+    monkeypatch.setattr(psutil.Process, "cmdline", refused)
+    assert describe_process(os.getpid()) == (None, None)
+    found = {p.port: p for p in listening_ports()}
+    assert found[port] == ListeningPort(port, "127.0.0.1", os.getpid(), None, None)
+
+
 @pytest.fixture
 def listener() -> Iterator[socket.socket]:
     sock = socket.socket()
