@@ -47,6 +47,7 @@ HIDDEN = [
     ["x", "--API-KEY", SECRET],
     ["vllm", "serve", "m", "--hf-token", SECRET],
     ["x", "--key", SECRET],
+    ["x", "--api-tokens", SECRET],
     ["x", "--ssl-keyfile", SECRET],
     ["x", "--auth-token", "--" + SECRET],  # a value that looks like a flag is still hidden
     ["env", f"OPENAI_API_KEY={SECRET}", "python", "app.py"],
@@ -82,6 +83,9 @@ def test_scrub_keeps_what_is_not_secret() -> None:
     )
     assert scrub_cmdline(["x", "--token=SECRETLESS", "--port", "1"]) == "x --token=*** --port 1"
     assert scrub_cmdline(["x", "--token"]) == "x --token"  # nothing after: nothing to hide
+    vllm = ["vllm", "serve", "m", "--tokenizer", "gpt2", "--max-num-batched-tokens", "512"]
+    assert scrub_cmdline(vllm) == " ".join(vllm)
+    assert scrub_cmdline(["python", "-c", "f(max_tokens=512)"]) == "python -c 'f(max_tokens=512)'"
     assert scrub_cmdline([]) == ""
 
 
@@ -100,7 +104,15 @@ def test_scrub_shortens_after_scrubbing() -> None:
 def test_secret_names() -> None:
     for name in ("--token", "--Token", "--hf_token", "--API-Key", "PASSWORD", "--client-secret"):
         assert secret_name(name), name
-    for name in ("--port", "--logdir", "--host", "--bind_all", "-m"):
+    for name in (
+        "--port",
+        "--logdir",
+        "--host",
+        "--bind_all",
+        "-m",
+        "--tokenizer",
+        "--max-new-tokens",
+    ):
         assert not secret_name(name), name
 
 

@@ -24,6 +24,8 @@ REDACTED = "***"
 _MARK = "REDACTEDx9q7"  # no shell-special characters
 # Parts of an option's or variable's name that say its value is a secret.
 SECRET_WORDS = ("token", "password", "passwd", "pwd", "secret", "apikey", "key", "credential")
+# Names that hold a secret word and name no secret (vLLM's `--tokenizer`, `--max-tokens`).
+NOT_SECRET = re.compile(r"tokenizer|(?:max|min|num|batched|new|prompt|output|input)tokens")
 
 # `name=value`, `name: value`, `"name": "value"`, a URL's `?name=value&` where the name holds a
 # secret word (only those: a pair that is not one must not swallow the next); not `https://`.
@@ -39,7 +41,7 @@ _URL_USERINFO = re.compile(r"(?P<head>://[^/\s:@]*:)(?P<value>[^/\s@]+)@")
 
 def secret_name(name: str) -> bool:
     """Whether an option or variable name (`--api-key`, `NotebookApp.token`) names a secret."""
-    plain = name.lstrip("-").lower().replace("-", "").replace("_", "")
+    plain = NOT_SECRET.sub("", name.lstrip("-").lower().replace("-", "").replace("_", ""))
     return any(word in plain for word in SECRET_WORDS)
 
 
@@ -50,7 +52,12 @@ def _scrub_text(arg: str) -> str:
     arg = _BEARER.sub(lambda m: f"{m['head']} {REDACTED}", arg)
     arg = _URL_USERINFO.sub(lambda m: f"{m['head']}{REDACTED}@", arg)
 
-    return _ASSIGNED.sub(lambda m: f"{m['name']}{m['sep']}{REDACTED}", arg)
+    def pair(m: re.Match[str]) -> str:
+        if not secret_name(m["name"]):
+            return m[0]  # `max_tokens=512`: its own value only, so nothing is skipped
+        return f"{m['name']}{m['sep']}{REDACTED}"
+
+    return _ASSIGNED.sub(pair, arg)
 
 
 def scrub_cmdline(argv: Sequence[str], limit: int = MAX_CMDLINE) -> str:
