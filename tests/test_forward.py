@@ -309,3 +309,24 @@ def test_200_mib_download_and_upload_stream_with_bounded_memory(
     assert json.loads(data)["sha256"] == pattern_digest(BIG)
     peak = max(peak, _rss(server.pid))
     assert peak - before < 64 * 1024 * 1024, f"server RSS grew {(peak - before) >> 20} MiB"
+
+
+def test_an_upload_over_jupyters_body_limit_passes(server_factory: Any, app: EchoApp) -> None:
+    """Jupyter's server-wide max_body_size (512 MiB by default) would cut a multi-GB upload:
+    the route lifts it for its own requests only (here a server limited to 1 MiB)."""
+    small = server_factory(
+        args=["--ColabTunnelApp.tunnel_mode=off", "--ServerApp.max_body_size=1048576"]
+    )
+    body = os.urandom(8 * 1024 * 1024)
+    for chunked in (False, True):
+        payload: Any = (
+            [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)] if chunked else body
+        )
+        status, _, _, data = exchange(
+            small, "POST", route(small, app.port, "/upload"), payload, chunked=chunked
+        )
+        assert status == 200, data
+        assert json.loads(data)["sha256"] == hashlib.sha256(body).hexdigest()
+    # Jupyter's own API keeps the server's limit (it cuts the connection).
+    with pytest.raises((ConnectionResetError, BrokenPipeError)):
+        exchange(small, "PUT", f"{small.base_url}api/contents/big.txt", body)

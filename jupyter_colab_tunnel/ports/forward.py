@@ -386,6 +386,16 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     # ----- websockets: dial the app, then accept with its subprotocol --------------------
 
     async def _websocket(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            # Checked before the dial too, so that the app never hears of a refused page.
+            self._refuse(
+                403,
+                "forbidden",
+                f"cross-origin websocket from {origin!r} refused "
+                "(ServerApp.allow_origin allows other origins)",
+            )
+            return
         url, headers = self._target("ws")
         offered = [
             s.strip()
@@ -430,7 +440,10 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         return chosen if chosen in subprotocols else None
 
     def check_origin(self, origin_to_satisfy_tornado: str = "") -> bool:
-        """Jupyter's websocket rule: the Origin matches the Host, or ServerApp.allow_origin."""
+        """Jupyter's rules: for a websocket, the Origin matches the Host or
+        ServerApp.allow_origin; for HTTP (its XSRF check of a cookie-only request), its own."""
+        if not self._upgrading():
+            return JupyterHandler.check_origin(self, origin_to_satisfy_tornado)
         return bool(WebSocketMixin.check_origin(self, origin_to_satisfy_tornado or None))
 
     def open(self, *args: str, **kwargs: str) -> None:
