@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import openapi_check
 import psutil
 import pytest
 from forward_echo_app import CHUNK, PATTERN, EchoApp, pattern_digest, running_echo_app
@@ -67,7 +68,9 @@ def exchange(
 
 
 def problem(body: bytes) -> dict[str, Any]:
+    """The route's error body, held to docs/openapi.yaml's ForwardError."""
     document = json.loads(body)
+    openapi_check.schema_validator("ForwardError").validate(document)
     assert set(document) >= {"message", "reason", "error"}
     assert set(document["error"]) == {"kind", "message", "hint"}
     assert document["reason"] == document["error"]["kind"]
