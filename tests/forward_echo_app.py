@@ -37,6 +37,7 @@ class EchoApp:
     seen: list[str] = field(default_factory=list)  # "METHOD path" of every request
     loop: asyncio.AbstractEventLoop | None = None
     release: asyncio.Event | None = None  # lets /sse send its last event
+    sse_left: int = 0  # event streams whose client went away
 
     def let_sse_end(self) -> None:
         assert self.loop is not None
@@ -93,6 +94,8 @@ class Events(web.RequestHandler):
 
     async def get(self) -> None:
         self.app.seen.append(f"GET {self.request.path}")
+        assert self.app.release is not None
+        self.app.release.clear()  # each stream waits for its own let_sse_end()
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.write("data: first\n\n")
@@ -100,6 +103,9 @@ class Events(web.RequestHandler):
         assert self.app.release is not None
         await self.app.release.wait()
         self.write("data: last\n\n")
+
+    def on_connection_close(self) -> None:
+        self.app.sse_left += 1
 
 
 class Download(web.RequestHandler):

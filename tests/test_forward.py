@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,6 +161,38 @@ def test_the_first_event_arrives_before_the_stream_ends(
     app.let_sse_end()
     assert r.read() == b"data: last\n\n"
     conn.close()
+
+
+def test_an_event_stream_whose_client_leaves_ends_at_the_app(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    left = app.sse_left
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(
+        "GET", route(server, app.port, "/sse"), headers={"Authorization": f"token {server.token}"}
+    )
+    r = conn.getresponse()
+    assert r.readline() + r.readline() == b"data: first\n\n"
+    r.close()
+    conn.close()
+    deadline = time.monotonic() + 10
+    while app.sse_left == left and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert app.sse_left == left + 1  # the route closed its side: the app stopped streaming
+    status, _, _, _ = exchange(server, "GET", route(server, app.port, "/echo"))
+    assert status == 200
+
+
+def test_a_chunked_body_without_framing_for_its_method_is_refused(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    before = list(app.seen)
+    status, _, _, data = exchange(
+        server, "DELETE", route(server, app.port, "/x"), iter([b"abc"]), chunked=True
+    )
+    assert status == 411, data
+    assert problem(data)["kind"] == "bad_request"
+    assert app.seen == before
 
 
 def test_websocket_carries_text_binary_16_mib_subprotocol_and_close_code(

@@ -75,6 +75,8 @@ WS_HANDSHAKE = frozenset(
         "content-length",
     }
 )
+# The methods whose body may come without a Content-Length (sent on chunked).
+CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Close codes that must never be sent in a close frame (RFC 6455 7.4.1).
 _RESERVED_CLOSE = frozenset({1005, 1006, 1015})
 
@@ -144,6 +146,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         self._upstream_ws: WebSocketClientConnection | None = None
         self._pump: asyncio.Task[None] | None = None
         self._opened = False
+        self._client_gone = False
         self._port = 0
         self._app_path = "/"
         # Jupyter's prepare: Host check, the token, XSRF for a cookie-only request; an unknown
@@ -222,11 +225,21 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         length_text = self.request.headers.get("Content-Length")
         chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
         length = int(length_text) if length_text and length_text.isdigit() and not chunked else None
+        method = self.request.method or "GET"
+        if chunked and method not in CHUNKED_METHODS:
+            # http1's client frames a body of unknown length for these methods only.
+            self._refuse(
+                411,
+                "bad_request",
+                f"a {method} with a chunked body (no Content-Length) cannot be forwarded",
+                "Send the body with a Content-Length, or use POST, PUT or PATCH.",
+            )
+            return
         stats = self.forwarder.stats
         stats.requests += 1
         try:
             self._exchange = await self.forwarder.client.open(
-                url, self.request.method or "GET", headers, CONNECT_TIMEOUT, length
+                url, method, headers, CONNECT_TIMEOUT, length
             )
         except UpstreamError as e:
             await self._dial_failed(e)
@@ -319,6 +332,9 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         try:
             await self._exchange.respond(self, HEADER_TIMEOUT)
         except UpstreamError as e:
+            if self._client_gone:  # on_connection_close cut the app's side: not the app's fault
+                self._client_left()
+                return
             timeout = isinstance(e.cause, TimeoutError)
             self._refuse(
                 504 if timeout else 502,
@@ -330,15 +346,19 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
             return
         except (StreamClosedError, OSError):
             # Our own client went away mid-answer (respond() has closed the app's connection).
-            self.log.info(
-                "forward %s %s: the client left during the answer",
-                self.request.method,
-                clip(self._app_path),
-            )
-            self._abandon()
+            self._client_left()
             return
         if not self._finished:
             self.finish()
+
+    def _client_left(self) -> None:
+        self.forwarder.stats.failures["client_left"] += 1
+        self.log.info(
+            "forward %s %s: the client left during the answer",
+            self.request.method,
+            clip(self._app_path),
+        )
+        self._abandon()
 
     async def response_started(self, code: int, reason: str, headers: httputil.HTTPHeaders) -> None:
         self.set_status(code, reason or responses.get(code, "Unknown"))
@@ -353,6 +373,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         await self.flush()  # the next piece is read from the app once the client took this one
 
     def on_connection_close(self) -> None:
+        self._client_gone = True
         if self._upstream_ws is None and self._exchange is not None:
             self._exchange.close()  # the app sees its client leave (an event stream stops)
         super().on_connection_close()
