@@ -135,6 +135,9 @@ class Socket(websocket.WebSocketHandler):
         return "echo.v2" if "echo.v2" in subprotocols else None
 
     async def on_message(self, message: str | bytes) -> None:
+        if message == "uri?":
+            await self.write_message(self.request.uri or "")
+            return
         if message == "close-me":
             self.close(4001, "asked to")
             return

@@ -189,6 +189,16 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     def get_login_url(self) -> str:
         raise web.HTTPError(403, NO_CREDENTIALS)
 
+    def check_xsrf_cookie(self) -> None:
+        """As ColabHandler: a POST without valid credentials hears about the token, not
+        about a missing '_xsrf' argument."""
+        try:
+            super().check_xsrf_cookie()
+        except web.HTTPError as e:
+            if e.status_code == 403 and not self.current_user:
+                raise web.HTTPError(403, NO_CREDENTIALS) from None
+            raise
+
     @property
     def forwarder(self) -> Forwarder:
         return cast("Forwarder", self.settings[FORWARD_SETTING])
@@ -438,6 +448,9 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
                 max_message_size=forwarding.FORWARD_MAX_MESSAGE,
             )
         except HTTPClientError as e:
+            if e.code == 599:  # no answer at all (tornado's code for a timeout or a cut)
+                await self._dial_failed(e)
+                return
             self._refuse(
                 502,
                 "forward_failed",
@@ -448,9 +461,11 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         except (OSError, StreamClosedError, WebSocketError, asyncio.TimeoutError) as e:
             await self._dial_failed(e)
             return
-        await super().get(*self.path_args)  # the handshake: select_subprotocol, then open()
-        if self.ws_connection is None or self.get_status() != 101:
-            self._upstream_ws.close()  # refused after all (origin, Connection header)
+        upstream = self._upstream_ws
+        # The handshake (select_subprotocol, then open()); returns when the socket has closed.
+        await super().get(*self.path_args)
+        if self.get_status() != 101:
+            upstream.close()  # refused after all (a bad Connection header)
 
     @property
     def max_message_size(self) -> int:
