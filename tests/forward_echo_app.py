@@ -120,6 +120,18 @@ class Download(web.RequestHandler):
             await self.flush()
 
 
+class Cut(web.RequestHandler):
+    """Promises 1000 bytes, sends 10, and closes the connection (an app that crashed)."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Length", "1000")
+        self.write(b"0123456789")
+        await self.flush()
+        assert self.request.connection is not None
+        self.request.connection.close()  # type: ignore[attr-defined]
+        self._finished = True
+
+
 class Socket(websocket.WebSocketHandler):
     def initialize(self, app: EchoApp) -> None:
         self.app = app
@@ -159,6 +171,7 @@ def running_echo_app() -> Iterator[EchoApp]:
                 [
                     (r"/sse", Events, kwargs),
                     (r"/download", Download),
+                    (r"/cut", Cut),
                     (r"/ws", Socket, kwargs),
                     (r"/.*", Echo, kwargs),
                 ]

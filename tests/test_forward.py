@@ -312,6 +312,39 @@ def test_a_path_that_leaves_the_route_is_refused(
     assert app.seen == before
 
 
+def test_an_answer_the_app_breaks_off_is_cut_for_the_client_too(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(
+        "GET", route(server, app.port, "/cut"), headers={"Authorization": f"token {server.token}"}
+    )
+    r = conn.getresponse()
+    assert r.status == 200
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        r.read()
+    assert cut.value.partial == b"0123456789"  # never passed off as the whole answer
+    conn.close()
+    status, _, _, _ = exchange(server, "GET", route(server, app.port, "/echo"))
+    assert status == 200
+
+
+def test_an_app_that_answers_a_websocket_handshake_with_http_is_a_502(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    async def handshake() -> tuple[int, dict[str, Any]]:
+        url = f"ws://127.0.0.1:{server.port}" + route(server, app.port, "/not-a-socket")
+        request = HTTPRequest(url, headers={"Authorization": f"token {server.token}"})
+        with pytest.raises(HTTPClientError) as refused:
+            await websocket_connect(request)
+        assert refused.value.response is not None
+        return refused.value.code, problem(refused.value.response.body)
+
+    code, error = asyncio.run(handshake())
+    assert (code, error["kind"]) == (502, "forward_failed")
+    assert "handshake" in error["message"]
+
+
 def test_the_server_keeps_serving_after_failures(server: ServerProcess, app: EchoApp) -> None:
     exchange(server, "GET", route(server, free_port(), "/"))
     status, _, _, _ = exchange(server, "GET", route(server, app.port, "/echo"))

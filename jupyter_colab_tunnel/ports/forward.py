@@ -458,7 +458,15 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
                 f"({e.code} {e.message})",
             )
             return
-        except (OSError, StreamClosedError, WebSocketError, asyncio.TimeoutError) as e:
+        except WebSocketError as e:
+            self._refuse(
+                502,
+                "forward_failed",
+                f"the app at 127.0.0.1:{self._port} answered the websocket handshake with plain "
+                f"HTTP: {self._app_path!r} is not one of its websocket endpoints ({e})",
+            )
+            return
+        except (OSError, StreamClosedError, asyncio.TimeoutError) as e:
             await self._dial_failed(e)
             return
         upstream = self._upstream_ws
