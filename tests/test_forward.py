@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -424,3 +425,19 @@ def test_an_upload_over_jupyters_body_limit_passes(server_factory: Any, app: Ech
     # Jupyter's own API keeps the server's limit (it cuts the connection).
     with pytest.raises((ConnectionResetError, BrokenPipeError)):
         exchange(small, "PUT", f"{small.base_url}api/contents/big.txt", body)
+
+
+def test_the_running_tunnels_metrics_port_is_refused(tunnel_server: Any) -> None:
+    """cloudflared's metrics server (it can report and stop the tunnel) is never forwarded:
+    the port is the one the running cloudflared said, read at each request."""
+    ts = tunnel_server()
+    ts.wait_state("ready")
+    logs = "\n".join(ts.tunnel(logs=1000)["logs"])
+    found = re.search(r"Starting metrics server on 127\.0\.0\.1:(\d+)", logs)
+    assert found, logs
+    metrics = int(found.group(1))
+    status, _, _, data = exchange(ts.server, "GET", route(ts.server, metrics, "/ready"))
+    assert status == 403, data
+    error = problem(data)
+    assert error["kind"] == "port_not_allowed"
+    assert "metrics" in error["message"]
