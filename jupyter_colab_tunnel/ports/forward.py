@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import json
 from collections import Counter
 from http.client import responses
 from typing import TYPE_CHECKING, Any, cast
@@ -37,8 +38,8 @@ from tornado.websocket import (
 
 from .. import forwarding
 from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, PORTS_SETTING
-from ..http1 import STREAMED_BODY_LIMIT, KeepAliveClient, UpstreamError
-from ..local.relay.rules import clip, error_body
+from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
+from ..problems import KINDS, Kind, Problem
 from .policy import PortPolicy
 
 if TYPE_CHECKING:
@@ -128,6 +129,21 @@ def _refused_connection(error: BaseException) -> bool:
     )
 
 
+def error_body(status: int, kind: str, message: str, hint: str = "") -> str:
+    """The local relay's error shape (its rules.error_body; not imported, so that the server
+    loads none of the local side): `message` (with the hint) and `reason` at the top, for
+    Jupyter's gateway client, and the problem under `error` for client.py and the MCP tools."""
+    known: Kind = kind if kind in KINDS else ("server_error" if status >= 500 else "http_error")  # type: ignore[assignment]
+    problem = Problem(known, message, hint)
+    shown = f"{message} Hint: {problem.hint}"
+    return json.dumps({"message": shown, "reason": known, "error": problem.as_dict()})
+
+
+def clip(path: str, limit: int = 200) -> str:
+    """A path fit for a log line or a message."""
+    return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
+
+
 def _close_code(code: int | None) -> int | None:
     return None if code is None or code in _RESERVED_CLOSE else code
 
@@ -141,7 +157,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     # ----- the head: auth, policy, path, then the app is dialled ------------------------
 
     async def prepare(self) -> None:  # type: ignore[override]
-        self._exchange: Any = None
+        self._exchange: Exchange | None = None
         self._upload_error: UpstreamError | None = None
         self._upstream_ws: WebSocketClientConnection | None = None
         self._pump: asyncio.Task[None] | None = None
