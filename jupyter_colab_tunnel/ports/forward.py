@@ -39,7 +39,7 @@ from tornado.websocket import (
 from .. import forwarding
 from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, PORTS_SETTING
 from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
-from ..problems import KINDS, Kind, Problem
+from ..problems import Kind, Problem
 from .policy import PortPolicy
 
 if TYPE_CHECKING:
@@ -129,14 +129,17 @@ def _refused_connection(error: BaseException) -> bool:
     )
 
 
-def error_body(status: int, kind: str, message: str, hint: str = "") -> str:
+def error_body(kind: Kind, message: str, hint: str = "") -> str:
     """The local relay's error shape (its rules.error_body; not imported, so that the server
     loads none of the local side): `message` (with the hint) and `reason` at the top, for
     Jupyter's gateway client, and the problem under `error` for client.py and the MCP tools."""
-    known: Kind = kind if kind in KINDS else ("server_error" if status >= 500 else "http_error")  # type: ignore[assignment]
-    problem = Problem(known, message, hint)
+    problem = Problem(kind, message, hint)
     shown = f"{message} Hint: {problem.hint}"
-    return json.dumps({"message": shown, "reason": known, "error": problem.as_dict()})
+    return json.dumps({"message": shown, "reason": kind, "error": problem.as_dict()})
+
+
+# The kind of Jupyter's own refusals (write_error).
+_STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
 
 
 def clip(path: str, limit: int = 200) -> str:
@@ -289,7 +292,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
 
     # ----- errors: the relay's JSON shape, each logged once ------------------------------
 
-    def _refuse(self, status: int, kind: str, message: str, hint: str = "") -> None:
+    def _refuse(self, status: int, kind: Kind, message: str, hint: str = "") -> None:
         self.forwarder.stats.failures[kind] += 1
         self.log.warning(
             "forward %s %s -> %d %s: %s",
@@ -306,7 +309,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(error_body(status, kind, message, hint) + "\n")
+        self.finish(error_body(kind, message, hint) + "\n")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Jupyter's own refusals (no token, not authorized, a foreign Host), in the same shape."""
@@ -314,14 +317,12 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         message = self._reason
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
-        reason = {403: "forbidden", 404: "not_found", 400: "bad_request"}.get(
-            status_code, "server_error"
-        )
+        reason: Kind = _STATUS_KINDS.get(status_code, "server_error")
         self.clear()
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(error_body(status_code, reason, message) + "\n")
+        self.finish(error_body(reason, message) + "\n")
 
     def _abandon(self) -> None:
         """The answer was under way when it broke: cut the client's connection (a short body
