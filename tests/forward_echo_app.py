@@ -38,6 +38,7 @@ class EchoApp:
     loop: asyncio.AbstractEventLoop | None = None
     release: asyncio.Event | None = None  # lets /sse send its last event
     sse_left: int = 0  # event streams whose client went away
+    ws_closed: list[tuple[int | None, str | None]] = field(default_factory=list)  # code, reason
 
     def let_sse_end(self) -> None:
         assert self.loop is not None
@@ -65,6 +66,9 @@ class Echo(web.RequestHandler):
         self.chunks += 1
 
     def _answer(self) -> None:
+        status = self.get_query_argument("status", None)
+        if status is not None:
+            self.set_status(int(status), self.get_query_argument("reason", None))
         self.set_header("Content-Type", "application/json")
         self.set_cookie("app_session", "s1")
         self.finish(
@@ -145,6 +149,9 @@ class Socket(websocket.WebSocketHandler):
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return "echo.v2" if "echo.v2" in subprotocols else None
+
+    def on_close(self) -> None:
+        self.app.ws_closed.append((self.close_code, self.close_reason))
 
     async def on_message(self, message: str | bytes) -> None:
         if message == "uri?":

@@ -113,6 +113,40 @@ def test_each_method_reaches_the_app_with_its_path_and_body_and_never_the_token(
     assert server.token not in server.log()
 
 
+def test_the_apps_status_and_reason_pass_through(server: ServerProcess, app: EchoApp) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(
+        "POST",
+        route(server, app.port, "/echo?status=418&reason=Short+And+Stout"),
+        body=b"{}",
+        headers={"Authorization": f"token {server.token}"},
+    )
+    r = conn.getresponse()
+    assert (r.status, r.reason) == (418, "Short And Stout")
+    assert json.loads(r.read())["method"] == "POST"
+    conn.close()
+
+
+def test_a_client_close_code_reaches_the_app(server: ServerProcess, app: EchoApp) -> None:
+    closed = len(app.ws_closed)
+
+    async def scenario() -> None:
+        url = f"ws://127.0.0.1:{server.port}" + route(server, app.port, "/ws")
+        ws = await websocket_connect(
+            HTTPRequest(url, headers={"Authorization": f"token {server.token}"})
+        )
+        await ws.write_message("ping")
+        assert await ws.read_message() == "ping"
+        ws.close(4002, "done here")
+        assert await ws.read_message() is None
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 10
+    while len(app.ws_closed) == closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert app.ws_closed[closed:] == [(4002, "done here")]
+
+
 def test_head_keeps_the_apps_content_length(server: ServerProcess, app: EchoApp) -> None:
     status, headers, _, data = exchange(server, "HEAD", route(server, app.port, "/echo"))
     assert (status, headers["Content-Length"], data) == (200, "1234", b"")
