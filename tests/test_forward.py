@@ -107,7 +107,8 @@ def test_each_method_reaches_the_app_with_its_path_and_body_and_never_the_token(
     assert sent["host"] == f"127.0.0.1:{app.port}"
     assert not app_saw_token(server, echo)
     # The app's own answer: its cookie and length kept, none of Jupyter's headers added.
-    assert any(k.lower() == "set-cookie" and "app_session=s1" in v for k, v in pairs)
+    cookies = [v for k, v in pairs if k.lower() == "set-cookie"]
+    assert cookies == ["app_session=s1; Path=/"]  # the app's; never Jupyter's login cookie
     assert headers["Content-Length"] == str(len(data))
     assert "Content-Security-Policy" not in headers
     assert server.token not in server.log()
@@ -310,8 +311,9 @@ def test_no_token_is_refused_before_the_app_hears_of_it(
 @pytest.mark.parametrize("which", ["server", "colab", "outside"])
 def test_refused_ports(server: ServerProcess, which: str) -> None:
     port = {"server": server.port, "colab": 9000, "outside": 80}[which]
-    status, _, _, data = exchange(server, "GET", route(server, port, "/"))
+    status, headers, _, data = exchange(server, "GET", route(server, port, "/"))
     assert status == 403, data
+    assert "Set-Cookie" not in headers  # no login cookie of Jupyter's on the route's answers
     error = problem(data)
     assert error["kind"] == "port_not_allowed"
     assert str(port) in error["message"]

@@ -218,6 +218,11 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
                 raise web.HTTPError(403, NO_CREDENTIALS) from None
             raise
 
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Never: Jupyter sets its login cookie after a token (and _xsrf), and on an app's
+        answer that cookie would be handed to the app's page, the local browser and, through
+        the relay's envelope, every forwarded app: a credential for this server."""
+
     @property
     def forwarder(self) -> Forwarder:
         return cast("Forwarder", self.settings[FORWARD_SETTING])
