@@ -168,6 +168,22 @@ def test_the_relays_envelope_is_unwrapped_for_the_app(server: ServerProcess, app
     assert not app_saw_token(server, echo)
 
 
+def test_cloudflare_access_credentials_of_the_hop_stay_with_the_route(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    hop = {
+        "CF-Access-Client-Id": "id.access",
+        "CF-Access-Client-Secret": "access-secret",
+        "Cf-Access-Jwt-Assertion": "eyJ.jwt",
+        "X-App-Header": "kept",
+    }
+    status, _, _, data = exchange(server, "GET", route(server, app.port, "/echo"), headers=hop)
+    assert status == 200, data
+    sent = {k.lower(): v for k, v in json.loads(data)["headers"]}
+    assert not [k for k in sent if k.startswith("cf-access-")]
+    assert sent["x-app-header"] == "kept"
+
+
 def _headers(values: dict[str, str]) -> Any:
     from tornado.httputil import HTTPHeaders
 

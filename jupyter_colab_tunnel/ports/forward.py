@@ -65,6 +65,10 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# Cloudflare Access's credentials of the hop: the relay's service token (CF-Access-Client-Id,
+# -Secret, from its --headers-file) and the JWT that Access adds for the origin. They open the
+# tunnel: an app is never given them.
+HOP_CREDENTIALS_PREFIX = "cf-access-"
 # The client's handshake with this route; the route makes its own with the app.
 WS_HANDSHAKE = frozenset(
     {
@@ -251,6 +255,8 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
             self.request.headers, self.request.query, f"127.0.0.1:{self._port}"
         )
         url = f"{scheme}://127.0.0.1:{self._port}{self._app_path}" + (f"?{query}" if query else "")
+        for name in {n for n in headers if n.lower().startswith(HOP_CREDENTIALS_PREFIX)}:
+            del headers[name]
         return url, headers
 
     async def _open_exchange(self) -> None:
