@@ -10,6 +10,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openapi_check
@@ -316,12 +317,40 @@ def test_no_token_is_refused_before_the_app_hears_of_it(
         return refused.value.code
 
     assert asyncio.run(handshake()) == 403
-    wrong = {"Authorization": "token not-the-token"}
-    status, _, _, _ = exchange(
-        server, "GET", route(server, app.port, "/echo"), headers=wrong, token=False
-    )
-    assert status == 403
+    for wrong in (
+        {"Authorization": "token not-the-token"},
+        {"Cookie": "username-127-0-0-1=forged; _xsrf=forged"},
+    ):
+        status, _, _, _ = exchange(
+            server, "GET", route(server, app.port, "/echo"), headers=wrong, token=False
+        )
+        assert status == 403
     assert app.seen == before
+
+
+def test_the_authorizer_decides_per_method_before_the_app_hears_of_it(
+    server_factory: Any, app: EchoApp
+) -> None:
+    here = str(Path(__file__).parent)
+    denying = server_factory(
+        args=[
+            "--ServerApp.authorizer_class=deny_write_authorizer.DenyWriteAuthorizer",
+            "--ColabTunnelApp.tunnel_mode=off",
+        ],
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))},
+    )
+    status, _, _, _ = exchange(denying, "GET", route(denying, app.port, "/echo/read"))
+    assert status == 200
+    before = list(app.seen)
+    status, _, _, data = exchange(
+        denying, "POST", route(denying, app.port, "/echo/write"), b"x" * 1000
+    )
+    assert status == 403, data
+    assert problem(data)["message"].startswith(
+        "User is not authorized to write on resource: colab."
+    )
+    assert app.seen == before
+    assert "DenyWriteAuthorizer: write on colab -> False" in denying.log()
 
 
 @pytest.mark.parametrize("which", ["server", "colab", "outside"])

@@ -327,7 +327,10 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         message = self._reason
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
+            try:
+                message = exc.log_message % exc.args
+            except (TypeError, ValueError, KeyError):
+                message = exc.log_message
         reason: Kind = _STATUS_KINDS.get(status_code, "server_error")
         self.clear()
         self.set_status(status_code)
