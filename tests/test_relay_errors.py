@@ -120,7 +120,9 @@ async def clients_errors(
         assert result.is_error, result
         text = "\n".join(block.text for block in result.content)  # type: ignore[union-attr]
         # The MCP server keeps serving after an error.
-        assert len((await tools.list_tools()).tools) == 5
+        assert (
+            len((await tools.list_tools()).tools) == 6
+        )  # colab_status, _gpu, _tunnel, _tunnel_action, _wait_gpu_memory, _ports
     return async_error.value, sync_error.value, text
 
 
