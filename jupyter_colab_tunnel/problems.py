@@ -6,6 +6,7 @@ checks it), so no kind ever reaches a user without something to do about it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -409,6 +410,16 @@ class Problem:
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "message": self.message, "hint": self.hint}
+
+    def answer_body(self, reason: str | None = None) -> str:
+        """The JSON error answer of the relay and the forward route, readable by both kinds of
+        client: `message` (ending with the hint) and `reason` at the top, which jupyter_server's
+        gateway client shows ("Error from Gateway: [message] reason"), and the problem under
+        `error`, which client.py (and so the MCP tools) reads. `reason`: the kind unless given."""
+        shown = f"{self.message} Hint: {self.hint}"
+        return json.dumps(
+            {"message": shown, "reason": reason or self.kind, "error": self.as_dict()}
+        )
 
     @classmethod
     def from_dict(cls, body: Any) -> Problem | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
-import json
 from collections import Counter
 from http.client import responses
 from typing import TYPE_CHECKING, Any, cast
@@ -134,12 +133,8 @@ def _refused_connection(error: BaseException) -> bool:
 
 
 def error_body(kind: Kind, message: str, hint: str = "") -> str:
-    """The local relay's error shape (its rules.error_body; not imported, so that the server
-    loads none of the local side): `message` (with the hint) and `reason` at the top, for
-    Jupyter's gateway client, and the problem under `error` for client.py and the MCP tools."""
-    problem = Problem(kind, message, hint)
-    shown = f"{message} Hint: {problem.hint}"
-    return json.dumps({"message": shown, "reason": kind, "error": problem.as_dict()})
+    """The relay's error shape, so that one client reads both (Problem.answer_body)."""
+    return Problem(kind, message, hint).answer_body()
 
 
 # The kind of Jupyter's own refusals (write_error).

@@ -6,7 +6,6 @@ Pure over tornado's request and header types, so each rule is testable without a
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -249,19 +248,14 @@ _STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "no
 
 
 def error_body(status: int, reason: str, message: str, hint: str = "") -> str:
-    """The JSON of the relay's own errors, readable by both of its kinds of client:
-    `message` and `reason` at the top, which jupyter_server's gateway client shows to a
-    JupyterLab user ("Error from Gateway: [message] reason"; the message ends with the hint),
-    and `error` {kind, message, hint}, the problem that client.py (and so the MCP tools)
-    reads. `reason` is a problems.py kind; a hint left out is the kind's own."""
+    """The JSON of the relay's own errors (Problem.answer_body). `reason` is a problems.py
+    kind; tornado's own errors get the kind of their status. A hint left out is the kind's own."""
     kind: Kind
     if reason in KINDS:
         kind = reason
     else:
         kind = _STATUS_KINDS.get(status, "server_error" if status >= 500 else "http_error")
-    problem = Problem(kind, message, hint)
-    shown = f"{message} Hint: {problem.hint}"
-    return json.dumps({"message": shown, "reason": reason, "error": problem.as_dict()})
+    return Problem(kind, message, hint).answer_body(reason)
 
 
 def write_error(
