@@ -27,6 +27,9 @@ ENVELOPE_PREFIX = "X-Colab-Forward-"
 ENVELOPED = ("Host", "Origin", "Authorization", "Cookie")
 # The local query travels as this header, never in the route's URL (see the module's comment).
 QUERY_HEADER = ENVELOPE_PREFIX + "Query"
+# The largest websocket message through a forward, on both sides (tornado's default is 10 MiB;
+# a Gradio upload is larger). Every write is awaited, so this bounds one message, not a queue.
+FORWARD_MAX_MESSAGE = 256 * 1024 * 1024
 
 # A path an edge or a server could resolve out of the route: a dot segment (raw or encoded) or
 # a backslash. Cloudflare normalizes URLs at its edge, so `/colab/forward/6006/../../api/x`
