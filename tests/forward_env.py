@@ -90,15 +90,16 @@ class Echo(web.RequestHandler):
 
 
 class Events(web.RequestHandler):
-    """Server-sent events: one now, the next only once the test says so."""
+    """Server-sent events: one now, the next only once the test releases ?gate=NAME."""
 
     async def get(self) -> None:
         app: App = self.settings["app"]
+        gate = app.gates.setdefault(self.get_argument("gate", ""), asyncio.Event())
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.write("data: first\n\n")
         await self.flush()
-        await app.release.wait()
+        await gate.wait()
         self.write("data: second\n\n")
         self.finish()
 
@@ -245,7 +246,7 @@ class App:
     route_port: int = 0
     hosts: list[str] = field(default_factory=list)  # the hop's Host of each routed request
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    release: asyncio.Event = field(init=False)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
     client: KeepAliveClient = field(init=False)
 
     def start(self) -> None:
@@ -261,7 +262,6 @@ class App:
         assert ready.wait(10)
 
     async def _serve(self) -> None:
-        self.release = asyncio.Event()
         self.client = KeepAliveClient()
         settings: dict[str, Any] = {"app": self, "websocket_max_message_size": 1 << 30}
         app = web.Application(
@@ -281,8 +281,11 @@ class App:
             HTTPServer(target, max_body_size=1 << 40).add_sockets(sockets)
             setattr(self, attr, sockets[0].getsockname()[1])
 
-    def release_events(self) -> None:
-        self.loop.call_soon_threadsafe(self.release.set)
+    def release_events(self, gate: str) -> None:
+        def release() -> None:
+            self.gates.setdefault(gate, asyncio.Event()).set()
+
+        self.loop.call_soon_threadsafe(release)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

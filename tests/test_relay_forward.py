@@ -192,7 +192,7 @@ async def test_a_chunked_upload_streams_through(stack: Stack) -> None:
 async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     chunks: asyncio.Queue[bytes] = asyncio.Queue()
     answer = asyncio.ensure_future(
-        fetch(HTTPRequest(f"{stack.base}/events", streaming_callback=chunks.put_nowait))
+        fetch(HTTPRequest(f"{stack.base}/events?gate=sse", streaming_callback=chunks.put_nowait))
     )
     first = await asyncio.wait_for(chunks.get(), 20)
     assert b"data: first" in first
@@ -200,7 +200,7 @@ async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     status = stack.forward_status()
     assert status["open_connections"] >= 1, status
     check_relay_body("RelayStatus", stack.relay.status())
-    stack.app.release_events()
+    stack.app.release_events("sse")
     r = await asyncio.wait_for(answer, 20)
     assert r.code == 200
     assert r.headers["Content-Type"] == "text/event-stream"
@@ -310,3 +310,21 @@ async def test_a_url_switch_closes_forwarded_websockets_1012_and_moves_requests(
     assert again.close_code == 1012
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", own_stack.local)) != 0
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_connection(stack: Stack) -> None:
+    """A browser tab closed on an event stream: the forward lets go of it (and of the
+    exchange upstream) at once, without an error in the log."""
+    with socket.create_connection(("127.0.0.1", stack.local), timeout=20) as sock:
+        sock.sendall(
+            f"GET /events?gate=left HTTP/1.1\r\nHost: 127.0.0.1:{stack.local}\r\n\r\n".encode()
+        )
+        got = b""
+        while b"data: first" not in got:
+            got += sock.recv(65536)
+        stack.relay.wait_status(lambda s: s["forwards"][0]["open_connections"] == 1)
+    stack.relay.wait_status(lambda s: s["forwards"][0]["open_connections"] == 0)
+    stack.app.release_events("left")
+    log = stack.relay.log()
+    assert "Traceback" not in log
+    assert "Uncaught" not in log
