@@ -104,6 +104,24 @@ class Events(web.RequestHandler):
         self.finish()
 
 
+def mib(i: int) -> bytes:
+    """The i-th MiB of a download (distinct pieces, so a lost or repeated one shows)."""
+    return hashlib.sha256(str(i).encode()).digest() * (1 << 15)
+
+
+class Download(web.RequestHandler):
+    """?mib=N MiB, streamed a MiB at a time, each flushed before the next."""
+
+    async def get(self) -> None:
+        count = int(self.get_argument("mib"))
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Length", str(count << 20))
+        for i in range(count):
+            self.write(mib(i))
+            await self.flush()
+        self.finish()
+
+
 class Own503(web.RequestHandler):
     def get(self) -> None:
         self.set_status(503)
@@ -265,7 +283,13 @@ class App:
         self.client = KeepAliveClient()
         settings: dict[str, Any] = {"app": self, "websocket_max_message_size": 1 << 30}
         app = web.Application(
-            [(r"/ws", EchoSocket), (r"/events", Events), (r"/own503", Own503), (r"/.*", Echo)],
+            [
+                (r"/ws", EchoSocket),
+                (r"/events", Events),
+                (r"/own503", Own503),
+                (r"/download", Download),
+                (r"/.*", Echo),
+            ],
             **settings,
         )
         route = web.Application(

@@ -17,13 +17,15 @@ import os
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from e2e_kit import http
-from forward_env import REMOTE_TOKEN, Stack, start_stack, start_tunnel
+from forward_env import REMOTE_TOKEN, Stack, mib, start_stack, start_tunnel
 from relay_env import check_relay_body, relay_command
 from tornado import websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
@@ -208,6 +210,67 @@ async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     while not chunks.empty():
         rest += chunks.get_nowait()
     assert b"data: second" in rest
+
+
+class PeakRss:
+    """The largest resident size of a process while a transfer runs (sampled every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.base = self.peak = self.proc.memory_info().rss
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.base
+
+
+async def test_a_large_download_and_upload_pass_with_bounded_relay_memory(stack: Stack) -> None:
+    count = 128
+    digest = hashlib.sha256()
+    with PeakRss(stack.relay.proc.pid) as rss:
+        r = await fetch(
+            HTTPRequest(
+                f"{stack.base}/download?mib={count}",
+                streaming_callback=digest.update,
+                request_timeout=300,
+            )
+        )
+    assert r.code == 200
+    expected = hashlib.sha256(b"".join(mib(i) for i in range(count))).hexdigest()
+    assert digest.hexdigest() == expected
+    assert rss.growth < 64 << 20, f"the relay grew {rss.growth >> 20} MiB on a download"
+
+    async def produce(write: Any) -> None:
+        for i in range(count):
+            await write(mib(i))
+
+    with PeakRss(stack.relay.proc.pid) as rss:
+        r = await fetch(
+            HTTPRequest(
+                f"{stack.base}/upload",
+                method="PUT",
+                body_producer=produce,
+                headers={"Content-Length": str(count << 20)},
+                request_timeout=300,
+            )
+        )
+    assert r.code == 200, r.body
+    assert json.loads(r.body)["sha256"] == expected
+    assert rss.growth < 64 << 20, f"the relay grew {rss.growth >> 20} MiB on an upload"
 
 
 async def test_the_apps_own_5xx_passes_unchanged(stack: Stack) -> None:

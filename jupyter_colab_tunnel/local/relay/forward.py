@@ -243,6 +243,7 @@ class Forward:
 _HOP_OWN = frozenset(
     {
         "content-length",
+        "expect",  # a 100-continue is answered locally (tornado), before the body is read
         "sec-websocket-key",
         "sec-websocket-version",
         "sec-websocket-extensions",
