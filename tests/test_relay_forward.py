@@ -191,6 +191,25 @@ async def test_a_chunked_upload_streams_through(stack: Stack) -> None:
     assert seen["sha256"] == sha(b"".join(pieces))
 
 
+def test_a_chunked_body_on_another_method_is_refused_411(stack: Stack) -> None:
+    with socket.create_connection(("127.0.0.1", stack.local), timeout=20) as sock:
+        sock.sendall(
+            f"DELETE /x HTTP/1.1\r\nHost: 127.0.0.1:{stack.local}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 411"), answer
+    problem = json.loads(body)
+    check_relay_body("Error", problem)
+    assert "Content-Length" in problem["error"]["hint"]
+
+
 async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     chunks: asyncio.Queue[bytes] = asyncio.Queue()
     answer = asyncio.ensure_future(

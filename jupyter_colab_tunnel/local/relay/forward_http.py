@@ -49,6 +49,8 @@ METHODS = (
     "REPORT",
     "SEARCH",
 )
+# The methods whose body may come without a Content-Length (http1's client sends it chunked).
+CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Statuses that Cloudflare's edge answers itself (no tunnel, a broken origin connection); the
 # body of such an answer is read (up to EDGE_BODY_LIMIT) to tell the edge's from the app's own.
 EDGE_STATUSES = frozenset({502, 503, 504, 530})
@@ -95,6 +97,17 @@ class ForwardHandler(web.RequestHandler):
         if refused is not None:
             forward.answer_error(self, *refused)
             return  # its body is never read
+        method = self.request.method or "GET"
+        if self._chunked() and method not in CHUNKED_METHODS:
+            # http1's client frames a body of unknown length for these methods only.
+            forward.answer_error(
+                self,
+                411,
+                "bad_request",
+                f"a {method} with a chunked body (no Content-Length) cannot be forwarded",
+                "Send the body with a Content-Length, or use POST, PUT or PATCH.",
+            )
+            return
         forward.stats.requests += 1
         forward.stats.http_open += 1
         self._in_flight = True
@@ -102,12 +115,16 @@ class ForwardHandler(web.RequestHandler):
         self._deadline = loop.time() + forward.relay.settings.http_wait
         self._exchange = await self._open()
 
+    def _chunked(self) -> bool:
+        return "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+
     def _content_length(self) -> int | None:
         length = self.request.headers.get("Content-Length")
-        return int(length) if length is not None and length.isdigit() else None
+        ok = length is not None and length.isdigit() and not self._chunked()
+        return int(length) if ok and length is not None else None
 
     def _has_body(self) -> bool:
-        return bool(self._content_length()) or "Transfer-Encoding" in self.request.headers
+        return bool(self._content_length()) or self._chunked()
 
     async def _open(self) -> Exchange | None:
         """The exchange with the remote route, its head sent; None: answered with a failure."""
