@@ -10,6 +10,7 @@ enveloped request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -76,6 +77,19 @@ class Upstream(web.RequestHandler):
     post = get
 
 
+class Stream(web.RequestHandler):
+    """An event stream that sends one event, then nothing: only its client's leaving ends it."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Type", "text/event-stream")
+        self.write("data: one\n\n")
+        await self.flush()
+        await self.settings["left"].wait()
+
+    def on_connection_close(self) -> None:
+        self.settings["left"].set()
+
+
 @pytest.fixture
 def closed_port() -> int:
     with socket.socket() as s:
@@ -108,13 +122,21 @@ async def forward_to(upstream: str, token: str = REMOTE) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def stand_in() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+async def stand_in() -> AsyncIterator[tuple[str, list[dict[str, Any]], asyncio.Event]]:
+    """The stand-in's URL, the requests it saw, and an event set when a Stream's client left."""
     seen: list[dict[str, Any]] = []
+    left = asyncio.Event()
     sockets = bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(web.Application([(r"/colab/forward/7000/(.*)", Upstream)], seen=seen))
+    server = HTTPServer(
+        web.Application(
+            [(r"/colab/forward/7000/stream", Stream), (r"/colab/forward/7000/(.*)", Upstream)],
+            seen=seen,
+            left=left,
+        )
+    )
     server.add_sockets(sockets)
     try:
-        yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}", seen
+        yield f"http://127.0.0.1:{sockets[0].getsockname()[1]}", seen, left
     finally:
         server.stop()
 
@@ -128,7 +150,7 @@ async def fetch(url: str, **kw: Any) -> HTTPResponse:
 
 
 async def test_the_hop_carries_the_token_the_envelope_and_no_query() -> None:
-    async with stand_in() as (remote, seen), forward_to(remote) as base:
+    async with stand_in() as (remote, seen, _), forward_to(remote) as base:
         r = await fetch(
             f"{base}/ok?token=apps&q=1", headers={"Authorization": "Bearer app", "Cookie": "a=b"}
         )
@@ -146,7 +168,7 @@ async def test_the_hop_carries_the_token_the_envelope_and_no_query() -> None:
 
 
 async def test_the_edges_answers_become_the_relays_errors() -> None:
-    async with stand_in() as (remote, seen), forward_to(remote) as base:
+    async with stand_in() as (remote, seen, _), forward_to(remote) as base:
         r = await fetch(f"{base}/edge530")
         assert r.code == 502
         body = json.loads(r.body)
@@ -161,21 +183,21 @@ async def test_the_edges_answers_become_the_relays_errors() -> None:
 
 
 async def test_the_remotes_own_answers_pass_unchanged() -> None:
-    async with stand_in() as (remote, _), forward_to(remote) as base:
+    async with stand_in() as (remote, _, _), forward_to(remote) as base:
         r = await fetch(f"{base}/app502")
         assert r.code == 502
         assert json.loads(r.body) == {"app": "its own bad gateway"}
         r = await fetch(f"{base}/big503")
         assert r.code == 503
         assert r.body == BIG  # too large for an edge page: streamed on unread
-    async with stand_in() as (remote, _), forward_to(remote, token="wrong") as base:
+    async with stand_in() as (remote, _, _), forward_to(remote, token="wrong") as base:
         r = await fetch(f"{base}/x")
         assert r.code == 403
         assert json.loads(r.body) == {"message": "route: no token"}
 
 
 async def test_a_refused_websocket_answers_the_routes_problem() -> None:
-    async with stand_in() as (remote, _), forward_to(remote) as base:
+    async with stand_in() as (remote, _, _), forward_to(remote) as base:
         with pytest.raises(HTTPClientError) as refused:
             await websocket.websocket_connect(f"ws{base.removeprefix('http')}/ws-refused")
         assert refused.value.code == 502
@@ -193,3 +215,17 @@ async def test_nothing_at_the_remote_is_a_connection_error(closed_port: int) -> 
         with pytest.raises(HTTPClientError) as refused:
             await websocket.websocket_connect(f"ws{base.removeprefix('http')}/ws")
         assert refused.value.code == 502
+
+
+async def test_a_client_leaving_an_idle_stream_ends_the_exchange_upstream() -> None:
+    """The upstream of an event stream that has gone quiet is let go as soon as the local
+    client leaves, not when the app next writes (which may be never)."""
+    async with stand_in() as (remote, _, left), forward_to(remote) as base:
+        port = int(base.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        got = b""
+        while b"data: one" not in got:
+            got += await asyncio.wait_for(reader.read(65536), 10)
+        writer.close()
+        await asyncio.wait_for(left.wait(), 10)

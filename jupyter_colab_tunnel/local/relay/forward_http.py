@@ -81,6 +81,8 @@ class ForwardHandler(web.RequestHandler):
         self._held: bytearray | None = None  # an answer that may be the edge's, being read
         self._head: tuple[int, str, httputil.HTTPHeaders] | None = None
         self._deadline = 0.0
+        self._gone = False  # the local client closed its connection
+        self._active: Exchange | None = None  # the exchange whose answer is being read
 
     def compute_etag(self) -> None:
         return None  # the app's ETag and 304 answers pass through untouched
@@ -134,7 +136,7 @@ class ForwardHandler(web.RequestHandler):
         failure: Failure | None = None
         while True:
             upstream = await relay.tracker.wait_live(self._deadline)
-            if upstream is None or self.request.connection is None:
+            if upstream is None or self._gone:
                 break
             try:
                 exchange = await relay.client.open(
@@ -177,13 +179,16 @@ class ForwardHandler(web.RequestHandler):
 
     async def _answer(self) -> None:
         method = self.request.method or "GET"
-        while (exchange := self._exchange) is not None and not self._finished:
+        while (exchange := self._exchange) is not None and not self._finished and not self._gone:
             self._exchange = None
+            self._active = exchange
             try:
                 await exchange.respond(self, self.forward.relay.settings.request_timeout)
             except StreamClosedError:
                 return  # the local client went away: the upstream exchange is closed
             except UpstreamError as e:
+                if self._gone:
+                    return  # closed here, because the local client went away
                 if e.answered or self._head is not None:
                     self._cut(e)
                     return
@@ -303,9 +308,13 @@ class ForwardHandler(web.RequestHandler):
             self.forward.stats.http_open -= 1
 
     def on_connection_close(self) -> None:
-        exchange, self._exchange = self._exchange, None
-        if exchange is not None:
-            exchange.close()
+        self._gone = True
+        # Stop the exchange at once (an idle event stream would otherwise hold it open until
+        # the app writes again).
+        for exchange in (self._exchange, self._active):
+            if exchange is not None:
+                exchange.close()
+        self._exchange = self._active = None
         with contextlib.suppress(Exception):
             super().on_connection_close()
         self.on_finish()
