@@ -229,3 +229,20 @@ async def test_a_client_leaving_an_idle_stream_ends_the_exchange_upstream() -> N
             got += await asyncio.wait_for(reader.read(65536), 10)
         writer.close()
         await asyncio.wait_for(left.wait(), 10)
+
+
+async def test_a_websocket_is_refused_like_http_before_any_dial() -> None:
+    async with stand_in() as (remote, seen, _), forward_to(remote) as base:
+        ws_base = f"ws{base.removeprefix('http')}"
+        for url, headers, status, reason in (
+            (f"{ws_base}/ws", {"Host": "evil.example"}, 403, "host_not_allowed"),
+            (f"{ws_base}/a/%2e%2e/ws", {}, 400, "forward_path_refused"),
+        ):
+            with pytest.raises(HTTPClientError) as refused:
+                await websocket.websocket_connect(HTTPRequest(url, headers=headers))
+            assert refused.value.code == status
+            assert refused.value.response is not None
+            body = json.loads(refused.value.response.body)
+            check_relay_body("Error", body)
+            assert body["reason"] == reason
+        assert seen == []  # nothing was dialled
