@@ -27,8 +27,8 @@ ENVELOPE_PREFIX = "X-Colab-Forward-"
 ENVELOPED = ("Host", "Origin", "Authorization", "Cookie")
 # The local query travels as this header, never in the route's URL (see the module's comment).
 QUERY_HEADER = ENVELOPE_PREFIX + "Query"
-# The largest websocket message through a forward, on both sides (tornado's default is 10 MiB;
-# a Gradio upload is larger). Every write is awaited, so this bounds one message, not a queue.
+# The largest websocket message a forward carries, either way, on both sides (tornado's default
+# of 10 MiB would cut a Gradio upload; each message is held whole once, so not unbounded).
 FORWARD_MAX_MESSAGE = 256 * 1024 * 1024
 
 # A path an edge or a server could resolve out of the route: a dot segment (raw or encoded) or
