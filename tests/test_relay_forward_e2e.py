@@ -62,6 +62,7 @@ def start(tunnel_server: Any, app: App, tmp_path: Path) -> tuple[TunnelServer, R
             f"--connection-file={connection_file}",
             f"--token-file={token_file}",
             f"--forward={local}:{app.app_port}",
+            "--wait=2",  # how long a request waits for a live URL before its 503
         ],
         edge_root=tmp_path,
     )
@@ -133,5 +134,12 @@ async def test_a_forwarded_app_works_through_a_real_remote_and_a_tunnel_restart(
         forward = relay.status()["forwards"][0]
         assert forward["websockets_closed_on_switch"] == 1
         assert forward["errors"] == 0, relay.log()[-3000:]
+
+        # The tunnel stopped: the forward answers 503, it does not reach the app another way.
+        assert remote.post("stop").status == 200
+        relay.wait_status(lambda s: s["upstream"] is None)
+        r = await fetch(f"{base}/after")
+        assert r.code == 503, r.body
+        assert json.loads(r.body)["reason"] == "no_upstream"
     finally:
         relay.stop()
