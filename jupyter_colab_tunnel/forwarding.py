@@ -27,6 +27,9 @@ ENVELOPE_PREFIX = "X-Colab-Forward-"
 ENVELOPED = ("Host", "Origin", "Authorization", "Cookie")
 # The local query travels as this header, never in the route's URL (see the module's comment).
 QUERY_HEADER = ENVELOPE_PREFIX + "Query"
+# The names of the headers the relay added for the hop itself (its --headers-file: Cloudflare
+# Access or a proxy's credentials): the route drops them, so an app never gets them.
+HOP_HEADER = ENVELOPE_PREFIX + "Hop"
 # The largest websocket message a forward carries, either way, on both sides (tornado's default
 # of 10 MiB would cut a Gradio upload; each message is held whole once, so not unbounded).
 FORWARD_MAX_MESSAGE = 256 * 1024 * 1024
@@ -74,9 +77,10 @@ def unwrap(
     as a local client of it would send."""
     out = httputil.HTTPHeaders()
     query = urlencode([(k, v) for k, v in parse_qsl(url_query, True) if k != "token"])
+    hop_own = {n.strip().lower() for n in headers.get(HOP_HEADER, "").split(",") if n.strip()}
     for name, value in headers.get_all():
         title = name.title()
-        if title in ENVELOPED:
+        if title in ENVELOPED or name.lower() in hop_own:
             continue  # the hop's own: the tunnel's Host, the Jupyter token, Jupyter's cookie
         if title == QUERY_HEADER:
             query = value

@@ -176,6 +176,16 @@ def test_envelope_carries_the_apps_headers_and_query_past_the_hop() -> None:
     assert "jupyter-secret" not in str(list(app.get_all()))
 
 
+def test_the_hops_own_headers_never_reach_the_app() -> None:
+    sent = envelop(httputil.HTTPHeaders({"X-Api-Key": "the apps"}), "")
+    sent["X-Proxy-Auth"] = "relay's --headers-file secret"
+    sent["X-Colab-Forward-Hop"] = "X-Proxy-Auth"
+    app, _ = unwrap(sent, "", "127.0.0.1:6006")
+    assert "X-Proxy-Auth" not in app
+    assert "X-Colab-Forward-Hop" not in app
+    assert app["X-Api-Key"] == "the apps"
+
+
 def test_route_used_directly_keeps_jupyters_token_from_the_app() -> None:
     hop = httputil.HTTPHeaders({"Authorization": "token jupyter-secret", "Host": "x.example"})
     app, query = unwrap(hop, "token=jupyter-secret&step=3", "127.0.0.1:6006")

@@ -23,8 +23,10 @@ from relay_env import check_relay_body
 from tornado import web, websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.httpserver import HTTPServer
+from tornado.httputil import HTTPHeaders
 from tornado.netutil import bind_sockets
 
+from jupyter_colab_tunnel import forwarding
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings
 from jupyter_colab_tunnel.local.relay.forward import ForwardSpec
 from jupyter_colab_tunnel.local.upstream import UpstreamTracker
@@ -165,6 +167,13 @@ async def test_the_hop_carries_the_token_the_envelope_and_no_query() -> None:
         assert h["X-Colab-Forward-Cookie"] == "a=b"
         assert h["X-Colab-Forward-Host"] == base.removeprefix("http://")
         assert "Cookie" not in h
+        # The relay names its --headers-file headers, and the route's unwrap drops them.
+        assert h["X-Colab-Forward-Hop"] == "CF-Access-Client-Id"
+        app, query = forwarding.unwrap(HTTPHeaders(h), "", "127.0.0.1:7000")
+        assert "Cf-Access-Client-Id" not in app
+        assert "X-Colab-Forward-Hop" not in app
+        assert app["Authorization"] == "Bearer app"
+        assert query == "token=apps&q=1"
 
 
 async def test_the_edges_answers_become_the_relays_errors() -> None:

@@ -232,6 +232,8 @@ class Forward:
         settings = self.relay.settings
         for name, value in settings.extra_headers.items():
             headers[name] = value
+        if settings.extra_headers:  # the hop's own: the route drops them before the app
+            headers[forwarding.HOP_HEADER] = ", ".join(settings.extra_headers)
         token = settings.remote_token()
         if token:
             headers["Authorization"] = f"token {token}"
