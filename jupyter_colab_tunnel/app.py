@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.extension.manager import ExtensionManager
-from traitlets import Bool, Enum, Float, Int, List, Unicode, Union, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, Union, default, validate
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
 
@@ -28,9 +28,19 @@ from .connect import TOKEN_PLACEHOLDER, connect_info
 from .connection_record import ConnectionFileWriter, connection_record
 from .dashboard import dashboard_handlers
 from .gpu_service import GpuService
-from .handlers import GPU_SETTING, KERNELS_SETTING, STATUS_SETTING, TUNNEL_SETTING, default_handlers
+from .handlers import (
+    GPU_SETTING,
+    KERNELS_SETTING,
+    PORTS_SETTING,
+    STATUS_SETTING,
+    TUNNEL_SETTING,
+    default_handlers,
+)
 from .kernels import KernelMapper
 from .metrics import MetricsHook
+from .ports.forward import FORWARD_SETTING, Forwarder, forward_handlers
+from .ports.policy import DEFAULT_FORWARD_PORTS, PortPolicy, metrics_port, parse_ports
+from .ports.service import PortsService
 from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
@@ -205,6 +215,26 @@ class ColabTunnelApp(ExtensionApp):
         1.0, min=0.0, help="Seconds an NVML sample is reused by /colab/gpu and /colab/status."
     ).tag(config=True)
 
+    forward_ports = Unicode(
+        DEFAULT_FORWARD_PORTS,
+        help=(
+            "The ports on this machine that /colab/forward/<port>/ (`jupyter colab-tunnel "
+            "connect --forward`) may reach at 127.0.0.1, for holders of the Jupyter token: "
+            "comma-separated ports and ranges, e.g. '6006,7860,8000-8100'. Empty: forwarding "
+            "off. This server's own port, cloudflared's metrics port and Colab's own (8080, "
+            "9000, 6000, 3453) are never forwarded, whatever this says."
+        ),
+    ).tag(config=True)
+
+    @validate("forward_ports")
+    def _valid_forward_ports(self, proposal: Any) -> str:
+        value = str(proposal["value"])
+        try:
+            parse_ports(value)
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+        return value
+
     @default("tunnel_token")
     def _default_tunnel_token(self) -> str:
         return os.environ.get("TUNNEL_TOKEN", "")
@@ -316,6 +346,8 @@ class ColabTunnelApp(ExtensionApp):
                     serverapp, self.started_at, runtime, self.tunnel, self.gpu
                 ),
                 KERNELS_SETTING: KernelMapper(serverapp),  # which kernel holds each GPU process
+                PORTS_SETTING: PortsService(),
+                FORWARD_SETTING: self._forwarder(serverapp),
             }
         )
         # Jupyter's /metrics: cached GPU sample and tunnel state only (registered at start).
@@ -330,6 +362,16 @@ class ColabTunnelApp(ExtensionApp):
             # jupyter_server < 2.16 (Colab's 2026.01 runtime ships 2.14) has no start hook:
             # run ours once the server's IOLoop runs.
             serverapp.io_loop.add_callback(self._start_jupyter_server_extension, serverapp)
+
+    def _forwarder(self, serverapp: ServerApp) -> Forwarder:
+        supervisor = self.supervisor
+        policy = PortPolicy(
+            self.forward_ports,
+            serverapp.port,
+            metrics_port=lambda: metrics_port(supervisor.metrics_address),
+        )
+        self.forwarder = Forwarder(policy)
+        return self.forwarder
 
     def _supervisor_settings(self) -> SupervisorSettings:
         return SupervisorSettings(
@@ -466,10 +508,12 @@ class ColabTunnelApp(ExtensionApp):
             self._write_connection_file()
             self._connection_writer.close()
         await self.gpu.close()
+        self.forwarder.close()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
         self.handlers.extend(dashboard_handlers)  # the page at /colab/ (not part of the REST API)
+        self.handlers.extend(forward_handlers())  # /colab/forward/<port>/...: the apps' ports
 
 
 _SECRET_TRAITS = frozenset({"tunnel_token"})

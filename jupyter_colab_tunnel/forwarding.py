@@ -27,6 +27,9 @@ ENVELOPE_PREFIX = "X-Colab-Forward-"
 ENVELOPED = ("Host", "Origin", "Authorization", "Cookie")
 # The local query travels as this header, never in the route's URL (see the module's comment).
 QUERY_HEADER = ENVELOPE_PREFIX + "Query"
+# The largest websocket message a forward carries, either way, on both sides (tornado's default
+# of 10 MiB would cut a Gradio upload; each message is held whole once, so not unbounded).
+FORWARD_MAX_MESSAGE = 256 * 1024 * 1024
 
 # A path an edge or a server could resolve out of the route: a dot segment (raw or encoded) or
 # a backslash. Cloudflare normalizes URLs at its edge, so `/colab/forward/6006/../../api/x`

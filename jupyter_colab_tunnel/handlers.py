@@ -39,6 +39,7 @@ TUNNEL_SETTING = "colab_tunnel"
 GPU_SETTING = "colab_gpu"
 STATUS_SETTING = "colab_status"
 KERNELS_SETTING = "colab_kernels"
+PORTS_SETTING = "colab_ports"
 
 
 class ColabServicesMixin:

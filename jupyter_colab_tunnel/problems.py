@@ -91,6 +91,14 @@ RelayKind = Literal[
     "remote_token_withheld",
 ]
 
+# The remote's forward route (/colab/forward/<port>/...): why it did not reach the app.
+ForwardKind = Literal[
+    "port_not_allowed",
+    "port_not_listening",
+    "forward_path_refused",
+    "forward_failed",
+]
+
 # Why the relay does not follow what a connection file says (connection_record.py).
 RecordKind = Literal[
     "unreadable",  # cannot stat/open/read the file (missing, permissions)
@@ -107,13 +115,16 @@ RecordKind = Literal[
     "stale",  # correctly signed but older than the record in use (a replay, a sync conflict)
 ]
 
-Kind = Literal[TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind, RelayKind, RecordKind]
+Kind = Literal[
+    TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind, RelayKind, ForwardKind, RecordKind
+]
 
 TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
 GPU_KINDS: tuple[GpuKind, ...] = get_args(GpuKind)
 LAUNCH_KINDS: tuple[LaunchKind, ...] = get_args(LaunchKind)
 CLIENT_KINDS: tuple[ClientKind, ...] = get_args(ClientKind)
 RELAY_KINDS: tuple[RelayKind, ...] = get_args(RelayKind)
+FORWARD_KINDS: tuple[ForwardKind, ...] = get_args(ForwardKind)
 RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
 KINDS: tuple[Kind, ...] = (
     *TUNNEL_KINDS,
@@ -122,6 +133,7 @@ KINDS: tuple[Kind, ...] = (
     "invalid_value",
     *CLIENT_KINDS,
     *RELAY_KINDS,
+    *FORWARD_KINDS,
     *RECORD_KINDS,
 )
 
@@ -331,6 +343,24 @@ HINTS: dict[Kind, str] = {
     "relay_stopping": (
         "The relay is stopping. Stop the local JupyterLab first and the relay after it; start "
         "the relay again to go on."
+    ),
+    # --- the remote's forward route ---
+    "port_not_allowed": (
+        "Forward another port: the server's own, cloudflared's metrics port and Colab's own "
+        "(8080, 9000, 6000, 3453) never are, and c.ColabTunnelApp.forward_ports on the remote "
+        "limits the rest (default 1024-65535)."
+    ),
+    "port_not_listening": (
+        "Start the app on the remote first, listening on 127.0.0.1 or 0.0.0.0 at that port, "
+        "or forward a port that listens (GET /colab/ports lists them)."
+    ),
+    "forward_path_refused": (
+        "Send the path as the app expects it, without '.' or '..' segments or backslashes "
+        "(raw or percent-encoded): they could leave the forward route."
+    ),
+    "forward_failed": (
+        "The app on the remote closed the connection or answered something that is not HTTP: "
+        "check that it is running and serves HTTP at that port (its own log says why)."
     ),
     # --- the connection file, as the relay reads it ---
     "unreadable": "Check that the connection file exists and that you may read it.",

@@ -164,6 +164,11 @@ class TunnelSupervisor:
     # ----- public API -------------------------------------------------------------------
 
     @property
+    def metrics_address(self) -> str | None:
+        """The running cloudflared's metrics server (host:port), once it said where."""
+        return self._run_record.metrics if self._run_record else None
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 

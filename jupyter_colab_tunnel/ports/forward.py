@@ -1,0 +1,482 @@
+"""The forward route: `<base_url>colab/forward/<PORT><path>` reaches `127.0.0.1:PORT<path>`.
+
+One handler serves HTTP (any method, bodies streamed both ways) and websockets (an `Upgrade:
+websocket` GET) on the same URL. Everything is decided on the request's head, before a byte of
+its body is read: the Jupyter token (the hop's, never handed to the app: `forwarding.unwrap`),
+the `colab` permission, the port (`PortPolicy`) and the path (`forwarding.escapes`). The app is
+then dialled, and only then is the body read, chunk by chunk, each written to the app before
+the next is read; the answer is written and flushed to the client piece by piece. A websocket
+is dialled before the client's handshake is accepted, so a port where nothing listens is an
+HTTP answer, and the subprotocol accepted is the app's choice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+from collections import Counter
+from http.client import responses
+from typing import TYPE_CHECKING, Any, cast
+
+from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.handler import ExtensionHandlerMixin
+from jupyter_server.utils import ensure_async
+from tornado import httputil, web
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.iostream import StreamClosedError
+from tornado.websocket import (
+    WebSocketClientConnection,
+    WebSocketClosedError,
+    WebSocketError,
+    WebSocketHandler,
+    websocket_connect,
+)
+
+from .. import forwarding
+from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, PORTS_SETTING
+from ..http1 import STREAMED_BODY_LIMIT, KeepAliveClient, UpstreamError
+from ..local.relay.rules import clip, error_body
+from .policy import PortPolicy
+
+if TYPE_CHECKING:
+    from .service import PortsService
+
+FORWARD_SETTING = "colab_forwarder"
+# The app runs on this machine: a connection that is not made in this time never will be.
+CONNECT_TIMEOUT = 5.0
+# How long an app may think before its answer's head (a model server's whole completion may
+# come at once; Cloudflare's edge gives up after 100 s anyway). The body may take any time.
+HEADER_TIMEOUT = 300.0
+# Not passed on in either direction: they describe one hop (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# The client's handshake with this route; the route makes its own with the app.
+WS_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+        "content-length",
+    }
+)
+# Close codes that must never be sent in a close frame (RFC 6455 7.4.1).
+_RESERVED_CLOSE = frozenset({1005, 1006, 1015})
+
+
+@dataclasses.dataclass
+class ForwardStats:
+    requests: int = 0
+    websockets: int = 0
+    open_websockets: int = 0
+    bytes_to_apps: int = 0
+    bytes_from_apps: int = 0
+    failures: Counter[str] = dataclasses.field(default_factory=Counter)
+
+
+class Forwarder:
+    """What the route needs: which ports it may reach, a kept-alive client to the apps, counters."""
+
+    def __init__(self, policy: PortPolicy) -> None:
+        self.policy = policy
+        self.client = KeepAliveClient()
+        self.stats = ForwardStats()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _hop_dropped(headers: httputil.HTTPHeaders, also: frozenset[str] = frozenset()) -> set[str]:
+    tokens = {t.strip().lower() for t in headers.get("Connection", "").split(",") if t.strip()}
+    return set(HOP_BY_HOP) | also | tokens
+
+
+def app_headers(
+    headers: httputil.HTTPHeaders, also: frozenset[str] = frozenset()
+) -> httputil.HTTPHeaders:
+    """Headers without the hop-by-hop ones (and those named in Connection, and `also`)."""
+    drop = _hop_dropped(headers, also)
+    out = httputil.HTTPHeaders()
+    for name, value in headers.get_all():
+        if name.lower() not in drop:
+            out.add(name, value)
+    return out
+
+
+def _refused_connection(error: BaseException) -> bool:
+    cause = getattr(error, "cause", error)
+    cause = getattr(cause, "real_error", None) or cause
+    return isinstance(cause, ConnectionRefusedError) or (
+        isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+    )
+
+
+def _close_code(code: int | None) -> int | None:
+    return None if code is None or code in _RESERVED_CLOSE else code
+
+
+@web.stream_request_body
+class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
+    """`colab/forward/(port)(path)`: HTTP and websockets to 127.0.0.1:port, for token holders."""
+
+    auth_resource = AUTH_RESOURCE
+
+    # ----- the head: auth, policy, path, then the app is dialled ------------------------
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        self._exchange: Any = None
+        self._upload_error: UpstreamError | None = None
+        self._upstream_ws: WebSocketClientConnection | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._opened = False
+        self._port = 0
+        self._app_path = "/"
+        # Jupyter's prepare: Host check, the token, XSRF for a cookie-only request; an unknown
+        # user is refused there (get_login_url below: 403, never a redirect to a login page).
+        await super().prepare()
+        if self._finished:
+            return
+        if self.current_user is None:
+            raise web.HTTPError(403, NO_CREDENTIALS)
+        method = self.request.method or "GET"
+        action = "execute" if self._upgrading() else HTTP_METHOD_TO_AUTH_ACTION.get(method, "write")
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE)
+        )
+        if not allowed:
+            raise web.HTTPError(403, f"User is not authorized to {action} on resource: colab.")
+        port_text = self.path_args[0] if self.path_args else ""
+        self._port = int(port_text) if port_text.isdigit() and len(port_text) <= 5 else 0
+        self._app_path = self._raw_app_path(port_text)
+        reason = self.forwarder.policy.check(self._port)
+        if reason is not None:
+            self._refuse(403, "port_not_allowed", reason)
+            return
+        if forwarding.escapes(self._app_path):
+            self._refuse(
+                400,
+                "forward_path_refused",
+                f"the path {clip(self._app_path)!r} could leave the forward route "
+                "(a '.' or '..' segment or a backslash, raw or percent-encoded)",
+            )
+            return
+        if self._upgrading():
+            return  # dialled in get(): a websocket has no body to read first
+        # The server-wide body limit (Jupyter's 512 MiB) would cut a large upload; nothing of
+        # it is held here, and an upload may take as long as it takes.
+        self.request.connection.set_max_body_size(STREAMED_BODY_LIMIT)  # type: ignore[union-attr]
+        self.request.connection.set_body_timeout(None)  # type: ignore[union-attr]
+        await self._open_exchange()
+
+    def get_login_url(self) -> str:
+        raise web.HTTPError(403, NO_CREDENTIALS)
+
+    @property
+    def forwarder(self) -> Forwarder:
+        return cast("Forwarder", self.settings[FORWARD_SETTING])
+
+    @property
+    def ports(self) -> PortsService:
+        return cast("PortsService", self.settings[PORTS_SETTING])
+
+    def _upgrading(self) -> bool:
+        return (
+            self.request.method == "GET"
+            and self.request.headers.get("Upgrade", "").lower() == "websocket"
+        )
+
+    def _raw_app_path(self, port_text: str) -> str:
+        """The app's path as the client wrote it (tornado's path_args are percent-decoded, and
+        `/a%2Fb` must reach the app as `/a%2Fb`)."""
+        raw = self.request.path
+        marker = forwarding.ROUTE_PREFIX + port_text
+        at = raw.find(marker, len(self.base_url.rstrip("/")))
+        rest = raw[at + len(marker) :] if at >= 0 else (self.path_args[1] or "")
+        return rest or "/"
+
+    def _target(self, scheme: str) -> tuple[str, httputil.HTTPHeaders]:
+        headers, query = forwarding.unwrap(
+            self.request.headers, self.request.query, f"127.0.0.1:{self._port}"
+        )
+        url = f"{scheme}://127.0.0.1:{self._port}{self._app_path}" + (f"?{query}" if query else "")
+        return url, headers
+
+    async def _open_exchange(self) -> None:
+        url, headers = self._target("http")
+        headers = app_headers(headers, frozenset({"content-length"}))
+        length_text = self.request.headers.get("Content-Length")
+        chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        length = int(length_text) if length_text and length_text.isdigit() and not chunked else None
+        stats = self.forwarder.stats
+        stats.requests += 1
+        try:
+            self._exchange = await self.forwarder.client.open(
+                url, self.request.method or "GET", headers, CONNECT_TIMEOUT, length
+            )
+        except UpstreamError as e:
+            await self._dial_failed(e)
+
+    async def _dial_failed(self, error: BaseException) -> None:
+        if _refused_connection(error):
+            listening = await self.ports.hint()
+            self._refuse(
+                502,
+                "port_not_listening",
+                f"nothing listens at 127.0.0.1:{self._port} on the remote",
+                f"Listening there now: {listening}. Start the app first (on 127.0.0.1 or "
+                "0.0.0.0), or forward one of those ports.",
+            )
+        else:
+            self._refuse(
+                502,
+                "forward_failed",
+                f"could not reach the app at 127.0.0.1:{self._port}: {_describe(error)}",
+            )
+
+    # ----- errors: the relay's JSON shape, each logged once ------------------------------
+
+    def _refuse(self, status: int, kind: str, message: str, hint: str = "") -> None:
+        self.forwarder.stats.failures[kind] += 1
+        self.log.warning(
+            "forward %s %s -> %d %s: %s",
+            self.request.method,
+            clip(self._app_path),
+            status,
+            kind,
+            message,
+        )
+        if self._headers_written:
+            self._abandon()
+            return
+        self.clear()
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(error_body(status, kind, message, hint) + "\n")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Jupyter's own refusals (no token, not authorized, a foreign Host), in the same shape."""
+        exc = (kwargs.get("exc_info") or (None, None, None))[1]
+        message = self._reason
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        reason = {403: "forbidden", 404: "not_found", 400: "bad_request"}.get(
+            status_code, "server_error"
+        )
+        self.clear()
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(error_body(status_code, reason, message) + "\n")
+
+    def _abandon(self) -> None:
+        """The answer was under way when it broke: cut the client's connection (a short body
+        is the only honest signal left), then end the handler without writing more."""
+        connection = self.request.connection
+        if connection is not None:
+            connection.close()  # type: ignore[attr-defined]
+        if not self._finished:
+            self.finish()
+
+    # ----- HTTP: every method, bodies streamed both ways ---------------------------------
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._exchange is None or self._upload_error is not None or self._finished:
+            return
+        try:
+            await self._exchange.send(chunk)
+        except UpstreamError as e:
+            self._upload_error = e  # answered when the body has ended (see _forward)
+            return
+        self.forwarder.stats.bytes_to_apps += len(chunk)
+
+    async def _forward(self) -> None:
+        if self._finished or self._exchange is None:
+            return
+        if self._upload_error is not None:
+            self._refuse(
+                502,
+                "forward_failed",
+                f"the app at 127.0.0.1:{self._port} closed the connection while the request "
+                f"body was sent ({_describe(self._upload_error)})",
+            )
+            return
+        try:
+            await self._exchange.respond(self, HEADER_TIMEOUT)
+        except UpstreamError as e:
+            timeout = isinstance(e.cause, TimeoutError)
+            self._refuse(
+                504 if timeout else 502,
+                "forward_failed",
+                f"the app at 127.0.0.1:{self._port} "
+                + ("gave no answer in time" if timeout else "broke off its answer")
+                + f": {_describe(e)}",
+            )
+            return
+        except (StreamClosedError, OSError):
+            # Our own client went away mid-answer (respond() has closed the app's connection).
+            self.log.info(
+                "forward %s %s: the client left during the answer",
+                self.request.method,
+                clip(self._app_path),
+            )
+            self._abandon()
+            return
+        if not self._finished:
+            self.finish()
+
+    async def response_started(self, code: int, reason: str, headers: httputil.HTTPHeaders) -> None:
+        self.set_status(code, reason or responses.get(code, "Unknown"))
+        self._headers = httputil.HTTPHeaders()  # none of Jupyter's (its CSP is not the app's)
+        for name, value in app_headers(headers).get_all():
+            self.add_header(name, value)
+        await self.flush()  # the head goes now: a server-sent event stream starts at once
+
+    async def response_data(self, chunk: bytes) -> None:
+        self.write(chunk)
+        self.forwarder.stats.bytes_from_apps += len(chunk)
+        await self.flush()  # the next piece is read from the app once the client took this one
+
+    def on_connection_close(self) -> None:
+        if self._upstream_ws is None and self._exchange is not None:
+            self._exchange.close()  # the app sees its client leave (an event stream stops)
+        super().on_connection_close()
+
+    async def get(self, *args: str) -> None:
+        if self._finished:
+            return
+        if self._upgrading():
+            await self._websocket()
+        else:
+            await self._forward()
+
+    async def head(self, *args: str) -> None:
+        await self._forward()
+
+    async def post(self, *args: str) -> None:
+        await self._forward()
+
+    async def put(self, *args: str) -> None:
+        await self._forward()
+
+    async def patch(self, *args: str) -> None:
+        await self._forward()
+
+    async def delete(self, *args: str) -> None:
+        await self._forward()
+
+    async def options(self, *args: str) -> None:
+        await self._forward()
+
+    # ----- websockets: dial the app, then accept with its subprotocol --------------------
+
+    async def _websocket(self) -> None:
+        url, headers = self._target("ws")
+        offered = [
+            s.strip()
+            for s in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
+            if s.strip()
+        ]
+        request = HTTPRequest(
+            url,
+            headers=app_headers(headers, WS_HANDSHAKE),
+            connect_timeout=CONNECT_TIMEOUT,
+            request_timeout=HEADER_TIMEOUT,
+        )
+        stats = self.forwarder.stats
+        stats.websockets += 1
+        try:
+            self._upstream_ws = await websocket_connect(
+                request,
+                subprotocols=offered or None,
+                max_message_size=forwarding.FORWARD_MAX_MESSAGE,
+            )
+        except HTTPClientError as e:
+            self._refuse(
+                502,
+                "forward_failed",
+                f"the app at 127.0.0.1:{self._port} refused the websocket handshake "
+                f"({e.code} {e.message})",
+            )
+            return
+        except (OSError, StreamClosedError, WebSocketError, asyncio.TimeoutError) as e:
+            await self._dial_failed(e)
+            return
+        await super().get(*self.path_args)  # the handshake: select_subprotocol, then open()
+        if self.ws_connection is None or self.get_status() != 101:
+            self._upstream_ws.close()  # refused after all (origin, Connection header)
+
+    @property
+    def max_message_size(self) -> int:
+        return forwarding.FORWARD_MAX_MESSAGE
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        chosen = self._upstream_ws.selected_subprotocol if self._upstream_ws else None
+        return chosen if chosen in subprotocols else None
+
+    def check_origin(self, origin_to_satisfy_tornado: str = "") -> bool:
+        """Jupyter's websocket rule: the Origin matches the Host, or ServerApp.allow_origin."""
+        return bool(WebSocketMixin.check_origin(self, origin_to_satisfy_tornado or None))
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self._opened = True
+        self.forwarder.stats.open_websockets += 1
+        self._pump = asyncio.ensure_future(self._pump_from_app())
+
+    async def _pump_from_app(self) -> None:
+        upstream = self._upstream_ws
+        assert upstream is not None
+        while True:
+            message = await upstream.read_message()
+            if message is None:
+                break
+            try:
+                await self.write_message(message, binary=isinstance(message, bytes))
+            except WebSocketClosedError:
+                return
+            self.forwarder.stats.bytes_from_apps += len(message)
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            self.close(_close_code(upstream.close_code), upstream.close_reason)
+
+    async def on_message(self, message: str | bytes) -> None:
+        upstream = self._upstream_ws
+        if upstream is None:
+            return
+        try:
+            await upstream.write_message(message, binary=isinstance(message, bytes))
+        except WebSocketClosedError:
+            self.close(_close_code(upstream.close_code), upstream.close_reason)
+            return
+        self.forwarder.stats.bytes_to_apps += len(message)
+
+    def on_close(self) -> None:
+        if self._upstream_ws is None:
+            return
+        if self._opened:
+            self.forwarder.stats.open_websockets -= 1
+        self._upstream_ws.close(_close_code(self.close_code), self.close_reason)
+        self._upstream_ws = None
+
+
+def _describe(error: BaseException) -> str:
+    cause = getattr(error, "cause", None) or error
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
+def forward_handlers() -> list[tuple[str, type[web.RequestHandler]]]:
+    return [(forwarding.ROUTE, ForwardHandler)]

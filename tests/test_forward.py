@@ -1,0 +1,311 @@
+"""The forward route `/colab/forward/<port>/...` of a real `jupyter server`, to a real app."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from forward_echo_app import CHUNK, PATTERN, EchoApp, pattern_digest, running_echo_app
+from server_process import ServerProcess, start_server
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from jupyter_colab_tunnel import forwarding
+from testkit.processes import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[EchoApp]:
+    with running_echo_app() as echo:
+        yield echo
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    started = start_server(
+        tmp_path_factory.mktemp("forward"),
+        args=["--ColabTunnelApp.tunnel_mode=off"],
+        base_url="/base/",
+    )
+    yield started
+    started.stop()
+
+
+def route(server: ServerProcess, port: int, rest: str) -> str:
+    return f"{server.base_url}colab/forward/{port}{rest}"
+
+
+def exchange(
+    server: ServerProcess,
+    method: str,
+    target: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    token: bool = True,
+    chunked: bool = False,
+) -> tuple[int, dict[str, str], list[tuple[str, str]], bytes]:
+    """One request with http.client (keeps the path exactly as written): status, headers,
+    all header pairs, body."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    hdrs = dict(headers or {})
+    if token:
+        hdrs["Authorization"] = f"token {server.token}"
+    conn.request(method, target, body=body, headers=hdrs, encode_chunked=chunked)
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, dict(r.getheaders()), r.getheaders(), data
+
+
+def problem(body: bytes) -> dict[str, Any]:
+    document = json.loads(body)
+    assert set(document) >= {"message", "reason", "error"}
+    assert set(document["error"]) == {"kind", "message", "hint"}
+    assert document["reason"] == document["error"]["kind"]
+    return dict(document["error"])
+
+
+def app_saw_token(server: ServerProcess, echo: dict[str, Any]) -> bool:
+    return server.token in json.dumps(echo)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_each_method_reaches_the_app_with_its_path_and_body_and_never_the_token(
+    server: ServerProcess, app: EchoApp, method: str
+) -> None:
+    body = b"x" * 100_000 if method not in ("GET", "OPTIONS") else None
+    target = route(server, app.port, f"/echo/a%2Fb/c?x=1&token={server.token}&y=%20")
+    status, headers, pairs, data = exchange(server, method, target, body)
+    assert status == 200, data
+    echo = json.loads(data)
+    assert echo["method"] == method
+    assert echo["path"] == "/echo/a%2Fb/c"  # no prefix, percent-encoding as sent
+    assert echo["query"] == "x=1&y=+"
+    assert echo["size"] == (len(body) if body else 0)
+    if body:
+        assert echo["sha256"] == hashlib.sha256(body).hexdigest()
+    sent = {k.lower(): v for k, v in echo["headers"]}
+    assert "authorization" not in sent
+    assert "cookie" not in sent
+    assert sent["host"] == f"127.0.0.1:{app.port}"
+    assert not app_saw_token(server, echo)
+    # The app's own answer: its cookie and length kept, none of Jupyter's headers added.
+    assert any(k.lower() == "set-cookie" and "app_session=s1" in v for k, v in pairs)
+    assert headers["Content-Length"] == str(len(data))
+    assert "Content-Security-Policy" not in headers
+    assert server.token not in server.log()
+
+
+def test_head_keeps_the_apps_content_length(server: ServerProcess, app: EchoApp) -> None:
+    status, headers, _, data = exchange(server, "HEAD", route(server, app.port, "/echo"))
+    assert (status, headers["Content-Length"], data) == (200, "1234", b"")
+
+
+def test_the_relays_envelope_is_unwrapped_for_the_app(server: ServerProcess, app: EchoApp) -> None:
+    local = {"Host": "localhost:6006", "Authorization": "Bearer sk-app", "Cookie": "gr=1"}
+    headers = dict(forwarding.envelop(_headers(local), "q=local").get_all())
+    status, _, _, data = exchange(server, "GET", route(server, app.port, "/echo"), headers=headers)
+    assert status == 200, data
+    echo = json.loads(data)
+    sent = {k.lower(): v for k, v in echo["headers"]}
+    assert sent["host"] == "localhost:6006"
+    assert sent["authorization"] == "Bearer sk-app"
+    assert sent["cookie"] == "gr=1"
+    assert echo["query"] == "q=local"
+    assert not any(k.lower().startswith("x-colab-forward") for k in sent)
+    assert not app_saw_token(server, echo)
+
+
+def _headers(values: dict[str, str]) -> Any:
+    from tornado.httputil import HTTPHeaders
+
+    return HTTPHeaders(values)
+
+
+def test_a_chunked_upload_is_streamed_through(server: ServerProcess, app: EchoApp) -> None:
+    pieces = [os.urandom(50_000) for _ in range(20)]
+    status, _, _, data = exchange(
+        server, "POST", route(server, app.port, "/upload"), iter(pieces), chunked=True
+    )
+    assert status == 200, data
+    echo = json.loads(data)
+    assert echo["size"] == sum(map(len, pieces))
+    assert echo["sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_the_first_event_arrives_before_the_stream_ends(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(
+        "GET", route(server, app.port, "/sse"), headers={"Authorization": f"token {server.token}"}
+    )
+    r = conn.getresponse()
+    assert r.status == 200
+    assert r.getheader("Content-Type") == "text/event-stream"
+    first = r.readline() + r.readline()  # the app is still holding the stream open
+    assert first == b"data: first\n\n"
+    app.let_sse_end()
+    assert r.read() == b"data: last\n\n"
+    conn.close()
+
+
+def test_websocket_carries_text_binary_16_mib_subprotocol_and_close_code(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    async def scenario() -> None:
+        url = f"ws://127.0.0.1:{server.port}" + route(server, app.port, "/ws?k=v")
+        request = HTTPRequest(url, headers={"Authorization": f"token {server.token}"})
+        ws = await websocket_connect(
+            request, subprotocols=["other", "echo.v2"], max_message_size=64 * 1024 * 1024
+        )
+        assert ws.selected_subprotocol == "echo.v2"
+        await ws.write_message("hello")
+        assert await ws.read_message() == "hello"
+        await ws.write_message(b"\x00\xff" * 10, binary=True)
+        assert await ws.read_message() == b"\x00\xff" * 10
+        big = os.urandom(16 * 1024 * 1024)
+        await ws.write_message(big, binary=True)
+        back = await ws.read_message()
+        assert isinstance(back, bytes)
+        assert hashlib.sha256(back).digest() == (hashlib.sha256(big).digest())
+        await ws.write_message("close-me")
+        assert await ws.read_message() is None
+        assert (ws.close_code, ws.close_reason) == (4001, "asked to")
+
+    asyncio.run(scenario())
+
+
+def test_no_token_is_refused_before_the_app_hears_of_it(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    before = list(app.seen)
+    for method, body in (("GET", None), ("POST", b"data")):
+        status, _, _, data = exchange(
+            server, method, route(server, app.port, "/echo/secret"), body, token=False
+        )
+        assert status == 403, data
+        assert problem(data)["kind"] == "forbidden"
+
+    async def handshake() -> int:
+        url = f"ws://127.0.0.1:{server.port}" + route(server, app.port, "/ws")
+        with pytest.raises(HTTPClientError) as refused:
+            await websocket_connect(url)
+        return refused.value.code
+
+    assert asyncio.run(handshake()) == 403
+    wrong = {"Authorization": "token not-the-token"}
+    status, _, _, _ = exchange(
+        server, "GET", route(server, app.port, "/echo"), headers=wrong, token=False
+    )
+    assert status == 403
+    assert app.seen == before
+
+
+@pytest.mark.parametrize("which", ["server", "colab", "outside"])
+def test_refused_ports(server: ServerProcess, which: str) -> None:
+    port = {"server": server.port, "colab": 9000, "outside": 80}[which]
+    status, _, _, data = exchange(server, "GET", route(server, port, "/"))
+    assert status == 403, data
+    error = problem(data)
+    assert error["kind"] == "port_not_allowed"
+    assert str(port) in error["message"]
+
+
+def test_nothing_listening_names_what_does(server: ServerProcess, app: EchoApp) -> None:
+    status, _, _, data = exchange(server, "GET", route(server, free_port(), "/x"))
+    assert status == 502, data
+    error = problem(data)
+    assert error["kind"] == "port_not_listening"
+    assert f"{app.port} " in error["hint"]
+
+    async def handshake() -> tuple[int, dict[str, Any]]:
+        url = f"ws://127.0.0.1:{server.port}" + route(server, free_port(), "/ws")
+        request = HTTPRequest(url, headers={"Authorization": f"token {server.token}"})
+        with pytest.raises(HTTPClientError) as refused:
+            await websocket_connect(request)
+        assert refused.value.response is not None
+        return refused.value.code, problem(refused.value.response.body)
+
+    code, error = asyncio.run(handshake())
+    assert (code, error["kind"]) == (502, "port_not_listening")
+
+
+@pytest.mark.parametrize("rest", ["/a/../../api/status", "/a/%2e%2e/x", "/a%5cb", "/%252e%252e/"])
+def test_a_path_that_leaves_the_route_is_refused(
+    server: ServerProcess, app: EchoApp, rest: str
+) -> None:
+    before = list(app.seen)
+    status, _, _, data = exchange(server, "GET", route(server, app.port, rest))
+    assert status == 400, data
+    assert problem(data)["kind"] == "forward_path_refused"
+    assert app.seen == before
+
+
+def test_the_server_keeps_serving_after_failures(server: ServerProcess, app: EchoApp) -> None:
+    exchange(server, "GET", route(server, free_port(), "/"))
+    status, _, _, _ = exchange(server, "GET", route(server, app.port, "/echo"))
+    assert status == 200
+    assert server.proc.poll() is None
+
+
+BIG = 200 * 1024 * 1024
+
+
+def _rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def test_200_mib_download_and_upload_stream_with_bounded_memory(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    # Warm up (the route's first use imports and allocates what every later one reuses).
+    exchange(server, "GET", route(server, app.port, "/download?size=1048576"))
+    before = _rss(server.pid)
+    peak = before
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    conn.request(
+        "GET",
+        route(server, app.port, f"/download?size={BIG}"),
+        headers={"Authorization": f"token {server.token}"},
+    )
+    r = conn.getresponse()
+    assert r.status == 200
+    digest = hashlib.sha256()
+    got = 0
+    while chunk := r.read(CHUNK):
+        digest.update(chunk)
+        got += len(chunk)
+        if got % (20 * CHUNK) < CHUNK:
+            peak = max(peak, _rss(server.pid))
+    conn.close()
+    assert got == BIG
+    assert digest.hexdigest() == pattern_digest(BIG)
+
+    def upload() -> Iterator[bytes]:
+        nonlocal peak
+        for i in range(BIG // CHUNK):
+            if i % 20 == 0:
+                peak = max(peak, _rss(server.pid))
+            yield PATTERN
+
+    status, _, _, data = exchange(
+        server,
+        "PUT",
+        route(server, app.port, "/upload"),
+        upload(),
+        headers={"Content-Length": str(BIG)},
+    )
+    assert status == 200, data
+    assert json.loads(data)["sha256"] == pattern_digest(BIG)
+    peak = max(peak, _rss(server.pid))
+    assert peak - before < 64 * 1024 * 1024, f"server RSS grew {(peak - before) >> 20} MiB"
