@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -435,10 +436,13 @@ def test_refusals(stack: Stack) -> None:
     direct = http("GET", stack.route(stack.remote.server.port, "/api/status"), headers=token)
     refused(direct, 403, "port_not_allowed")
 
-    # Nothing listens there: 502, and the hint names what does listen (our app among them).
+    # Nothing listens there: 502, and the hint names what does listen ("6006 tensorboard"),
+    # our app among them unless the list was cut at its length (a busy machine).
     silent = http("GET", stack.route(free_port(), "/"), headers=token)
-    body = refused(silent, 502, "port_not_listening")
-    assert str(stack.app.port) in body["error"]["hint"], body
+    hint = refused(silent, 502, "port_not_listening")["error"]["hint"]
+    listed = re.findall(r"\b(\d+) [^\s,.]+", hint)
+    assert listed, hint
+    assert str(stack.app.port) in listed or len(listed) >= 20, hint
 
 
 def test_stopped_tunnel_answers_503_then_forwards_again(stack: Stack) -> None:
