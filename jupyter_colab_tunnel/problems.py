@@ -89,6 +89,7 @@ RelayKind = Literal[
     "body_too_large",
     "upstream_lost_request",
     "remote_token_withheld",
+    "forward_path_refused",
 ]
 
 # The remote's forward route (/colab/forward/<port>/...): why it did not reach the app.
@@ -339,6 +340,10 @@ HINTS: dict[Kind, str] = {
     "remote_token_withheld": (
         "The remote's answer held its own token, so the relay did not pass it on. Open that "
         "page on the remote itself, not through the relay."
+    ),
+    "forward_path_refused": (
+        "The path has dot segments or backslashes (raw or percent-encoded) that could resolve "
+        "out of the forwarded port's route: request the resolved path itself."
     ),
     "relay_stopping": (
         "The relay is stopping. Stop the local JupyterLab first and the relay after it; start "

@@ -22,6 +22,7 @@ from ..connection_record import RecordRefused, check_remote_url
 from ..problems import Problem
 from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
+from .relay.forward import ForwardSpecError, parse_forwards
 from .relay.kernel_socket import MAX_WS_MESSAGE
 from .secret_file import exposure_warning
 from .upstream import ConnectionFileWatcher, UpstreamTracker
@@ -122,6 +123,14 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
             "on Ctrl-C / SIGTERM with kernel websockets open: seconds the relay still answers "
             "the local JupyterLab's kernel shutdown (default 10; stop JupyterLab first)"
         ),
+    )
+    parser.add_argument(
+        "--forward",
+        action="append",
+        default=[],
+        metavar="[LOCAL:]REMOTE",
+        help="the remote's 127.0.0.1:REMOTE at http://127.0.0.1:LOCAL/ here, like ssh -L "
+        "(LOCAL defaults to REMOTE; repeatable)",
     )
     parser.add_argument(
         "--request-timeout",
@@ -267,6 +276,10 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             f"--max-message-size must be between 1 and {MAX_WS_MESSAGE} bytes, "
             f"not {args.max_message_size}"
         )
+    try:
+        forwards = parse_forwards(args.forward, args.port)
+    except ForwardSpecError as e:
+        raise UsageError(str(e)) from None
     fixed_token = read_secret_file(args.token_file, "token") if args.token_file else None
     fixed_token = fixed_token or os.environ.get(TOKEN_ENV) or None
     headers = extra_headers(args.headers_file, dict(os.environ))
@@ -330,6 +343,12 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             raise UsageError(
                 f"cannot listen on 127.0.0.1:{args.port}: {e.strerror}. Choose another --port."
             ) from None
+        for spec in forwards:
+            try:
+                relay.add_forward(spec)
+            except OSError as e:
+                await relay.close()  # nothing is left listening
+                raise UsageError(spec.taken_message(e.strerror or str(e))) from None
     current = tracker.current
     refused = watcher.refused if watcher is not None and current is None else None
     if refused is not None and watcher is not None:
@@ -364,6 +383,11 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         f"{where} {args.local_token_file}",
         flush=True,
     )
+    for forward in relay.forwards:
+        print(
+            f"[colab-tunnel relay] Forwarding {forward.url} -> remote port {forward.spec.remote}",
+            flush=True,
+        )
     print(local_instructions(port, args.local_token_file), flush=True)
 
     stop, stop_now = asyncio.Event(), asyncio.Event()

@@ -12,6 +12,8 @@ re-dialled to a new URL.
 - `proxy`: REST requests to the remote;
 - `kernel_socket`: kernel websockets that survive a change of upstream;
 - `frames`: their frames from the local side: refused when too big, held during a re-dial;
+- `forward`, `forward_http`, `forward_socket`: `connect --forward`, one listener per forwarded
+  port, streaming HTTP and websockets to the remote's port route;
 - `reachability`: whether the remote still answers (said once, not retried in silence).
 """
 

@@ -177,6 +177,19 @@ def token_ok(request: httputil.HTTPServerRequest, local_token: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), local_token.encode())
 
 
+def host_refusal(request: httputil.HTTPServerRequest) -> tuple[int, str, str] | None:
+    """(403, reason, message) for a Host that is not a loopback name (the relay and its
+    forwarded ports alike: protection against DNS rebinding), else None."""
+    if hostname(request.host or "") in LOOPBACK_HOSTS:
+        return None
+    return (
+        403,
+        "host_not_allowed",
+        f"Host {shorten(request.host or '')} is not a loopback name: the relay answers only "
+        "127.0.0.1, localhost and [::1] (protection against DNS rebinding).",
+    )
+
+
 def refusal(
     request: httputil.HTTPServerRequest,
     port: int,
@@ -186,14 +199,9 @@ def refusal(
 ) -> tuple[int, str, str] | None:
     """(status, reason, message) when a local request is not allowed, else None.
     check_token=False: a CORS preflight, which carries no credentials."""
-    host = hostname(request.host or "")
-    if host not in LOOPBACK_HOSTS:
-        return (
-            403,
-            "host_not_allowed",
-            f"Host {request.host!r} is not a loopback name: the relay answers only "
-            "127.0.0.1, localhost and [::1] (protection against DNS rebinding).",
-        )
+    refused = host_refusal(request)
+    if refused is not None:
+        return refused
     origin = request.headers.get("Origin")
     if origin is not None and not origin_allowed(origin, port, allowed_origins):
         return (

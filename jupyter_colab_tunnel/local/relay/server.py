@@ -23,6 +23,7 @@ from ...timefmt import iso_utc
 from ..failures import Failure
 from ..upstream import Upstream, UpstreamTracker
 from . import rules
+from .forward import Forward, ForwardSpec
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
 from .proxy import LINGER_BYTES, MAX_FORWARDED_BODY, ProxyHandler, StatusHandler
 from .reachability import Reachability
@@ -92,6 +93,7 @@ class Relay:
         self.stopping = False
         self._last_request = time.monotonic()
         self._shut_down: set[str] = set()  # kernels the local side shut down (DELETE)
+        self.forwards: list[Forward] = []  # connect --forward: one listener each
 
     # ----- life cycle ---------------------------------------------------------------------
 
@@ -148,6 +150,13 @@ class Relay:
         self.port = int(sockets[0].getsockname()[1])
         return self.port
 
+    def add_forward(self, spec: ForwardSpec) -> Forward:
+        """Listen on 127.0.0.1:spec.local for the remote's port spec.remote. Raises OSError."""
+        forward = Forward(self, spec)
+        forward.listen()
+        self.forwards.append(forward)
+        return forward
+
     async def close(self, grace: float = 0.0, stop_now: asyncio.Event | None = None) -> None:
         """Stop: no new kernel websockets, the open ones closed. With `grace`, HTTP is still
         answered meanwhile, until the local side has shut down the kernels whose websockets
@@ -166,6 +175,8 @@ class Relay:
                 grace,
             )
             await self._drain(kernels, grace, stop_now or asyncio.Event())
+        for forward in self.forwards:
+            await forward.close()
         if self._server is not None:
             self._server.stop()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -254,5 +265,6 @@ class Relay:
                 "frames_dropped": s.frames_dropped,
                 "frames_refused": s.frames_refused,
             },
+            "forwards": [forward.status() for forward in self.forwards],
             **self._status_extra(),
         }
