@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import re
 import shutil
@@ -22,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 # ----- clients ----------------------------------------------------------------------------------
 
 
-def read_event(resp: http.client.HTTPResponse) -> dict[str, str]:
+def read_event(resp: HTTPResponse) -> dict[str, str]:
     """One server-sent event (its fields), read line by line as it arrives."""
     fields: dict[str, str] = {}
     while True:
@@ -162,7 +162,7 @@ def stream_download(url: str) -> tuple[int, str, dict[str, str]]:
     """GET url, hashing the body as it comes; (size, sha256, headers)."""
     parts = url.split("/", 3)
     host, port = parts[2].split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    conn = HTTPConnection(host, int(port), timeout=120)
     try:
         conn.request("GET", "/" + parts[3])
         resp = conn.getresponse()
@@ -179,7 +179,7 @@ def stream_download(url: str) -> tuple[int, str, dict[str, str]]:
 def stream_upload(port: int, size: int, chunked: bool = False) -> tuple[Any, str]:
     """PUT forward_app's deterministic body to /upload through a local port, streamed from a
     generator (never whole in memory here); (the app's answer, the expected sha256)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn = HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Content-Type": "application/octet-stream"}
     if not chunked:
         headers["Content-Length"] = str(size)
@@ -256,19 +256,42 @@ def test_tensorboard_in_a_browser_before_and_after_a_tunnel_restart(stack: Stack
         browser.responses.clear()
         browser.navigate(page)
         browser.wait_for(shown, timeout=60)
-        # The scalars themselves came through the forward, not only the page.
-        series = [r for r in browser.responses if "/data/plugin/timeseries/timeSeries" in r["url"]]
-        assert series, browser.requests
+        # The scalars themselves come through the forward, not only the page and the tags.
+        deadline = time.monotonic() + 30
+        while not (
+            series := [r for r in browser.responses if "/timeseries/timeSeries" in r["url"]]
+        ):
+            assert time.monotonic() < deadline, browser.requests
+            browser.pump(0.1)
         assert all(r["status"] == 200 for r in series), series
         elsewhere = [u for u in browser.requests if not u.startswith(page)]
         assert not elsewhere, elsewhere
 
+    app_ws = f"ws://127.0.0.1:{stack.app_local}/ws"
     with headless.Chromium(stack.workdir / "chromium") as browser:
         loads_scalars(browser)
-        old_url = stack.relay.status()["upstream"]
-        new_url = restart_tunnel(stack)
-        assert new_url != old_url
+        # An app's websocket open across the switch: closed cleanly (1012), so the app reconnects.
+        ws = websocket.create_connection(app_ws, timeout=60)
+        try:
+            ws.send("before")
+            assert ws.recv() == "before"
+            old_url = stack.relay.status()["upstream"]
+            new_url = restart_tunnel(stack)
+            assert new_url != old_url
+            opcode, data = ws.recv_data(control_frame=True)
+        finally:
+            ws.close()
+        assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
+        assert int.from_bytes(data[:2], "big") == 1012, data
         loads_scalars(browser)
+    again = websocket.create_connection(app_ws, timeout=60)
+    try:
+        again.send("after")
+        assert again.recv() == "after"
+    finally:
+        again.close()
+    forward = next(f for f in stack.relay.status()["forwards"] if f["local"] == stack.app_local)
+    assert forward["websockets_closed_on_switch"] >= 1, forward
     # Nothing local was restarted: the same relay process, still running.
     assert stack.relay.proc.pid == relay_pid
     assert stack.relay.proc.poll() is None
@@ -276,7 +299,7 @@ def test_tensorboard_in_a_browser_before_and_after_a_tunnel_restart(stack: Stack
 
 def test_server_sent_events_arrive_as_they_are_produced(stack: Stack) -> None:
     gate = uuid.uuid4().hex
-    conn = http.client.HTTPConnection("127.0.0.1", stack.app_local, timeout=30)
+    conn = HTTPConnection("127.0.0.1", stack.app_local, timeout=30)
     try:
         conn.request("GET", f"/events?n=3&gate={gate}", headers={"Accept": "text/event-stream"})
         resp = conn.getresponse()
@@ -385,6 +408,12 @@ def test_big_download_and_upload_whole_with_bounded_memory(stack: Stack) -> None
         answer, expected = stream_upload(stack.app_local, BIG)
         assert answer == {"size": BIG, "sha256": expected}
     growth = rss.growth()
+    status = stack.relay.status()
+    check_relay_body("RelayStatus", status)
+    forward = next(f for f in status["forwards"] if f["local"] == stack.app_local)
+    assert forward["remote"] == stack.app.port
+    assert forward["bytes_in"] >= BIG, forward
+    assert forward["bytes_out"] >= BIG, forward
     print(f"RSS growth during 200 MiB down + 200 MiB up: {growth}")
     assert all(grew < RSS_BOUND for grew in growth.values()), growth
 
