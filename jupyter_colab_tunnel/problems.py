@@ -341,10 +341,6 @@ HINTS: dict[Kind, str] = {
         "The remote's answer held its own token, so the relay did not pass it on. Open that "
         "page on the remote itself, not through the relay."
     ),
-    "forward_path_refused": (
-        "The path has dot segments or backslashes (raw or percent-encoded) that could resolve "
-        "out of the forwarded port's route: request the resolved path itself."
-    ),
     "relay_stopping": (
         "The relay is stopping. Stop the local JupyterLab first and the relay after it; start "
         "the relay again to go on."
