@@ -110,9 +110,6 @@ def make_app() -> Any:
             self.set_status(204)
             self.finish()
 
-        def check_xsrf_cookie(self) -> None:
-            return None
-
     class Download(web.RequestHandler):
         async def get(self) -> None:
             size = int(self.get_query_argument("size", "0"))

@@ -267,8 +267,13 @@ def test_tensorboard_in_a_browser_before_and_after_a_tunnel_restart(stack: Stack
         elsewhere = [u for u in browser.requests if not u.startswith(page)]
         assert not elsewhere, elsewhere
 
+    def board_requests() -> int:
+        forwards = stack.relay.status()["forwards"]
+        return int(next(f["requests"] for f in forwards if f["local"] == stack.board_local))
+
     app_ws = f"ws://127.0.0.1:{stack.app_local}/ws"
     with headless.Chromium(stack.workdir / "chromium") as browser:
+        browser.send("Network.setCacheDisabled", cacheDisabled=True)  # each load goes out
         loads_scalars(browser)
         # An app's websocket open across the switch: closed cleanly (1012), so the app reconnects.
         ws = websocket.create_connection(app_ws, timeout=60)
@@ -283,7 +288,10 @@ def test_tensorboard_in_a_browser_before_and_after_a_tunnel_restart(stack: Stack
             ws.close()
         assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
         assert int.from_bytes(data[:2], "big") == 1012, data
+        served = board_requests()
         loads_scalars(browser)
+        assert board_requests() > served  # through the forward, now on the new URL
+        assert stack.relay.status()["upstream"] == new_url
     again = websocket.create_connection(app_ws, timeout=60)
     try:
         again.send("after")
