@@ -37,6 +37,8 @@ class EchoApp:
     seen: list[str] = field(default_factory=list)  # "METHOD path" of every request
     loop: asyncio.AbstractEventLoop | None = None
     release: asyncio.Event | None = None  # lets /sse send its last event
+    sse_left: int = 0  # event streams whose client went away
+    ws_closed: list[tuple[int | None, str | None]] = field(default_factory=list)  # code, reason
 
     def let_sse_end(self) -> None:
         assert self.loop is not None
@@ -64,6 +66,9 @@ class Echo(web.RequestHandler):
         self.chunks += 1
 
     def _answer(self) -> None:
+        status = self.get_query_argument("status", None)
+        if status is not None:
+            self.set_status(int(status), self.get_query_argument("reason", None))
         self.set_header("Content-Type", "application/json")
         self.set_cookie("app_session", "s1")
         self.finish(
@@ -93,6 +98,8 @@ class Events(web.RequestHandler):
 
     async def get(self) -> None:
         self.app.seen.append(f"GET {self.request.path}")
+        assert self.app.release is not None
+        self.app.release.clear()  # each stream waits for its own let_sse_end()
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.write("data: first\n\n")
@@ -100,6 +107,9 @@ class Events(web.RequestHandler):
         assert self.app.release is not None
         await self.app.release.wait()
         self.write("data: last\n\n")
+
+    def on_connection_close(self) -> None:
+        self.app.sse_left += 1
 
 
 class Download(web.RequestHandler):
@@ -112,6 +122,18 @@ class Download(web.RequestHandler):
             self.write(PATTERN[: min(CHUNK, left)])
             left -= CHUNK
             await self.flush()
+
+
+class Cut(web.RequestHandler):
+    """Promises 1000 bytes, sends 10, and closes the connection (an app that crashed)."""
+
+    async def get(self) -> None:
+        self.set_header("Content-Length", "1000")
+        self.write(b"0123456789")
+        await self.flush()
+        assert self.request.connection is not None
+        self.request.connection.close()  # type: ignore[attr-defined]
+        self._finished = True
 
 
 class Socket(websocket.WebSocketHandler):
@@ -128,7 +150,13 @@ class Socket(websocket.WebSocketHandler):
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return "echo.v2" if "echo.v2" in subprotocols else None
 
+    def on_close(self) -> None:
+        self.app.ws_closed.append((self.close_code, self.close_reason))
+
     async def on_message(self, message: str | bytes) -> None:
+        if message == "uri?":
+            await self.write_message(self.request.uri or "")
+            return
         if message == "close-me":
             self.close(4001, "asked to")
             return
@@ -150,6 +178,7 @@ def running_echo_app() -> Iterator[EchoApp]:
                 [
                     (r"/sse", Events, kwargs),
                     (r"/download", Download),
+                    (r"/cut", Cut),
                     (r"/ws", Socket, kwargs),
                     (r"/.*", Echo, kwargs),
                 ]

@@ -90,16 +90,35 @@ class Echo(web.RequestHandler):
 
 
 class Events(web.RequestHandler):
-    """Server-sent events: one now, the next only once the test says so."""
+    """Server-sent events: one now, the next only once the test releases ?gate=NAME."""
 
     async def get(self) -> None:
         app: App = self.settings["app"]
+        gate = app.gates.setdefault(self.get_argument("gate", ""), asyncio.Event())
         self.set_header("Content-Type", "text/event-stream")
         self.set_header("Cache-Control", "no-cache")
         self.write("data: first\n\n")
         await self.flush()
-        await app.release.wait()
+        await gate.wait()
         self.write("data: second\n\n")
+        self.finish()
+
+
+def mib(i: int) -> bytes:
+    """The i-th MiB of a download (distinct pieces, so a lost or repeated one shows)."""
+    return hashlib.sha256(str(i).encode()).digest() * (1 << 15)
+
+
+class Download(web.RequestHandler):
+    """?mib=N MiB, streamed a MiB at a time, each flushed before the next."""
+
+    async def get(self) -> None:
+        count = int(self.get_argument("mib"))
+        self.set_header("Content-Type", "application/octet-stream")
+        self.set_header("Content-Length", str(count << 20))
+        for i in range(count):
+            self.write(mib(i))
+            await self.flush()
         self.finish()
 
 
@@ -245,7 +264,7 @@ class App:
     route_port: int = 0
     hosts: list[str] = field(default_factory=list)  # the hop's Host of each routed request
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    release: asyncio.Event = field(init=False)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
     client: KeepAliveClient = field(init=False)
 
     def start(self) -> None:
@@ -261,11 +280,16 @@ class App:
         assert ready.wait(10)
 
     async def _serve(self) -> None:
-        self.release = asyncio.Event()
         self.client = KeepAliveClient()
         settings: dict[str, Any] = {"app": self, "websocket_max_message_size": 1 << 30}
         app = web.Application(
-            [(r"/ws", EchoSocket), (r"/events", Events), (r"/own503", Own503), (r"/.*", Echo)],
+            [
+                (r"/ws", EchoSocket),
+                (r"/events", Events),
+                (r"/own503", Own503),
+                (r"/download", Download),
+                (r"/.*", Echo),
+            ],
             **settings,
         )
         route = web.Application(
@@ -281,8 +305,11 @@ class App:
             HTTPServer(target, max_body_size=1 << 40).add_sockets(sockets)
             setattr(self, attr, sockets[0].getsockname()[1])
 
-    def release_events(self) -> None:
-        self.loop.call_soon_threadsafe(self.release.set)
+    def release_events(self, gate: str) -> None:
+        def release() -> None:
+            self.gates.setdefault(gate, asyncio.Event()).set()
+
+        self.loop.call_soon_threadsafe(release)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)

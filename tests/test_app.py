@@ -35,6 +35,7 @@ TRAITS = {
     "log_lines": 1000,
     "allow_unauthenticated": False,
     "gpu_cache_ttl": 1.0,
+    "forward_ports": "1024-65535",
 }
 
 

@@ -19,8 +19,9 @@ from openapi_spec_validator import validate
 from server_process import ServerProcess, free_port
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import gpu, handlers, problems
+from jupyter_colab_tunnel import forwarding, gpu, handlers, problems
 from jupyter_colab_tunnel.connect import connect_info
+from jupyter_colab_tunnel.ports import forward
 from jupyter_colab_tunnel.tunnel import supervisor
 
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
@@ -51,6 +52,14 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
         for method in ("get", "post", "put", "patch", "delete")
         if getattr(handler, method) is not getattr(handlers.APIHandler, method)
     }
+    # The forward route takes every method (head and options too) under one templated path.
+    ((route, forward_handler),) = forward.forward_handlers()
+    assert route == forwarding.ROUTE
+    in_code |= {
+        ("/colab/forward/{port}/{path}", method)
+        for method in ("get", "head", "post", "put", "patch", "delete", "options")
+        if method.upper() in forward_handler.SUPPORTED_METHODS
+    }
     in_spec = {
         (path, method)
         for path, item in openapi_check.spec()["paths"].items()
@@ -58,6 +67,12 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
         if method in openapi_check.METHODS
     }
     assert in_spec == in_code
+
+
+def test_forward_error_kinds_are_the_codes() -> None:
+    kinds = set(schema("ForwardErrorKind")["enum"])
+    assert kinds >= set(problems.FORWARD_KINDS)
+    assert kinds <= set(problems.KINDS)
 
 
 def test_spec_enums_are_the_codes() -> None:

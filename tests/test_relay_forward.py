@@ -17,13 +17,15 @@ import os
 import re
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from e2e_kit import http
-from forward_env import REMOTE_TOKEN, Stack, start_stack, start_tunnel
+from forward_env import REMOTE_TOKEN, Stack, mib, start_stack, start_tunnel
 from relay_env import check_relay_body, relay_command
 from tornado import websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
@@ -189,10 +191,29 @@ async def test_a_chunked_upload_streams_through(stack: Stack) -> None:
     assert seen["sha256"] == sha(b"".join(pieces))
 
 
+def test_a_chunked_body_on_another_method_is_refused_411(stack: Stack) -> None:
+    with socket.create_connection(("127.0.0.1", stack.local), timeout=20) as sock:
+        sock.sendall(
+            f"DELETE /x HTTP/1.1\r\nHost: 127.0.0.1:{stack.local}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".encode()
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 411"), answer
+    problem = json.loads(body)
+    check_relay_body("Error", problem)
+    assert "Content-Length" in problem["error"]["hint"]
+
+
 async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     chunks: asyncio.Queue[bytes] = asyncio.Queue()
     answer = asyncio.ensure_future(
-        fetch(HTTPRequest(f"{stack.base}/events", streaming_callback=chunks.put_nowait))
+        fetch(HTTPRequest(f"{stack.base}/events?gate=sse", streaming_callback=chunks.put_nowait))
     )
     first = await asyncio.wait_for(chunks.get(), 20)
     assert b"data: first" in first
@@ -200,7 +221,7 @@ async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     status = stack.forward_status()
     assert status["open_connections"] >= 1, status
     check_relay_body("RelayStatus", stack.relay.status())
-    stack.app.release_events()
+    stack.app.release_events("sse")
     r = await asyncio.wait_for(answer, 20)
     assert r.code == 200
     assert r.headers["Content-Type"] == "text/event-stream"
@@ -208,6 +229,67 @@ async def test_server_sent_events_arrive_as_produced(stack: Stack) -> None:
     while not chunks.empty():
         rest += chunks.get_nowait()
     assert b"data: second" in rest
+
+
+class PeakRss:
+    """The largest resident size of a process while a transfer runs (sampled every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.base = self.peak = self.proc.memory_info().rss
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.02):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(5)
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.base
+
+
+async def test_a_large_download_and_upload_pass_with_bounded_relay_memory(stack: Stack) -> None:
+    count = 128
+    digest = hashlib.sha256()
+    with PeakRss(stack.relay.proc.pid) as rss:
+        r = await fetch(
+            HTTPRequest(
+                f"{stack.base}/download?mib={count}",
+                streaming_callback=digest.update,
+                request_timeout=300,
+            )
+        )
+    assert r.code == 200
+    expected = hashlib.sha256(b"".join(mib(i) for i in range(count))).hexdigest()
+    assert digest.hexdigest() == expected
+    assert rss.growth < 64 << 20, f"the relay grew {rss.growth >> 20} MiB on a download"
+
+    async def produce(write: Any) -> None:
+        for i in range(count):
+            await write(mib(i))
+
+    with PeakRss(stack.relay.proc.pid) as rss:
+        r = await fetch(
+            HTTPRequest(
+                f"{stack.base}/upload",
+                method="PUT",
+                body_producer=produce,
+                headers={"Content-Length": str(count << 20)},
+                request_timeout=300,
+            )
+        )
+    assert r.code == 200, r.body
+    assert json.loads(r.body)["sha256"] == expected
+    assert rss.growth < 64 << 20, f"the relay grew {rss.growth >> 20} MiB on an upload"
 
 
 async def test_the_apps_own_5xx_passes_unchanged(stack: Stack) -> None:
@@ -310,3 +392,21 @@ async def test_a_url_switch_closes_forwarded_websockets_1012_and_moves_requests(
     assert again.close_code == 1012
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", own_stack.local)) != 0
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_connection(stack: Stack) -> None:
+    """A browser tab closed on an event stream: the forward lets go of it (and of the
+    exchange upstream) at once, without an error in the log."""
+    with socket.create_connection(("127.0.0.1", stack.local), timeout=20) as sock:
+        sock.sendall(
+            f"GET /events?gate=left HTTP/1.1\r\nHost: 127.0.0.1:{stack.local}\r\n\r\n".encode()
+        )
+        got = b""
+        while b"data: first" not in got:
+            got += sock.recv(65536)
+        stack.relay.wait_status(lambda s: s["forwards"][0]["open_connections"] == 1)
+    stack.relay.wait_status(lambda s: s["forwards"][0]["open_connections"] == 0)
+    stack.app.release_events("left")
+    log = stack.relay.log()
+    assert "Traceback" not in log
+    assert "Uncaught" not in log

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import json
 from collections import Counter
 from http.client import responses
 from typing import TYPE_CHECKING, Any, cast
@@ -37,8 +38,8 @@ from tornado.websocket import (
 
 from .. import forwarding
 from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, PORTS_SETTING
-from ..http1 import STREAMED_BODY_LIMIT, KeepAliveClient, UpstreamError
-from ..local.relay.rules import clip, error_body
+from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
+from ..problems import Kind, Problem
 from .policy import PortPolicy
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# Cloudflare Access's credentials of the hop: the relay's service token (CF-Access-Client-Id,
+# -Secret, from its --headers-file) and the JWT that Access adds for the origin. They open the
+# tunnel: an app is never given them.
+HOP_CREDENTIALS_PREFIX = "cf-access-"
 # The client's handshake with this route; the route makes its own with the app.
 WS_HANDSHAKE = frozenset(
     {
@@ -75,6 +80,8 @@ WS_HANDSHAKE = frozenset(
         "content-length",
     }
 )
+# The methods whose body may come without a Content-Length (sent on chunked).
+CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Close codes that must never be sent in a close frame (RFC 6455 7.4.1).
 _RESERVED_CLOSE = frozenset({1005, 1006, 1015})
 
@@ -126,6 +133,24 @@ def _refused_connection(error: BaseException) -> bool:
     )
 
 
+def error_body(kind: Kind, message: str, hint: str = "") -> str:
+    """The local relay's error shape (its rules.error_body; not imported, so that the server
+    loads none of the local side): `message` (with the hint) and `reason` at the top, for
+    Jupyter's gateway client, and the problem under `error` for client.py and the MCP tools."""
+    problem = Problem(kind, message, hint)
+    shown = f"{message} Hint: {problem.hint}"
+    return json.dumps({"message": shown, "reason": kind, "error": problem.as_dict()})
+
+
+# The kind of Jupyter's own refusals (write_error).
+_STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
+
+
+def clip(path: str, limit: int = 200) -> str:
+    """A path fit for a log line or a message."""
+    return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
+
+
 def _close_code(code: int | None) -> int | None:
     return None if code is None or code in _RESERVED_CLOSE else code
 
@@ -139,11 +164,12 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     # ----- the head: auth, policy, path, then the app is dialled ------------------------
 
     async def prepare(self) -> None:  # type: ignore[override]
-        self._exchange: Any = None
+        self._exchange: Exchange | None = None
         self._upload_error: UpstreamError | None = None
         self._upstream_ws: WebSocketClientConnection | None = None
         self._pump: asyncio.Task[None] | None = None
         self._opened = False
+        self._client_gone = False
         self._port = 0
         self._app_path = "/"
         # Jupyter's prepare: Host check, the token, XSRF for a cookie-only request; an unknown
@@ -186,6 +212,21 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     def get_login_url(self) -> str:
         raise web.HTTPError(403, NO_CREDENTIALS)
 
+    def check_xsrf_cookie(self) -> None:
+        """As ColabHandler: a POST without valid credentials hears about the token, not
+        about a missing '_xsrf' argument."""
+        try:
+            super().check_xsrf_cookie()
+        except web.HTTPError as e:
+            if e.status_code == 403 and not self.current_user:
+                raise web.HTTPError(403, NO_CREDENTIALS) from None
+            raise
+
+    def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Never: Jupyter sets its login cookie after a token (and _xsrf), and on an app's
+        answer that cookie would be handed to the app's page, the local browser and, through
+        the relay's envelope, every forwarded app: a credential for this server."""
+
     @property
     def forwarder(self) -> Forwarder:
         return cast("Forwarder", self.settings[FORWARD_SETTING])
@@ -214,6 +255,8 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
             self.request.headers, self.request.query, f"127.0.0.1:{self._port}"
         )
         url = f"{scheme}://127.0.0.1:{self._port}{self._app_path}" + (f"?{query}" if query else "")
+        for name in {n for n in headers if n.lower().startswith(HOP_CREDENTIALS_PREFIX)}:
+            del headers[name]
         return url, headers
 
     async def _open_exchange(self) -> None:
@@ -222,11 +265,21 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         length_text = self.request.headers.get("Content-Length")
         chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
         length = int(length_text) if length_text and length_text.isdigit() and not chunked else None
+        method = self.request.method or "GET"
+        if chunked and method not in CHUNKED_METHODS:
+            # http1's client frames a body of unknown length for these methods only.
+            self._refuse(
+                411,
+                "bad_request",
+                f"a {method} with a chunked body (no Content-Length) cannot be forwarded",
+                "Send the body with a Content-Length, or use POST, PUT or PATCH.",
+            )
+            return
         stats = self.forwarder.stats
         stats.requests += 1
         try:
             self._exchange = await self.forwarder.client.open(
-                url, self.request.method or "GET", headers, CONNECT_TIMEOUT, length
+                url, method, headers, CONNECT_TIMEOUT, length
             )
         except UpstreamError as e:
             await self._dial_failed(e)
@@ -250,7 +303,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
 
     # ----- errors: the relay's JSON shape, each logged once ------------------------------
 
-    def _refuse(self, status: int, kind: str, message: str, hint: str = "") -> None:
+    def _refuse(self, status: int, kind: Kind, message: str, hint: str = "") -> None:
         self.forwarder.stats.failures[kind] += 1
         self.log.warning(
             "forward %s %s -> %d %s: %s",
@@ -267,22 +320,23 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(error_body(status, kind, message, hint) + "\n")
+        self.finish(error_body(kind, message, hint) + "\n")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Jupyter's own refusals (no token, not authorized, a foreign Host), in the same shape."""
         exc = (kwargs.get("exc_info") or (None, None, None))[1]
         message = self._reason
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        reason = {403: "forbidden", 404: "not_found", 400: "bad_request"}.get(
-            status_code, "server_error"
-        )
+            try:
+                message = exc.log_message % exc.args
+            except (TypeError, ValueError, KeyError):
+                message = exc.log_message
+        reason: Kind = _STATUS_KINDS.get(status_code, "server_error")
         self.clear()
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(error_body(status_code, reason, message) + "\n")
+        self.finish(error_body(reason, message) + "\n")
 
     def _abandon(self) -> None:
         """The answer was under way when it broke: cut the client's connection (a short body
@@ -319,6 +373,9 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         try:
             await self._exchange.respond(self, HEADER_TIMEOUT)
         except UpstreamError as e:
+            if self._client_gone:  # on_connection_close cut the app's side: not the app's fault
+                self._client_left()
+                return
             timeout = isinstance(e.cause, TimeoutError)
             self._refuse(
                 504 if timeout else 502,
@@ -330,15 +387,19 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
             return
         except (StreamClosedError, OSError):
             # Our own client went away mid-answer (respond() has closed the app's connection).
-            self.log.info(
-                "forward %s %s: the client left during the answer",
-                self.request.method,
-                clip(self._app_path),
-            )
-            self._abandon()
+            self._client_left()
             return
         if not self._finished:
             self.finish()
+
+    def _client_left(self) -> None:
+        self.forwarder.stats.failures["client_left"] += 1
+        self.log.info(
+            "forward %s %s: the client left during the answer",
+            self.request.method,
+            clip(self._app_path),
+        )
+        self._abandon()
 
     async def response_started(self, code: int, reason: str, headers: httputil.HTTPHeaders) -> None:
         self.set_status(code, reason or responses.get(code, "Unknown"))
@@ -357,6 +418,7 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         await self.flush()  # the next piece is read from the app once the client took this one
 
     def on_connection_close(self) -> None:
+        self._client_gone = True
         if self._upstream_ws is None and self._exchange is not None:
             self._exchange.close()  # the app sees its client leave (an event stream stops)
         super().on_connection_close()
@@ -390,6 +452,16 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     # ----- websockets: dial the app, then accept with its subprotocol --------------------
 
     async def _websocket(self) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            # Checked before the dial too, so that the app never hears of a refused page.
+            self._refuse(
+                403,
+                "forbidden",
+                f"cross-origin websocket from {origin!r} refused "
+                "(ServerApp.allow_origin allows other origins)",
+            )
+            return
         url, headers = self._target("ws")
         offered = [
             s.strip()
@@ -411,6 +483,9 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
                 max_message_size=forwarding.FORWARD_MAX_MESSAGE,
             )
         except HTTPClientError as e:
+            if e.code == 599:  # no answer at all (tornado's code for a timeout or a cut)
+                await self._dial_failed(e)
+                return
             self._refuse(
                 502,
                 "forward_failed",
@@ -418,12 +493,22 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
                 f"({e.code} {e.message})",
             )
             return
-        except (OSError, StreamClosedError, WebSocketError, asyncio.TimeoutError) as e:
+        except WebSocketError as e:
+            self._refuse(
+                502,
+                "forward_failed",
+                f"the app at 127.0.0.1:{self._port} answered the websocket handshake with plain "
+                f"HTTP: {self._app_path!r} is not one of its websocket endpoints ({e})",
+            )
+            return
+        except (OSError, StreamClosedError, asyncio.TimeoutError) as e:
             await self._dial_failed(e)
             return
-        await super().get(*self.path_args)  # the handshake: select_subprotocol, then open()
-        if self.ws_connection is None or self.get_status() != 101:
-            self._upstream_ws.close()  # refused after all (origin, Connection header)
+        upstream = self._upstream_ws
+        # The handshake (select_subprotocol, then open()); returns when the socket has closed.
+        await super().get(*self.path_args)
+        if self.get_status() != 101:
+            upstream.close()  # refused after all (a bad Connection header)
 
     @property
     def max_message_size(self) -> int:
@@ -434,7 +519,10 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         return chosen if chosen in subprotocols else None
 
     def check_origin(self, origin_to_satisfy_tornado: str = "") -> bool:
-        """Jupyter's websocket rule: the Origin matches the Host, or ServerApp.allow_origin."""
+        """Jupyter's rules: for a websocket, the Origin matches the Host or
+        ServerApp.allow_origin; for HTTP (its XSRF check of a cookie-only request), its own."""
+        if not self._upgrading():
+            return JupyterHandler.check_origin(self, origin_to_satisfy_tornado)
         return bool(WebSocketMixin.check_origin(self, origin_to_satisfy_tornado or None))
 
     def open(self, *args: str, **kwargs: str) -> None:

@@ -27,7 +27,6 @@ from .forward_http import ForwardHandler
 from .forward_socket import ForwardSocket
 
 if TYPE_CHECKING:
-    from .forward_socket import ForwardSocket as Socket
     from .server import Relay
 
 MAX_HEADER_SIZE = 64 * 1024
@@ -114,7 +113,7 @@ class Forward:
         self.relay = relay
         self.spec = spec
         self.stats = ForwardStats()
-        self.sockets: set[Socket] = set()
+        self.sockets: set[ForwardSocket] = set()
         self.log = relay.log
         self._server: HTTPServer | None = None
 
@@ -243,6 +242,7 @@ class Forward:
 _HOP_OWN = frozenset(
     {
         "content-length",
+        "expect",  # a 100-continue is answered locally (tornado), before the body is read
         "sec-websocket-key",
         "sec-websocket-version",
         "sec-websocket-extensions",

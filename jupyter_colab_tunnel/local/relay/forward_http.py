@@ -49,6 +49,8 @@ METHODS = (
     "REPORT",
     "SEARCH",
 )
+# The methods whose body may come without a Content-Length (http1's client sends it chunked).
+CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Statuses that Cloudflare's edge answers itself (no tunnel, a broken origin connection); the
 # body of such an answer is read (up to EDGE_BODY_LIMIT) to tell the edge's from the app's own.
 EDGE_STATUSES = frozenset({502, 503, 504, 530})
@@ -79,6 +81,8 @@ class ForwardHandler(web.RequestHandler):
         self._held: bytearray | None = None  # an answer that may be the edge's, being read
         self._head: tuple[int, str, httputil.HTTPHeaders] | None = None
         self._deadline = 0.0
+        self._gone = False  # the local client closed its connection
+        self._active: Exchange | None = None  # the exchange whose answer is being read
 
     def compute_etag(self) -> None:
         return None  # the app's ETag and 304 answers pass through untouched
@@ -95,6 +99,17 @@ class ForwardHandler(web.RequestHandler):
         if refused is not None:
             forward.answer_error(self, *refused)
             return  # its body is never read
+        method = self.request.method or "GET"
+        if self._chunked() and method not in CHUNKED_METHODS:
+            # http1's client frames a body of unknown length for these methods only.
+            forward.answer_error(
+                self,
+                411,
+                "bad_request",
+                f"a {method} with a chunked body (no Content-Length) cannot be forwarded",
+                "Send the body with a Content-Length, or use POST, PUT or PATCH.",
+            )
+            return
         forward.stats.requests += 1
         forward.stats.http_open += 1
         self._in_flight = True
@@ -102,12 +117,16 @@ class ForwardHandler(web.RequestHandler):
         self._deadline = loop.time() + forward.relay.settings.http_wait
         self._exchange = await self._open()
 
+    def _chunked(self) -> bool:
+        return "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+
     def _content_length(self) -> int | None:
         length = self.request.headers.get("Content-Length")
-        return int(length) if length is not None and length.isdigit() else None
+        ok = length is not None and length.isdigit() and not self._chunked()
+        return int(length) if ok and length is not None else None
 
     def _has_body(self) -> bool:
-        return bool(self._content_length()) or "Transfer-Encoding" in self.request.headers
+        return bool(self._content_length()) or self._chunked()
 
     async def _open(self) -> Exchange | None:
         """The exchange with the remote route, its head sent; None: answered with a failure."""
@@ -117,7 +136,7 @@ class ForwardHandler(web.RequestHandler):
         failure: Failure | None = None
         while True:
             upstream = await relay.tracker.wait_live(self._deadline)
-            if upstream is None or self.request.connection is None:
+            if upstream is None or self._gone:
                 break
             try:
                 exchange = await relay.client.open(
@@ -160,13 +179,16 @@ class ForwardHandler(web.RequestHandler):
 
     async def _answer(self) -> None:
         method = self.request.method or "GET"
-        while (exchange := self._exchange) is not None and not self._finished:
+        while (exchange := self._exchange) is not None and not self._finished and not self._gone:
             self._exchange = None
+            self._active = exchange
             try:
                 await exchange.respond(self, self.forward.relay.settings.request_timeout)
             except StreamClosedError:
                 return  # the local client went away: the upstream exchange is closed
             except UpstreamError as e:
+                if self._gone:
+                    return  # closed here, because the local client went away
                 if e.answered or self._head is not None:
                     self._cut(e)
                     return
@@ -290,9 +312,13 @@ class ForwardHandler(web.RequestHandler):
             self.forward.stats.http_open -= 1
 
     def on_connection_close(self) -> None:
-        exchange, self._exchange = self._exchange, None
-        if exchange is not None:
-            exchange.close()
+        self._gone = True
+        # Stop the exchange at once (an idle event stream would otherwise hold it open until
+        # the app writes again).
+        for exchange in (self._exchange, self._active):
+            if exchange is not None:
+                exchange.close()
+        self._exchange = self._active = None
         with contextlib.suppress(Exception):
             super().on_connection_close()
         self.on_finish()

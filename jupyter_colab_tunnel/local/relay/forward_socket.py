@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ class ForwardSocket(websocket.WebSocketHandler):
         self.local_closed = False
         self.reader: asyncio.Future[None] | None = None
         self._unlisten: Callable[[], None] | None = None
+        self.refused_body: bytes | None = None
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         rules.write_error(self, status_code, self._reason, self._reason)
@@ -61,6 +63,14 @@ class ForwardSocket(websocket.WebSocketHandler):
         conn, failure = await self._dial()
         if conn is None:
             assert failure is not None
+            if self.refused_body is not None:
+                # The route's own problem (a refused port; nothing listens, with the hint of
+                # what does): passed on as it is, as an HTTP answer of the app's would be.
+                forward.stats.errors += 1
+                self.set_status(failure.status)
+                self.set_header("Content-Type", "application/json")
+                self.finish(self.refused_body)
+                return
             if failure.status >= 500:
                 forward.relay.fail(failure)
             forward.answer_error(
@@ -125,6 +135,7 @@ class ForwardSocket(websocket.WebSocketHandler):
                 failure = classify_status(e.code, body, upstream.url)
                 if failure is None:
                     if e.code != 599:
+                        self.refused_body = problem_body(body)
                         return None, remote_refused(e.code, forward.spec.remote)
                     failure = classify_exception(e, upstream.url)
             except Exception as e:
@@ -150,7 +161,7 @@ class ForwardSocket(websocket.WebSocketHandler):
         except websocket.WebSocketClosedError:
             self._lost("the remote side closed while a message was sent to it")
             return
-        self.forward.stats.bytes_in += len(message)
+        self.forward.stats.bytes_in += size(message)
 
     async def _read_upstream(self) -> None:
         conn = self.conn
@@ -160,7 +171,7 @@ class ForwardSocket(websocket.WebSocketHandler):
                 if message is None:
                     break
                 await self.write_message(message, binary=isinstance(message, bytes))
-                self.forward.stats.bytes_out += len(message)
+                self.forward.stats.bytes_out += size(message)
         except websocket.WebSocketClosedError:
             return  # the local side closed
         except Exception:
@@ -230,6 +241,20 @@ class ForwardSocket(websocket.WebSocketHandler):
             if conn is not None:
                 with contextlib.suppress(Exception):
                     conn.close(1000)
+
+
+def problem_body(body: bytes) -> bytes | None:
+    """The body of a remote route's refusal when it is a problem in the relay's shape."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    ok = isinstance(data, dict) and isinstance(data.get("error"), dict) and "reason" in data
+    return body if ok else None
+
+
+def size(message: str | bytes) -> int:
+    return len(message) if isinstance(message, bytes) else len(message.encode())
 
 
 def remote_refused(code: int, remote_port: int) -> Failure:
