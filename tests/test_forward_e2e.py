@@ -407,7 +407,12 @@ def test_websocket_carries_16_mib_messages_both_kinds(stack: Stack) -> None:
 
 
 def test_big_download_and_upload_whole_with_bounded_memory(stack: Stack) -> None:
-    pids = {"relay": stack.relay.proc.pid, "jupyter server": stack.remote.server.pid}
+    pids = {
+        "relay": stack.relay.proc.pid,
+        "jupyter server": stack.remote.server.pid,
+        # The tunnel streams bodies both ways too, as the real cloudflared does.
+        "cloudflared stand-in": stack.remote.tunnel()["pid"],
+    }
     with RssPeak(pids) as rss:
         size, digest, headers = stream_download(f"{stack.app_url}/download?size={BIG}")
         assert size == BIG
