@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +201,41 @@ def test_a_chunked_upload_is_streamed_through(server: ServerProcess, app: EchoAp
     echo = json.loads(data)
     assert echo["size"] == sum(map(len, pieces))
     assert echo["sha256"] == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def _expect_continue(server: ServerProcess, target: str, token: bool) -> tuple[bytes, bytes]:
+    """An upload as curl sends one over 1 MiB: `Expect: 100-continue`, then the body only once
+    the server said so. Returns the first answer, then (if it was 100) the final one."""
+    body = b"y" * 2_000_000
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        auth = f"Authorization: token {server.token}\r\n" if token else ""
+        sock.sendall(
+            (
+                f"PUT {target} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{auth}"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+            ).encode()
+        )
+        reader = sock.makefile("rb")
+        first = reader.readline()
+        if not first.startswith(b"HTTP/1.1 100"):
+            return first, b""
+        reader.readline()  # the blank line after the interim answer
+        sock.sendall(body)
+        return first, reader.readline()
+
+
+def test_an_upload_that_waits_for_100_continue_gets_it_only_when_let_in(
+    server: ServerProcess, app: EchoApp
+) -> None:
+    first, final = _expect_continue(server, route(server, app.port, "/upload"), token=True)
+    assert first.startswith(b"HTTP/1.1 100")
+    assert final.startswith(b"HTTP/1.1 200")
+    before = list(app.seen)
+    first, _ = _expect_continue(server, route(server, app.port, "/upload"), token=False)
+    assert first.startswith(b"HTTP/1.1 403")  # refused on the head: the body is never asked for
+    first, _ = _expect_continue(server, route(server, 9000, "/upload"), token=True)
+    assert first.startswith(b"HTTP/1.1 403")
+    assert app.seen == before
 
 
 def test_the_first_event_arrives_before_the_stream_ends(

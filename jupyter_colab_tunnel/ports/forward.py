@@ -261,7 +261,9 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
 
     async def _open_exchange(self) -> None:
         url, headers = self._target("http")
-        headers = app_headers(headers, frozenset({"content-length"}))
+        # Expect: 100-continue was this route's to answer (tornado does, once prepare() let
+        # the request in); the body is on its way to the app regardless.
+        headers = app_headers(headers, frozenset({"content-length", "expect"}))
         length_text = self.request.headers.get("Content-Length")
         chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
         length = int(length_text) if length_text and length_text.isdigit() and not chunked else None
