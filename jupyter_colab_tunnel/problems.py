@@ -89,7 +89,6 @@ RelayKind = Literal[
     "body_too_large",
     "upstream_lost_request",
     "remote_token_withheld",
-    "forward_path_refused",
 ]
 
 # The remote's forward route (/colab/forward/<port>/...): why it did not reach the app.
