@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, flood, metrics, peers, relay, startup, tunnel
+from benchmarks import endpoints, flood, forward, metrics, peers, relay, startup, tunnel
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
@@ -31,6 +31,7 @@ SUITES: dict[str, Suite] = {
     "mcp": mcp_tools.run,
     "metrics": metrics.run,
     "relay": relay.run,
+    "forward": forward.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -48,6 +49,7 @@ GROUPS = [
     "metrics",
     "dashboard",
     "relay",
+    "forward",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 

@@ -1565,7 +1565,11 @@ class Tunnel:
     async def proxy_http(self, request: web.Request, origin: Origin) -> web.StreamResponse:
         assert self.session is not None
         headers = self.forward_headers(request, websocket=False)
-        body = await request.read() if request.body_exists else None
+        # Streamed as it arrives, as the real binary does: a large upload is never held here.
+        # A body of known length keeps it; one sent chunked goes on chunked.
+        body = request.content if request.body_exists else None
+        if body is not None and request.content_length is not None:
+            headers["Content-Length"] = str(request.content_length)
         try:
             resp = await asyncio.wait_for(
                 self.session.request(

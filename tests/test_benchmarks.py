@@ -51,6 +51,9 @@ FIGURES = [
     "relay.kernel_rtt",
     "relay.switch",
     "relay.resume",
+    "forward.request_overhead",
+    "forward.download",
+    "forward.sse_first_event",
 ]
 MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
@@ -68,6 +71,9 @@ DISTRIBUTIONS = [
     "relay.kernel_rtt",
     "relay.switch",
     "relay.resume",
+    "forward.request_overhead",
+    "forward.download",
+    "forward.sse_first_event",
 ]
 
 

@@ -15,9 +15,11 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +238,8 @@ def assert_ordered(lines: list[str], expected: list[str]) -> None:
 class Origin:
     port: int
     seen: list[dict[str, Any]] = field(default_factory=list)
+    # Set by /stream-in once the first piece of a request body reached the origin.
+    body_started: threading.Event = field(default_factory=threading.Event)
 
     @property
     def url(self) -> str:
@@ -272,6 +276,14 @@ def origin() -> Iterator[Origin]:
         await asyncio.sleep(float(request.query.get("s", "1")))
         return web.Response(text="done")
 
+    async def stream_in(request: web.Request) -> web.Response:
+        record(request)
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            info.body_started.set()
+        return web.json_response({"size": size})
+
     async def ws(request: web.Request) -> web.WebSocketResponse:
         record(request)
         sock = web.WebSocketResponse(protocols=("v1.kernel.websocket.jupyter.org",))
@@ -291,6 +303,7 @@ def origin() -> Iterator[Origin]:
     app.router.add_get("/redirect", redirect)
     app.router.add_get("/slow", slow)
     app.router.add_get("/ws", ws)
+    app.router.add_post("/stream-in", stream_in)
     runner = web.AppRunner(app, access_log=None)
 
     async def setup() -> int:
@@ -781,6 +794,39 @@ def test_websocket_forwarding(cloudflared: StartFn, origin: Origin) -> None:
     assert headers["host"] == state["hostname"]
     assert headers["origin"] == state["url"]
     assert headers["sec-websocket-protocol"] == "v1.kernel.websocket.jupyter.org"
+
+
+def test_request_body_is_streamed_to_the_origin(cloudflared: StartFn, origin: Origin) -> None:
+    """The origin gets the first piece of an upload while the client still holds the rest, as
+    with the real binary: the stand-in never holds a whole body (a 200 MiB upload)."""
+    proc = start_quick(cloudflared, url=origin.url)
+    proc.wait_line("Registered tunnel connection")
+    edge = urllib.parse.urlsplit(proc.state()["edge"])
+    reached: list[bool] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"x" * 1000
+        # The rest only once the origin has seen the start (or after a bound, to fail).
+        reached.append(origin.body_started.wait(10))
+        yield b"y" * 5000
+
+    conn = HTTPConnection(edge.hostname or "", edge.port, timeout=30)
+    try:
+        conn.request("POST", "/stream-in", body=body(), encode_chunked=True)
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert reached == [True]
+    assert resp.status == 200
+    assert answer == {"size": 6000}
+    headers = seen_headers(origin.seen[-1])
+    assert headers.get("transfer-encoding") == "chunked"
+
+    # A body of known length keeps its Content-Length on the way (no chunking added).
+    reply = http(proc.state()["edge"] + "/echo", "POST", {"Content-Type": "text/plain"}, b"abc")
+    assert reply.json()["body"] == "abc"
+    assert seen_headers(reply.json())["content-length"] == "3"
 
 
 def test_grace_period_waits_for_inflight_then_second_signal_kills(
