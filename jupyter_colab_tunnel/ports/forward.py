@@ -217,6 +217,11 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
                 raise web.HTTPError(403, NO_CREDENTIALS) from None
             raise
 
+    def set_signed_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        """Never (see set_cookie), and not signed for nothing on every request."""
+
+    set_secure_cookie = set_signed_cookie
+
     def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
         """Never: Jupyter sets its login cookie after a token (and _xsrf), and on an app's
         answer that cookie would be handed to the app's page, the local browser and, through
@@ -407,7 +412,10 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         # until a response finishes) a piece after the head waits for the client's delayed ACK,
         # about 40 ms, which holds a server-sent event back.
         self.request.connection.stream.set_nodelay(True)  # type: ignore[union-attr]
-        await self.flush()  # the head goes now: a server-sent event stream starts at once
+        if "Content-Length" not in headers:
+            # A stream (server-sent events, chunked): its head goes now, so that the client
+            # sees the answer start. An answer of known length sends its head with its body.
+            await self.flush()
 
     async def response_data(self, chunk: bytes) -> None:
         self.write(chunk)

@@ -221,7 +221,10 @@ class ForwardHandler(web.RequestHandler):
             self._held = bytearray()  # the edge's or the app's: decided on its body
             return
         self._start(code, reason, headers)
-        await self.flush()
+        if "Content-Length" not in headers:
+            # A stream (server-sent events, chunked): its head goes now, so that the client
+            # sees the answer start. An answer of known length sends its head with its body.
+            await self.flush()
 
     async def response_data(self, chunk: bytes) -> None:
         if self._held is not None:
