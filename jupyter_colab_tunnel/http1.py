@@ -23,7 +23,7 @@ import select
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -97,10 +97,12 @@ class ResponseSink(Protocol):
 
 
 class _StreamingDelegate(httputil.HTTPMessageDelegate):
-    def __init__(self, sink: ResponseSink, started: asyncio.Future[None]) -> None:
+    def __init__(self, sink: ResponseSink) -> None:
         self.sink = sink
-        self.started = started
         self.headers = httputil.HTTPHeaders()
+        self.started = False  # the head of the answer arrived
+        self.overdue = False  # it did not arrive in time: the connection was closed
+        self.on_head: Callable[[], object] = lambda: None
 
     async def headers_received(
         self,
@@ -111,8 +113,8 @@ class _StreamingDelegate(httputil.HTTPMessageDelegate):
         if 100 <= start_line.code < 200:
             return  # an interim answer: the real one follows
         self.headers = headers
-        if not self.started.done():
-            self.started.set_result(None)
+        self.started = True
+        self.on_head()
         await self.sink.response_started(start_line.code, start_line.reason, headers)
 
     async def data_received(self, chunk: bytes) -> None:
@@ -174,45 +176,49 @@ class Exchange:
         """End the request, then pass the answer to `sink` as it arrives. Its head must come
         within `header_timeout`; the body may take as long as it takes (a server-sent event
         stream does not end). Raises UpstreamError when the answer is cut or never comes."""
-        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delegate = _StreamingDelegate(sink, started)
+        delegate = _StreamingDelegate(sink)
         try:
             self._conn.finish()
         except (StreamClosedError, OSError, httputil.HTTPOutputError) as e:
             self.close()
             raise UpstreamError(e, False) from e
-        reading = asyncio.ensure_future(self._conn.read_response(delegate))
+        # A timer, not wait_for() around the read: no task and no shield per request (the read
+        # is the forwarded ports' hot path). No head in time: the connection is closed, which
+        # ends the read.
+        timer = asyncio.get_running_loop().call_later(header_timeout, self._overdue, delegate)
+        delegate.on_head = timer.cancel
         try:
-            await asyncio.wait_for(asyncio.shield(started), header_timeout)
-        except asyncio.TimeoutError:
-            if not reading.done():
-                self.close()
-                await asyncio.gather(reading, return_exceptions=True)
-                raise UpstreamError(
-                    TimeoutError(f"no answer in {header_timeout:g} s"), False
-                ) from None
-        except asyncio.CancelledError:
-            self.close()
-            raise
-        try:
-            open_after = await reading
+            open_after = await self._conn.read_response(delegate)
         except (StreamClosedError, OSError, httputil.HTTPInputError) as e:
             self.close()
-            raise UpstreamError(e, False, started.done()) from e
+            if delegate.overdue:
+                raise UpstreamError(_no_answer(header_timeout), False) from None
+            raise UpstreamError(e, False, delegate.started) from e
         except BaseException:
             self.close()  # the sink failed (its own client went away): this answer is abandoned
             raise
-        if not started.done():  # closed before an answer (read_response swallowed it)
+        finally:
+            timer.cancel()
+        if not delegate.started:  # closed before an answer (read_response swallowed it)
             self.close()
-            raise UpstreamError(StreamClosedError(), False)
+            cause = _no_answer(header_timeout) if delegate.overdue else StreamClosedError()
+            raise UpstreamError(cause, False)
         keep = bool(open_after) and "close" not in _connection_tokens(delegate.headers)
         if keep and not self._stream.closed():
             self._client._keep(self._key, self._stream)
         else:
             self._stream.close()
 
+    def _overdue(self, delegate: _StreamingDelegate) -> None:
+        delegate.overdue = True
+        self.close()
+
     def close(self) -> None:
         self._stream.close()
+
+
+def _no_answer(timeout: float) -> TimeoutError:
+    return TimeoutError(f"no answer in {timeout:g} s")
 
 
 class KeepAliveClient:
@@ -275,14 +281,14 @@ class KeepAliveClient:
         content_length: int | None = None,
     ) -> Exchange:
         """Start a streamed request: connected, its head written. `content_length`: the body's
-        size when known; a POST, PUT or PATCH without one is sent chunked."""
+        size when known; a POST, PUT or PATCH without one is sent chunked. `headers` are the
+        caller's to give away (Host and Content-Length are set in them, not in a copy)."""
         parts = urlsplit(url)
         https = parts.scheme in ("https", "wss")
         host = parts.hostname or ""
         port = parts.port or (443 if https else 80)
         key = (parts.scheme, host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = httputil.HTTPHeaders(headers)
         if "Host" not in headers:
             default = (https and port == 443) or (not https and port == 80)
             headers["Host"] = host if default else f"{host}:{port}"

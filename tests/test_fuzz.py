@@ -467,6 +467,10 @@ def test_schemathesis_against_the_spec(live: TunnelServer, tmp_path: Path) -> No
 
     Excluded check: `missing_required_header` expects 401 for a request without credentials;
     Jupyter Server answers 403 (documented in the spec), which `ignored_auth` still verifies.
+    Excluded operations: the forward route's. Its answers are whatever app listens at the
+    generated port (this machine's other services, a kernel's ZMQ ports, which never answer
+    HTTP), so they cannot be held to a schema, and fuzzing them would fuzz those services;
+    tests/test_forward.py tests its own refusals and errors against the spec's ForwardError.
     """
     cmd = [
         sys.executable,
@@ -482,6 +486,8 @@ def test_schemathesis_against_the_spec(live: TunnelServer, tmp_path: Path) -> No
         "all",
         "--exclude-checks",
         "missing_required_header",
+        "--exclude-path-regex",
+        "^/colab/forward/",
         "--phases",
         "examples,coverage,fuzzing,stateful",
         "--max-examples",
@@ -508,7 +514,7 @@ def test_schemathesis_against_the_spec(live: TunnelServer, tmp_path: Path) -> No
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
-    assert "5 selected / 5 total" in out, out[-3000:]
+    assert "5 selected / 12 total" in out, out[-3000:]  # all but the forward route's 7
     assert "No issues found" in out, out[-3000:]
     suites = ElementTree.parse(tmp_path / "junit.xml").getroot().iter("testsuite")
     totals = {key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures")}
