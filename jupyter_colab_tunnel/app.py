@@ -36,7 +36,7 @@ from .handlers import (
     TUNNEL_SETTING,
     default_handlers,
 )
-from .kernels import KernelMapper
+from .kernels import KernelMapper, kernel_channel_ports
 from .metrics import MetricsHook
 from .ports.forward import FORWARD_SETTING, Forwarder, forward_handlers
 from .ports.policy import DEFAULT_FORWARD_PORTS, PortPolicy, metrics_port, parse_ports
@@ -373,6 +373,7 @@ class ColabTunnelApp(ExtensionApp):
             self.forward_ports,
             serverapp.port,
             metrics_port=lambda: metrics_port(supervisor.metrics_address),
+            kernel_ports=lambda: kernel_channel_ports(serverapp.kernel_manager),
         )
         self.forwarder = Forwarder(policy)
         return self.forwarder

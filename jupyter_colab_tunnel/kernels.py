@@ -65,6 +65,25 @@ def kernel_pids(kernel_manager: Any) -> dict[int, str]:
     return found
 
 
+# The ZMQ channels of a kernel (jupyter_client's connection info).
+CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+
+
+def kernel_channel_ports(kernel_manager: Any) -> dict[int, str]:
+    """Port -> kernel id for the ZMQ channels of the running kernels (attribute reads only)."""
+    found: dict[int, str] = {}
+    for kernel_id in list(kernel_manager.list_kernel_ids()):
+        try:
+            kernel = kernel_manager.get_kernel(kernel_id)
+        except KeyError:  # shut down meanwhile
+            continue
+        for name in CHANNEL_PORTS:
+            port = getattr(kernel, name, 0)
+            if isinstance(port, int) and port > 0:
+                found[port] = kernel_id
+    return found
+
+
 async def session_paths(session_manager: Any) -> dict[str, str]:
     """Kernel id -> path of the notebook (or console, file) whose session uses it."""
     paths: dict[str, str] = {}

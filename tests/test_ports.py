@@ -304,6 +304,18 @@ def test_ports_of_a_kernel_and_its_child_name_the_kernel(server_factory: Any) ->
         assert ports[child_port]["name"] == psutil.Process(child_pid).name()
         assert "--token ***" in ports[child_port]["cmdline"]
         assert ports[child_port]["forward"] == f"--forward {child_port}"
+        assert ports[child_port]["forwardable"] is True
+        # The kernel's own ZMQ channels listen too: listed, never offered as a web app.
+        info = channel.execute(
+            "import json, ipykernel.connect as c; print(json.loads(c.get_connection_info())['shell_port'])"
+        )
+        channel_port = int(info.stdout.split()[0])
+        assert ports[channel_port]["kernel_id"] == kernel
+        assert ports[channel_port]["forwardable"] is False
+        assert f"ZMQ channel of kernel {kernel}" in ports[channel_port]["refused"]
+        route = server.request("GET", f"colab/forward/{channel_port}/")
+        assert route.status == 403
+        assert json.loads(route.body)["error"]["kind"] == "port_not_allowed"
         # The server's own port is listed; it was started with its token on the command line.
         assert ports[server.port]["pid"] == server.pid
         assert ports[server.port]["kernel_id"] is None

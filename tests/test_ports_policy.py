@@ -96,3 +96,14 @@ def test_a_bad_setting_is_a_config_error_and_keeps_the_default() -> None:
     good: Any = ColabTunnelApp(config=Config({"ColabTunnelApp": {"forward_ports": "6006"}}))
     assert good.forward_ports == "6006"
     assert good.config_errors == []
+
+
+def test_a_kernels_zmq_channels_are_never_forwarded() -> None:
+    channels = {40001: "k-1"}
+    policy = PortPolicy(DEFAULT_FORWARD_PORTS, server_port=8888, kernel_ports=lambda: channels)
+    reason = policy.check(40001)
+    assert reason is not None
+    assert "ZMQ channel of kernel k-1" in reason
+    assert policy.check(40002) is None
+    channels.clear()  # the kernel is gone: read at each check
+    assert policy.check(40001) is None

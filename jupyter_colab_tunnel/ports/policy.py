@@ -53,11 +53,13 @@ class PortPolicy:
         spec: str,
         server_port: int,
         metrics_port: Callable[[], int | None] = lambda: None,
+        kernel_ports: Callable[[], dict[int, str]] = dict,
     ) -> None:
         self.spec = spec
         self.ranges = parse_ports(spec)
         self.server_port = server_port
         self._metrics_port = metrics_port
+        self._kernel_ports = kernel_ports
 
     def check(self, port: int) -> str | None:
         if not 1 <= port <= MAX_PORT:
@@ -68,6 +70,10 @@ class PortPolicy:
             return f"port {port} is cloudflared's metrics server: it is never forwarded"
         if port in COLAB_PORTS:
             return f"port {port} is {COLAB_PORTS[port]}: it is never forwarded"
+        kernel_id = self._kernel_ports().get(port)
+        if kernel_id is not None:
+            # ZMQ, not HTTP: listed by /colab/ports (the kernel listens there), never a web app.
+            return f"port {port} is a ZMQ channel of kernel {kernel_id}, not a web app"
         if not self.ranges:
             return "port forwarding is off on this server (ColabTunnelApp.forward_ports is empty)"
         if not any(low <= port <= high for low, high in self.ranges):
