@@ -53,6 +53,12 @@ def add_mcp_parser(subparsers: Any) -> argparse.ArgumentParser:
 def configure_mcp_parser(parser: argparse.ArgumentParser) -> None:
     """The `mcp` subcommand's description and options."""
     parser.description = DESCRIPTION
+    add_remote_options(parser, "seconds for each request to the remote")
+
+
+def add_remote_options(parser: argparse.ArgumentParser, timeout_help: str) -> None:
+    """--url, --token-file and --timeout of a command that asks the remote's /colab/* API
+    (`mcp`, `ports`); a token on the command line is refused."""
     # No prefixes: `--token SECRET` must not be taken for --token-file.
     parser.allow_abbrev = False
     parser.add_argument(
@@ -66,8 +72,16 @@ def configure_mcp_parser(parser: argparse.ArgumentParser) -> None:
         "--timeout",
         type=float,
         default=REQUEST_TIMEOUT,
-        help=f"seconds for each request to the remote (default: {REQUEST_TIMEOUT:g})",
+        help=f"{timeout_help} (default: {REQUEST_TIMEOUT:g})",
     )
+
+
+def remote_token(args: argparse.Namespace) -> str:
+    """The token of add_remote_options' arguments, once they are checked; _UsageError if not."""
+    token = read_token(args.token_file)
+    if not args.timeout > 0:
+        raise _UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
+    return token
 
 
 class _UsageError(Exception):
@@ -102,10 +116,7 @@ def read_token(token_file: str | None) -> str:
 def run_mcp(args: argparse.Namespace) -> int:
     """Run the stdio MCP server; 0 when the client hung up, non-zero on a usage error."""
     try:
-        token = read_token(args.token_file)
-        if not args.timeout > 0:
-            raise _UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
-        client = ColabClient(args.url, token, timeout=args.timeout)
+        client = ColabClient(args.url, remote_token(args), timeout=args.timeout)
     except (_UsageError, RemoteError) as e:
         print(f"{PREFIX} {e}", file=sys.stderr)
         return 2

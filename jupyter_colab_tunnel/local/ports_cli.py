@@ -13,8 +13,8 @@ import json
 import sys
 from typing import Any
 
-from ..client import REQUEST_TIMEOUT, ColabClientSync, RemoteError
-from .mcp_cli import TOKEN_ENV, _RefuseToken, _UsageError, read_token
+from ..client import ColabClientSync, RemoteError
+from .mcp_cli import TOKEN_ENV, _UsageError, add_remote_options, remote_token
 
 PREFIX = "[colab-tunnel ports]"
 HELP = "list the remote's listening ports and the --forward flag that reaches each"
@@ -30,20 +30,7 @@ COMMAND_WIDTH = 60
 
 def configure_ports_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = DESCRIPTION
-    parser.allow_abbrev = False  # `--token SECRET` must not be taken for --token-file
-    parser.add_argument(
-        "--url",
-        required=True,
-        help="the local relay (with its token) or the tunnel URL (with the remote token)",
-    )
-    parser.add_argument("--token-file", help=f"a file holding the token (default: ${TOKEN_ENV})")
-    parser.add_argument("--token", nargs="?", action=_RefuseToken, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=REQUEST_TIMEOUT,
-        help=f"seconds for the request (default: {REQUEST_TIMEOUT:g})",
-    )
+    add_remote_options(parser, "seconds for the request")
     parser.add_argument("--json", action="store_true", help="print GET /colab/ports as JSON")
 
 
@@ -76,10 +63,7 @@ def table(body: dict[str, Any]) -> str:
 def run_ports(args: argparse.Namespace) -> int:
     """Print the ports; 0 on success, 1 when the remote failed, 2 on a usage error."""
     try:
-        token = read_token(args.token_file)
-        if not args.timeout > 0:
-            raise _UsageError(f"--timeout must be a positive number of seconds, not {args.timeout}")
-        client = ColabClientSync(args.url, token, timeout=args.timeout)
+        client = ColabClientSync(args.url, remote_token(args), timeout=args.timeout)
     except (_UsageError, RemoteError) as e:
         print(f"{PREFIX} {e}", file=sys.stderr)
         return 2
