@@ -29,6 +29,7 @@ from .connection_record import ConnectionFileWriter, connection_record
 from .dashboard import dashboard_handlers
 from .gpu_service import GpuService
 from .handlers import (
+    FORWARD_SETTING,
     GPU_SETTING,
     KERNELS_SETTING,
     PORTS_SETTING,
@@ -38,7 +39,7 @@ from .handlers import (
 )
 from .kernels import KernelMapper, kernel_channel_ports
 from .metrics import MetricsHook
-from .ports.forward import FORWARD_SETTING, Forwarder, forward_handlers
+from .ports.forward import Forwarder, forward_handlers
 from .ports.policy import DEFAULT_FORWARD_PORTS, PortPolicy, metrics_port, parse_ports
 from .ports.service import PortsService
 from .problems import ConfigProblem, Problem

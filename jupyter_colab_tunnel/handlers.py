@@ -19,6 +19,7 @@ from .tunnel.service import TUNNEL_ACTIONS, TunnelAction
 if TYPE_CHECKING:
     from .gpu_service import GpuService
     from .kernels import KernelMapper
+    from .ports.forward import Forwarder
     from .ports.service import PortsService
     from .status import StatusReporter
     from .tunnel.service import TunnelService
@@ -41,6 +42,7 @@ GPU_SETTING = "colab_gpu"
 STATUS_SETTING = "colab_status"
 KERNELS_SETTING = "colab_kernels"
 PORTS_SETTING = "colab_ports"
+FORWARD_SETTING = "colab_forwarder"
 
 
 class ColabServicesMixin:
@@ -67,6 +69,10 @@ class ColabServicesMixin:
     @property
     def ports(self) -> PortsService:
         return cast("PortsService", self.settings[PORTS_SETTING])
+
+    @property
+    def forwarder(self) -> Forwarder:
+        return cast("Forwarder", self.settings[FORWARD_SETTING])
 
 
 class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):

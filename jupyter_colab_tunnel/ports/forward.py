@@ -17,7 +17,7 @@ import dataclasses
 import errno
 from collections import Counter
 from http.client import responses
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import JupyterHandler
@@ -36,15 +36,14 @@ from tornado.websocket import (
 )
 
 from .. import forwarding
-from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, PORTS_SETTING
+from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin
 from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
 from ..problems import Kind, Problem
 from .policy import PortPolicy
 
 if TYPE_CHECKING:
-    from .service import PortsService
+    pass
 
-FORWARD_SETTING = "colab_forwarder"
 # The app runs on this machine: a connection that is not made in this time never will be.
 CONNECT_TIMEOUT = 5.0
 # How long an app may think before its answer's head (a model server's whole completion may
@@ -151,7 +150,7 @@ def _close_code(code: int | None) -> int | None:
 
 
 @web.stream_request_body
-class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
+class ForwardHandler(ColabServicesMixin, ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
     """`colab/forward/(port)(path)`: HTTP and websockets to 127.0.0.1:port, for token holders."""
 
     auth_resource = AUTH_RESOURCE
@@ -226,14 +225,6 @@ class ForwardHandler(ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
         """Never: Jupyter sets its login cookie after a token (and _xsrf), and on an app's
         answer that cookie would be handed to the app's page, the local browser and, through
         the relay's envelope, every forwarded app: a credential for this server."""
-
-    @property
-    def forwarder(self) -> Forwarder:
-        return cast("Forwarder", self.settings[FORWARD_SETTING])
-
-    @property
-    def ports(self) -> PortsService:
-        return cast("PortsService", self.settings[PORTS_SETTING])
 
     def _upgrading(self) -> bool:
         return (
