@@ -65,27 +65,6 @@ class Response:
     body: bytes
 
 
-class _Collector(httputil.HTTPMessageDelegate):
-    def __init__(self) -> None:
-        self.start: httputil.ResponseStartLine | None = None
-        self.headers = httputil.HTTPHeaders()
-        self.chunks: list[bytes] = []
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> None:
-        assert isinstance(start_line, httputil.ResponseStartLine)
-        if 100 <= start_line.code < 200:
-            return  # an interim answer: the real one follows
-        self.start = start_line
-        self.headers = headers
-
-    def data_received(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-
 class ResponseSink(Protocol):
     """Where a streamed answer goes; each call may wait (backpressure from its own client)."""
 
@@ -94,6 +73,21 @@ class ResponseSink(Protocol):
     ) -> Awaitable[None]: ...
 
     def response_data(self, chunk: bytes) -> Awaitable[None]: ...
+
+
+class _Collector:
+    """A sink that keeps a whole answer (fetch)."""
+
+    def __init__(self) -> None:
+        self.code = 0
+        self.reason = ""
+        self.chunks: list[bytes] = []
+
+    async def response_started(self, code: int, reason: str, headers: httputil.HTTPHeaders) -> None:
+        self.code, self.reason = code, reason
+
+    async def response_data(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
 
 
 class _StreamingDelegate(httputil.HTTPMessageDelegate):
@@ -350,6 +344,7 @@ class KeepAliveClient:
             ),
         )
         collector = _Collector()
+        delegate = _StreamingDelegate(collector)
         if stream.closed():  # closed before a byte was written: the request never left
             raise UpstreamError(StreamClosedError(), True)
         try:
@@ -357,24 +352,19 @@ class KeepAliveClient:
             if body:
                 conn.write(body)
             conn.finish()
-            open_after = await asyncio.wait_for(conn.read_response(collector), timeout)
+            open_after = await asyncio.wait_for(conn.read_response(delegate), timeout)
         except asyncio.TimeoutError as e:
             raise UpstreamError(TimeoutError(f"no answer in {timeout:g} s"), False) from e
         except (StreamClosedError, OSError, httputil.HTTPInputError) as e:
             # The request may have been processed: resent only if idempotent (see fetch()).
-            raise UpstreamError(e, False, collector.start is not None) from e
-        if collector.start is None:  # closed before an answer (read_response swallowed it)
+            raise UpstreamError(e, False, delegate.started) from e
+        if not delegate.started:  # closed before an answer (read_response swallowed it)
             raise UpstreamError(StreamClosedError(), False)
-        keep = bool(open_after) and "close" not in _connection_tokens(collector.headers)
-        return (
-            Response(
-                collector.start.code,
-                collector.start.reason,
-                collector.headers,
-                b"".join(collector.chunks),
-            ),
-            keep,
+        keep = bool(open_after) and "close" not in _connection_tokens(delegate.headers)
+        response = Response(
+            collector.code, collector.reason, delegate.headers, b"".join(collector.chunks)
         )
+        return response, keep
 
     def close(self) -> None:
         for idle in self._idle.values():
