@@ -31,7 +31,7 @@ from benchmarks.relay import RelayProc, _edge
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import Fleet, install_standin
 from testkit import forward_app
-from testkit.processes import free_port
+from testkit.processes import free_port, stop_process
 
 MB = 1_000_000
 
@@ -112,13 +112,7 @@ class DirectTunnel:
         raise RuntimeError(f"the direct stand-in never got ready:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def wait_answering(port: int, timeout: float = 30.0) -> None:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testkit.processes import stop_process
+
 BLOCK = 64 * 1024
 # Each block starts with its index, so a lost, repeated or reordered block changes the digest.
 _PATTERN = bytes(range(256)) * (BLOCK // 256)
@@ -231,13 +233,7 @@ class ForwardApp:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 5)
 
 
 def start(workdir: Path, port: int = 0, timeout: float = 30.0) -> ForwardApp:

@@ -1,9 +1,10 @@
-"""Plain helpers for starting real servers: a free loopback port, this environment's server."""
+"""Plain helpers for real servers: a free loopback port, this environment's server, a stop."""
 
 from __future__ import annotations
 
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,3 +22,15 @@ def jupyter_server_command() -> list[str]:
         return [str(script)]
     found = shutil.which("jupyter-server")
     return [found] if found else [sys.executable, "-m", "jupyter_server"]
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from testkit.processes import stop_process
 
 # A tag no TensorBoard page shows by itself: when the page shows it, it read our scalars.
 TAG = "forward_probe/loss_7e3b"
@@ -53,13 +54,7 @@ class TensorBoard:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def start(workdir: Path, logdir: Path, port: int, timeout: float = 90.0) -> TensorBoard:

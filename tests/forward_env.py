@@ -36,6 +36,7 @@ from jupyter_colab_tunnel.connection_record import connection_record, write_conn
 from jupyter_colab_tunnel.http1 import KeepAliveClient
 from jupyter_colab_tunnel.local.relay.forward_http import METHODS
 from testkit import fake_cloudflared
+from testkit.processes import stop_process
 
 REMOTE_TOKEN = "remote-forward-token-5e1b"
 HOP = {
@@ -324,13 +325,7 @@ class Tunnel:
     url: str
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 def start_tunnel(root: Path, name: str, origin_port: int) -> Tunnel:
