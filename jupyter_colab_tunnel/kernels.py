@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,14 +50,19 @@ def owners(
     return found
 
 
+def running_kernels(kernel_manager: Any) -> Iterator[tuple[str, Any]]:
+    """(kernel id, kernel) of the running kernels; one shut down meanwhile is skipped."""
+    for kernel_id in list(kernel_manager.list_kernel_ids()):
+        try:
+            yield kernel_id, kernel_manager.get_kernel(kernel_id)
+        except KeyError:  # shut down meanwhile
+            continue
+
+
 def kernel_pids(kernel_manager: Any) -> dict[int, str]:
     """Kernel process pid -> kernel id for the running kernels (attribute reads only)."""
     found: dict[int, str] = {}
-    for kernel_id in list(kernel_manager.list_kernel_ids()):
-        try:
-            kernel = kernel_manager.get_kernel(kernel_id)
-        except KeyError:  # shut down meanwhile
-            continue
+    for kernel_id, kernel in running_kernels(kernel_manager):
         provisioner = getattr(kernel, "provisioner", None)
         pid = getattr(provisioner, "pid", None)
         if isinstance(pid, int) and pid > 0:
@@ -72,11 +77,7 @@ CHANNEL_PORTS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_p
 def kernel_channel_ports(kernel_manager: Any) -> dict[int, str]:
     """Port -> kernel id for the ZMQ channels of the running kernels (attribute reads only)."""
     found: dict[int, str] = {}
-    for kernel_id in list(kernel_manager.list_kernel_ids()):
-        try:
-            kernel = kernel_manager.get_kernel(kernel_id)
-        except KeyError:  # shut down meanwhile
-            continue
+    for kernel_id, kernel in running_kernels(kernel_manager):
         for name in CHANNEL_PORTS:
             port = getattr(kernel, name, 0)
             if isinstance(port, int) and port > 0:
@@ -95,6 +96,31 @@ async def session_paths(session_manager: Any) -> dict[str, str]:
     return paths
 
 
+class KernelOwners:
+    """`owners` for a set of pids, read off the event loop and reused for `ttl` seconds while
+    the pids and the kernels are the same (shared by the GPU processes and the ports)."""
+
+    def __init__(self, ttl: float = OWNERS_TTL, chain: Callable[[int], list[int]] = parent_chain):
+        self.ttl = ttl
+        self._chain = chain
+        self._cache: tuple[float, frozenset[int], frozenset[tuple[int, str]], dict[int, str]] = (
+            float("-inf"),
+            frozenset(),
+            frozenset(),
+            {},
+        )
+
+    async def find(self, pids: frozenset[int], roots: dict[int, str]) -> dict[int, str]:
+        taken, seen, kernels, found = self._cache
+        key = frozenset(roots.items())
+        if seen == pids and kernels == key and time.monotonic() - taken < self.ttl:
+            return found
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(None, owners, pids, roots, self._chain)
+        self._cache = (time.monotonic(), pids, key, found)
+        return found
+
+
 class KernelMapper:
     """Adds `kernel_id` and `notebook_path` to every process entry of a GPU sample."""
 
@@ -105,14 +131,7 @@ class KernelMapper:
         chain: Callable[[int], list[int]] = parent_chain,
     ) -> None:
         self._serverapp = serverapp
-        self.ttl = ttl
-        self._chain = chain
-        self._cache: tuple[float, frozenset[int], frozenset[tuple[int, str]], dict[int, str]] = (
-            float("-inf"),
-            frozenset(),
-            frozenset(),
-            {},
-        )
+        self._owners = KernelOwners(ttl, chain)
 
     async def annotate(self, sample: dict[str, Any]) -> dict[str, Any]:
         """A view of `sample` (shared, never modified) whose process entries name their kernel."""
@@ -124,7 +143,7 @@ class KernelMapper:
         if not gpu_pids:
             return sample
         roots = kernel_pids(self._serverapp.kernel_manager)
-        found = await self._owners(frozenset(gpu_pids), roots)
+        found = await self._owners.find(frozenset(gpu_pids), roots)
         paths = await session_paths(self._serverapp.session_manager) if found else {}
 
         def entry(proc: dict[str, Any]) -> dict[str, Any]:
@@ -141,13 +160,3 @@ class KernelMapper:
                 for device in sample["devices"]
             ],
         }
-
-    async def _owners(self, gpu_pids: frozenset[int], roots: dict[int, str]) -> dict[int, str]:
-        taken, pids, kernels, found = self._cache
-        key = frozenset(roots.items())
-        if pids == gpu_pids and kernels == key and time.monotonic() - taken < self.ttl:
-            return found
-        loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, owners, gpu_pids, roots, self._chain)
-        self._cache = (time.monotonic(), gpu_pids, key, found)
-        return found

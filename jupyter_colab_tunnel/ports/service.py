@@ -3,19 +3,15 @@ named with the kernel of this server that holds it and whether it may be forward
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from ..cache import SharedSample
-from ..kernels import kernel_pids, owners, parent_chain
+from ..kernels import KernelOwners, kernel_pids, parent_chain
 from .listing import ListeningPort, listening_ports
 
 PORTS_TTL = 2.0
-# A process's parents change only when it is re-parented or its pid is reused.
-OWNERS_TTL = 5.0
 
 # A port's refusal (why it may not be forwarded), or None when it may.
 PortCheck = Callable[[int], "str | None"]
@@ -45,13 +41,7 @@ class PortsService:
         self._sample = SharedSample(read, ttl)
         self._kernel_manager = kernel_manager
         self._check = check
-        self._chain = chain
-        self._owners: tuple[float, frozenset[int], frozenset[tuple[int, str]], dict[int, str]] = (
-            float("-inf"),
-            frozenset(),
-            frozenset(),
-            {},
-        )
+        self._owners = KernelOwners(chain=chain)
 
     async def listening(self) -> list[ListeningPort]:
         return await self._sample.get()
@@ -83,17 +73,10 @@ class PortsService:
 
     async def _kernels(self, pids: set[int]) -> dict[int, str]:
         """pid -> kernel id for the pids that are one of this server's kernels or descend
-        from one; the parents are read off the loop and reused for OWNERS_TTL."""
+        from one; the parents are read off the loop and reused for a few seconds."""
         if self._kernel_manager is None or not pids:
             return {}
         roots = kernel_pids(self._kernel_manager)
         if not roots:
             return {}
-        taken, seen, kernels, found = self._owners
-        key, wanted = frozenset(roots.items()), frozenset(pids)
-        if seen == wanted and kernels == key and time.monotonic() - taken < OWNERS_TTL:
-            return found
-        loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, owners, wanted, roots, self._chain)
-        self._owners = (time.monotonic(), wanted, key, found)
-        return found
+        return await self._owners.find(frozenset(pids), roots)
