@@ -75,10 +75,9 @@ class ColabServicesMixin:
         return cast("Forwarder", self.settings[FORWARD_SETTING])
 
 
-class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):
-    """Base of the /colab endpoints: JSON in and out, `colab` permission resource."""
-
-    auth_resource = AUTH_RESOURCE
+class TokenHintMixin(web.RequestHandler):
+    """Put before a JupyterHandler: a refused XSRF check of a request without credentials
+    names the missing token (every /colab handler and the forward route)."""
 
     def check_xsrf_cookie(self) -> None:
         """XSRF as Jupyter checks it; a request with no valid credentials hears about the token.
@@ -92,6 +91,12 @@ class ColabHandler(ColabServicesMixin, ExtensionHandlerMixin, APIHandler):
             if e.status_code == 403 and not self.current_user:
                 raise web.HTTPError(403, NO_CREDENTIALS) from None
             raise
+
+
+class ColabHandler(ColabServicesMixin, TokenHintMixin, ExtensionHandlerMixin, APIHandler):
+    """Base of the /colab endpoints: JSON in and out, `colab` permission resource."""
+
+    auth_resource = AUTH_RESOURCE
 
     def write_json(self, body: dict[str, Any]) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")

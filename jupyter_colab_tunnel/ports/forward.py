@@ -36,7 +36,7 @@ from tornado.websocket import (
 )
 
 from .. import forwarding
-from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin
+from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin, TokenHintMixin
 from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
 from ..problems import Kind, Problem
 from .policy import PortPolicy
@@ -150,7 +150,9 @@ def _close_code(code: int | None) -> int | None:
 
 
 @web.stream_request_body
-class ForwardHandler(ColabServicesMixin, ExtensionHandlerMixin, WebSocketHandler, JupyterHandler):
+class ForwardHandler(
+    ColabServicesMixin, TokenHintMixin, ExtensionHandlerMixin, WebSocketHandler, JupyterHandler
+):
     """`colab/forward/(port)(path)`: HTTP and websockets to 127.0.0.1:port, for token holders."""
 
     auth_resource = AUTH_RESOURCE
@@ -205,16 +207,6 @@ class ForwardHandler(ColabServicesMixin, ExtensionHandlerMixin, WebSocketHandler
 
     def get_login_url(self) -> str:
         raise web.HTTPError(403, NO_CREDENTIALS)
-
-    def check_xsrf_cookie(self) -> None:
-        """As ColabHandler: a POST without valid credentials hears about the token, not
-        about a missing '_xsrf' argument."""
-        try:
-            super().check_xsrf_cookie()
-        except web.HTTPError as e:
-            if e.status_code == 403 and not self.current_user:
-                raise web.HTTPError(403, NO_CREDENTIALS) from None
-            raise
 
     def set_signed_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
         """Never (see set_cookie), and not signed for nothing on every request."""
