@@ -74,6 +74,15 @@ def exchange(
     return r.status, dict(r.getheaders()), r.getheaders(), data
 
 
+def open_get(
+    server: ServerProcess, target: str
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """A GET with the token whose answer is read as the test goes (a stream, a cut answer)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("GET", target, headers={"Authorization": f"token {server.token}"})
+    return conn, conn.getresponse()
+
+
 def problem(body: bytes) -> dict[str, Any]:
     """The route's error body, held to docs/openapi.yaml's ForwardError."""
     document = json.loads(body)
@@ -241,11 +250,7 @@ def test_an_upload_that_waits_for_100_continue_gets_it_only_when_let_in(
 def test_the_first_event_arrives_before_the_stream_ends(
     server: ServerProcess, app: EchoApp
 ) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request(
-        "GET", route(server, app.port, "/sse"), headers={"Authorization": f"token {server.token}"}
-    )
-    r = conn.getresponse()
+    conn, r = open_get(server, route(server, app.port, "/sse"))
     assert r.status == 200
     assert r.getheader("Content-Type") == "text/event-stream"
     first = r.readline() + r.readline()  # the app is still holding the stream open
@@ -259,11 +264,7 @@ def test_an_event_stream_whose_client_leaves_ends_at_the_app(
     server: ServerProcess, app: EchoApp
 ) -> None:
     left = app.sse_left
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request(
-        "GET", route(server, app.port, "/sse"), headers={"Authorization": f"token {server.token}"}
-    )
-    r = conn.getresponse()
+    conn, r = open_get(server, route(server, app.port, "/sse"))
     assert r.readline() + r.readline() == b"data: first\n\n"
     r.close()
     conn.close()
@@ -442,11 +443,7 @@ def test_a_path_that_leaves_the_route_is_refused(
 def test_an_answer_the_app_breaks_off_is_cut_for_the_client_too(
     server: ServerProcess, app: EchoApp
 ) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
-    conn.request(
-        "GET", route(server, app.port, "/cut"), headers={"Authorization": f"token {server.token}"}
-    )
-    r = conn.getresponse()
+    conn, r = open_get(server, route(server, app.port, "/cut"))
     assert r.status == 200
     with pytest.raises(http.client.IncompleteRead) as cut:
         r.read()
