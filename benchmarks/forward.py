@@ -24,6 +24,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,33 +173,40 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
                     part.stop()
 
 
-def _alternate(rounds: int, sides: list[tuple[Any, list[float]]], once: Any, n: int) -> None:
-    for i in range(rounds):
-        for side, out in sides if i % 2 == 0 else sides[::-1]:
-            for _ in range(n):
-                out.append(once(side))
+def _alternate(
+    local: int, edge: int, once: Callable[[KeepAlive], float], rounds: int, n: int, warm: int = 0
+) -> tuple[Summary, Summary]:
+    """`once` through the forward (local) and straight through the edge, in blocks of `n`
+    alternated `rounds` times, each side on its own keep-alive connection (after `warm`
+    unmeasured calls); the two summaries."""
+    via, straight = KeepAlive(local), KeepAlive(edge)
+    through: list[float] = []
+    baseline: list[float] = []
+    try:
+        for conn in (via, straight):
+            for _ in range(warm):
+                once(conn)
+        sides = [(via, through), (straight, baseline)]
+        for i in range(rounds):
+            for side, out in sides if i % 2 == 0 else sides[::-1]:
+                for _ in range(n):
+                    out.append(once(side))
+    finally:
+        via.close()
+        straight.close()
+    return Summary.of(through), Summary.of(baseline)
 
 
 def _requests(local: int, edge: int, quick: bool) -> Figure:
     rounds, n = (3, 20) if quick else (10, 100)
-    via, straight = KeepAlive(local), KeepAlive(edge)
-    through: list[float] = []
-    baseline: list[float] = []
 
     def once(conn: KeepAlive) -> float:
         t0 = time.perf_counter()
         conn.get("/echo")
         return (time.perf_counter() - t0) * 1000
 
-    try:
-        for conn in (via, straight):
-            for _ in range(3):
-                conn.get("/echo")  # warm: connections, the relay's upstream, the route
-        _alternate(rounds, [(via, through), (straight, baseline)], once, n)
-    finally:
-        via.close()
-        straight.close()
-    value, base = Summary.of(through), Summary.of(baseline)
+    # warm: connections, the relay's upstream, the route
+    value, base = _alternate(local, edge, once, rounds, n, warm=3)
     return Figure(
         key="forward.request_overhead",
         group="forward",
@@ -217,9 +225,6 @@ def _requests(local: int, edge: int, quick: bool) -> Figure:
 def _download(local: int, edge: int, quick: bool) -> Figure:
     size = (32 if quick else 200) * 1024 * 1024
     rounds = 2 if quick else 6
-    via, straight = KeepAlive(local), KeepAlive(edge)
-    through: list[float] = []
-    baseline: list[float] = []
 
     def once(conn: KeepAlive) -> float:
         t0 = time.perf_counter()
@@ -231,12 +236,7 @@ def _download(local: int, edge: int, quick: bool) -> Figure:
             raise RuntimeError(f"downloaded {got} of {size} bytes")
         return size / MB / (time.perf_counter() - t0)
 
-    try:
-        _alternate(rounds, [(via, through), (straight, baseline)], once, 1)
-    finally:
-        via.close()
-        straight.close()
-    value, base = Summary.of(through), Summary.of(baseline)
+    value, base = _alternate(local, edge, once, rounds, 1)
     return Figure(
         key="forward.download",
         group="forward",
@@ -254,9 +254,7 @@ def _download(local: int, edge: int, quick: bool) -> Figure:
 
 def _first_event(local: int, edge: int, app_port: int, quick: bool) -> Figure:
     rounds, n = (2, 5) if quick else (6, 20)
-    via, straight, release = KeepAlive(local), KeepAlive(edge), KeepAlive(app_port)
-    through: list[float] = []
-    baseline: list[float] = []
+    release = KeepAlive(app_port)
 
     def once(conn: KeepAlive) -> float:
         gate = uuid.uuid4().hex
@@ -270,11 +268,9 @@ def _first_event(local: int, edge: int, app_port: int, quick: bool) -> Figure:
         return elapsed
 
     try:
-        _alternate(rounds, [(via, through), (straight, baseline)], once, n)
+        value, base = _alternate(local, edge, once, rounds, n)
     finally:
-        for conn in (via, straight, release):
-            conn.close()
-    value, base = Summary.of(through), Summary.of(baseline)
+        release.close()
     return Figure(
         key="forward.sse_first_event",
         group="forward",
