@@ -42,6 +42,20 @@ IDLE_PER_HOST = 16
 # Below the keep-alive timeout of common servers and proxies (5 s for Node and uvicorn), so a
 # kept connection is rarely one the remote is closing; exactly-once does not depend on it.
 IDLE_TIMEOUT = 4.0
+# Headers of one hop, never passed on by a proxy in either direction (RFC 9110 7.6.1), besides
+# those a message's Connection header names.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 # Safe to send again when an answer was lost (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -197,7 +211,7 @@ class Exchange:
             self.close()
             cause = _no_answer(header_timeout) if delegate.overdue else StreamClosedError()
             raise UpstreamError(cause, False)
-        keep = bool(open_after) and "close" not in _connection_tokens(delegate.headers)
+        keep = bool(open_after) and "close" not in connection_tokens(delegate.headers)
         if keep and not self._stream.closed():
             self._client._keep(self._key, self._stream)
         else:
@@ -360,7 +374,7 @@ class KeepAliveClient:
             raise UpstreamError(e, False, delegate.started) from e
         if not delegate.started:  # closed before an answer (read_response swallowed it)
             raise UpstreamError(StreamClosedError(), False)
-        keep = bool(open_after) and "close" not in _connection_tokens(delegate.headers)
+        keep = bool(open_after) and "close" not in connection_tokens(delegate.headers)
         response = Response(
             collector.code, collector.reason, delegate.headers, b"".join(collector.chunks)
         )
@@ -374,8 +388,9 @@ class KeepAliveClient:
         self._tcp.close()
 
 
-def _connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
-    return {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+def connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
+    """The header names (lower case) a message's Connection header lists, and its options."""
+    return {t.strip().lower() for t in headers.get("Connection", "").split(",") if t.strip()}
 
 
 def _quiet(stream: IOStream) -> bool:

@@ -35,7 +35,7 @@ from tornado.websocket import (
     websocket_connect,
 )
 
-from .. import forwarding
+from .. import forwarding, http1
 from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin, TokenHintMixin
 from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
 from ..problems import Kind, Problem
@@ -49,20 +49,9 @@ CONNECT_TIMEOUT = 5.0
 # How long an app may think before its answer's head (a model server's whole completion may
 # come at once; Cloudflare's edge gives up after 100 s anyway). The body may take any time.
 HEADER_TIMEOUT = 300.0
-# Not passed on in either direction: they describe one hop (RFC 9110 7.6.1).
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+# Not passed on in either direction: they describe one hop (with Proxy-Connection, which old
+# clients send in place of Connection).
+HOP_BY_HOP = http1.HOP_BY_HOP | {"proxy-connection"}
 # Cloudflare Access's credentials of the hop: the relay's service token (CF-Access-Client-Id,
 # -Secret, from its --headers-file) and the JWT that Access adds for the origin. They open the
 # tunnel: an app is never given them.
@@ -106,16 +95,11 @@ class Forwarder:
         self.client.close()
 
 
-def _hop_dropped(headers: httputil.HTTPHeaders, also: frozenset[str] = frozenset()) -> set[str]:
-    tokens = {t.strip().lower() for t in headers.get("Connection", "").split(",") if t.strip()}
-    return set(HOP_BY_HOP) | also | tokens
-
-
 def app_headers(
     headers: httputil.HTTPHeaders, also: frozenset[str] = frozenset()
 ) -> httputil.HTTPHeaders:
     """Headers without the hop-by-hop ones (and those named in Connection, and `also`)."""
-    drop = _hop_dropped(headers, also)
+    drop = HOP_BY_HOP | also | http1.connection_tokens(headers)
     out = httputil.HTTPHeaders()
     for name, value in headers.get_all():
         if name.lower() not in drop:

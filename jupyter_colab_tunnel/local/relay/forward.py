@@ -20,7 +20,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.routing import Matcher, PathMatches, Rule
 
-from ... import forwarding
+from ... import forwarding, http1
 from ...http1 import STREAMED_BODY_LIMIT
 from . import rules
 from .forward_http import ForwardHandler
@@ -256,4 +256,4 @@ _HOP_OWN = frozenset(
 
 def forward_dropped(headers: httputil.HTTPHeaders) -> set[str]:
     """Header names (lower case) of a local request that do not cross the hop."""
-    return set(rules.HOP_BY_HOP | _HOP_OWN) | rules.connection_tokens(headers)
+    return set(http1.HOP_BY_HOP | _HOP_OWN) | http1.connection_tokens(headers)

@@ -21,6 +21,7 @@ from tornado import httputil, web
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
+from ... import http1
 from ...http1 import IDEMPOTENT, Exchange, UpstreamError
 from ..failures import Failure, classify_exception, classify_status
 from ..upstream import Upstream
@@ -241,7 +242,7 @@ class ForwardHandler(web.RequestHandler):
     def _start(self, code: int, reason: str, headers: httputil.HTTPHeaders) -> None:
         self.set_status(code, reason)
         self._headers = httputil.HTTPHeaders()  # drop tornado's defaults (Server, Content-Type)
-        drop = rules.HOP_BY_HOP | rules.connection_tokens(headers)
+        drop = http1.HOP_BY_HOP | http1.connection_tokens(headers)
         for name, value in headers.get_all():
             if name.lower() not in drop:
                 self.add_header(name, value)

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import httputil, web
 
+from ... import http1
 from ...http1 import IDEMPOTENT, Response, UpstreamError
 from ..failures import Failure, classify_exception, classify_status
 from ..upstream import Upstream
 from . import rules
-from .rules import NOT_RETURNED, WITH_BODY, connection_tokens, write_error
+from .rules import NOT_RETURNED, WITH_BODY, write_error
 
 # Kernel and REST bodies are small; a cap keeps one request from filling the relay's memory.
 MAX_FORWARDED_BODY = 64 * 1024 * 1024
@@ -254,7 +255,7 @@ class ProxyHandler(_RelayHandler):
         self.set_status(response.code, response.reason)
         self._headers = httputil.HTTPHeaders()  # drop tornado's defaults (Server, Content-Type)
         self.set_default_headers()
-        drop = NOT_RETURNED | connection_tokens(response.headers)
+        drop = NOT_RETURNED | http1.connection_tokens(response.headers)
         for name, value in response.headers.get_all():
             if name.lower() not in drop:
                 self.add_header(name, value)

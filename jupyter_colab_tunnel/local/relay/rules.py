@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from tornado import httputil, web
 
+from ...http1 import HOP_BY_HOP, connection_tokens
 from ...problems import KINDS, Kind, Problem
 
 if TYPE_CHECKING:
@@ -20,19 +21,6 @@ if TYPE_CHECKING:
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
-# Not forwarded in either direction: they describe one hop, or carry the local credentials.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
 # Accept-Encoding too: answers come back uncompressed (Cloudflare's edge would otherwise gzip
 # or brotli them), so that carries_token() sees every byte it must withhold.
 NOT_FORWARDED = HOP_BY_HOP | {
@@ -154,10 +142,6 @@ def query_value(query: str, name: str) -> str | None:
         if k == name:
             return v
     return None
-
-
-def connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:
-    return {t.strip().lower() for t in headers.get("Connection", "").split(",") if t.strip()}
 
 
 def origin_allowed(origin: str, port: int, allowed: frozenset[str]) -> bool:
