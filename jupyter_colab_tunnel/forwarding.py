@@ -40,6 +40,18 @@ FORWARD_MAX_MESSAGE = 256 * 1024 * 1024
 _ESCAPING = re.compile(r"(^|/)\.{1,2}(/|$)|\\", re.IGNORECASE)
 
 
+# Close codes a close frame may never carry (RFC 6455 7.4.1): they only report how a socket ended.
+_NOT_SENT = frozenset({1005, 1006, 1015})
+
+
+def close_code_to_pass(code: int | None) -> int | None:
+    """The close code one side of a forwarded websocket ended with, as the other side may send
+    it on: None for a code that no close frame carries."""
+    if code is None or code in _NOT_SENT or not 1000 <= code < 5000:
+        return None
+    return code
+
+
 def route_path(remote_port: int, path: str) -> str:
     """The route's path (under the remote's base_url) for a local path."""
     return f"{ROUTE_PREFIX}{remote_port}{path if path.startswith('/') else '/' + path}"

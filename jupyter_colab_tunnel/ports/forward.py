@@ -69,8 +69,6 @@ WS_HANDSHAKE = frozenset(
 )
 # The methods whose body may come without a Content-Length (sent on chunked).
 CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
-# Close codes that must never be sent in a close frame (RFC 6455 7.4.1).
-_RESERVED_CLOSE = frozenset({1005, 1006, 1015})
 
 
 @dataclasses.dataclass
@@ -127,10 +125,6 @@ _STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "no
 def clip(path: str, limit: int = 200) -> str:
     """A path fit for a log line or a message."""
     return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
-
-
-def _close_code(code: int | None) -> int | None:
-    return None if code is None or code in _RESERVED_CLOSE else code
 
 
 @web.stream_request_body
@@ -515,7 +509,7 @@ class ForwardHandler(
                 return
             self.forwarder.stats.bytes_from_apps += len(message)
         if self.ws_connection is not None and not self.ws_connection.is_closing():
-            self.close(_close_code(upstream.close_code), upstream.close_reason)
+            self.close(forwarding.close_code_to_pass(upstream.close_code), upstream.close_reason)
 
     async def on_message(self, message: str | bytes) -> None:
         upstream = self._upstream_ws
@@ -524,7 +518,7 @@ class ForwardHandler(
         try:
             await upstream.write_message(message, binary=isinstance(message, bytes))
         except WebSocketClosedError:
-            self.close(_close_code(upstream.close_code), upstream.close_reason)
+            self.close(forwarding.close_code_to_pass(upstream.close_code), upstream.close_reason)
             return
         self.forwarder.stats.bytes_to_apps += len(message)
 
@@ -533,7 +527,7 @@ class ForwardHandler(
             return
         if self._opened:
             self.forwarder.stats.open_websockets -= 1
-        self._upstream_ws.close(_close_code(self.close_code), self.close_reason)
+        self._upstream_ws.close(forwarding.close_code_to_pass(self.close_code), self.close_reason)
         self._upstream_ws = None
 
 

@@ -28,14 +28,6 @@ if TYPE_CHECKING:
     from .forward import Forward
 
 SERVICE_RESTART = 1012
-# Codes a close frame may carry (RFC 6455 7.4): 1005, 1006 and 1015 are never sent.
-_NOT_SENT = frozenset({1005, 1006, 1015})
-
-
-def sendable(code: int | None) -> int | None:
-    if code is None or code in _NOT_SENT or not 1000 <= code < 5000:
-        return None
-    return code
 
 
 class ForwardSocket(websocket.WebSocketHandler):
@@ -180,7 +172,7 @@ class ForwardSocket(websocket.WebSocketHandler):
             )
         if self.local_closed or conn is None or self.conn is not conn:
             return
-        code = sendable(conn.close_code)
+        code = forwarding.close_code_to_pass(conn.close_code)
         if code is None:
             self._lost(f"the remote side's websocket ended without a close ({conn.close_reason})")
         else:
@@ -229,7 +221,7 @@ class ForwardSocket(websocket.WebSocketHandler):
             self._unlisten = None
         conn, self.conn = self.conn, None
         if conn is not None:
-            code = sendable(self.close_code) or 1000
+            code = forwarding.close_code_to_pass(self.close_code) or 1000
             conn.close(code, self.close_reason or None)
 
     def on_connection_close(self) -> None:
