@@ -159,3 +159,14 @@ def classify_status(status: int, body: bytes, url: str) -> Failure | None:
     server never saw), or None for the remote's own answer, which is relayed as it is."""
     problem = edge_answer(status, body, url)
     return None if problem is None else Failure.of(problem, 502, True)
+
+
+def no_upstream(state: str) -> Failure:
+    """No live tunnel URL to send a request to (within the relay's wait)."""
+    return Failure(
+        "no_upstream",
+        f"the remote has no live tunnel URL (its state: {state})",
+        "Wait for the remote's tunnel to become ready; see GET /relay/status.",
+        503,
+        True,
+    )

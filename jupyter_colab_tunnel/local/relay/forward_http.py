@@ -23,7 +23,7 @@ from tornado.iostream import StreamClosedError
 
 from ... import http1
 from ...http1 import IDEMPOTENT, Exchange, UpstreamError
-from ..failures import Failure, classify_exception, classify_status
+from ..failures import Failure, classify_exception, classify_status, no_upstream
 from ..upstream import Upstream
 from . import rules
 from .proxy import lost_request
@@ -56,16 +56,6 @@ CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # body of such an answer is read (up to EDGE_BODY_LIMIT) to tell the edge's from the app's own.
 EDGE_STATUSES = frozenset({502, 503, 504, 530})
 EDGE_BODY_LIMIT = 64 * 1024
-
-
-def no_upstream(state: str) -> Failure:
-    return Failure(
-        "no_upstream",
-        f"the remote has no live tunnel URL (its state: {state})",
-        "Wait for the remote's tunnel to become ready; see GET /relay/status.",
-        503,
-        True,
-    )
 
 
 @web.stream_request_body

@@ -19,10 +19,9 @@ from tornado import websocket
 from tornado.httpclient import HTTPClientError, HTTPRequest
 
 from ... import forwarding
-from ..failures import Failure, classify_exception, classify_status
+from ..failures import Failure, classify_exception, classify_status, no_upstream
 from ..upstream import Upstream
 from . import rules
-from .forward_http import no_upstream
 
 if TYPE_CHECKING:
     from .forward import Forward

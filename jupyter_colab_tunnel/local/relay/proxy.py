@@ -15,7 +15,7 @@ from tornado import httputil, web
 
 from ... import http1
 from ...http1 import IDEMPOTENT, Response, UpstreamError
-from ..failures import Failure, classify_exception, classify_status
+from ..failures import Failure, classify_exception, classify_status, no_upstream
 from ..upstream import Upstream
 from . import rules
 from .rules import NOT_RETURNED, WITH_BODY, write_error
@@ -196,14 +196,7 @@ class ProxyHandler(_RelayHandler):
             # wait for a new URL (or a moment) and resend.
             await relay.tracker.wait_change(upstream, min(0.25, deadline - loop.time()))
         if failure is None:
-            state = relay.tracker.state
-            failure = Failure(
-                "no_upstream",
-                f"the remote has no live tunnel URL (its state: {state})",
-                "Wait for the remote's tunnel to become ready; see GET /relay/status.",
-                503,
-                True,
-            )
+            failure = no_upstream(relay.tracker.state)
         relay.fail(failure)
         relay.log.warning(
             "%s %s -> %d %s: %s",
