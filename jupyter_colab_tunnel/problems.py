@@ -100,6 +100,24 @@ ForwardKind = Literal[
     "forward_failed",
 ]
 
+# File transfers: the remote's /colab/files route and `jupyter colab-tunnel cp` (local side).
+FilesKind = Literal[
+    "path_outside_root",
+    "path_hidden",
+    "path_not_found",
+    "is_a_directory",
+    "not_a_directory",
+    "upload_offset_mismatch",
+    "upload_busy",
+    "upload_mismatch",
+    "download_mismatch",
+    "file_changed",
+    "range_not_satisfiable",
+    "disk_full",
+    "local_disk_full",
+    "local_error",
+]
+
 # Why the relay does not follow what a connection file says (connection_record.py).
 RecordKind = Literal[
     "unreadable",  # cannot stat/open/read the file (missing, permissions)
@@ -117,7 +135,15 @@ RecordKind = Literal[
 ]
 
 Kind = Literal[
-    TunnelKind, GpuKind, LaunchKind, ConfigKind, ClientKind, RelayKind, ForwardKind, RecordKind
+    TunnelKind,
+    GpuKind,
+    LaunchKind,
+    ConfigKind,
+    ClientKind,
+    RelayKind,
+    ForwardKind,
+    FilesKind,
+    RecordKind,
 ]
 
 TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
@@ -126,6 +152,7 @@ LAUNCH_KINDS: tuple[LaunchKind, ...] = get_args(LaunchKind)
 CLIENT_KINDS: tuple[ClientKind, ...] = get_args(ClientKind)
 RELAY_KINDS: tuple[RelayKind, ...] = get_args(RelayKind)
 FORWARD_KINDS: tuple[ForwardKind, ...] = get_args(ForwardKind)
+FILES_KINDS: tuple[FilesKind, ...] = get_args(FilesKind)
 RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
 KINDS: tuple[Kind, ...] = (
     *TUNNEL_KINDS,
@@ -135,6 +162,7 @@ KINDS: tuple[Kind, ...] = (
     *CLIENT_KINDS,
     *RELAY_KINDS,
     *FORWARD_KINDS,
+    *FILES_KINDS,
     *RECORD_KINDS,
 )
 
@@ -363,6 +391,43 @@ HINTS: dict[Kind, str] = {
         "The app on the remote closed the connection or answered something that is not HTTP: "
         "check that it is running and serves HTTP at that port (its own log says why)."
     ),
+    # --- file transfers (/colab/files, `jupyter colab-tunnel cp`) ---
+    "path_outside_root": (
+        "Give a path inside the remote server's root directory (ServerApp.root_dir, /content on "
+        "Colab): relative to it, or absolute under it; '..' and symlinks that lead out are refused."
+    ),
+    "path_hidden": (
+        "The remote server does not serve hidden files (a name starting with '.'); start it with "
+        "--ContentsManager.allow_hidden=True to allow them, or use another name."
+    ),
+    "path_not_found": (
+        "Check the path (`jupyter colab-tunnel cp` and the colab_list tool list a remote "
+        "directory); a file's directory must exist (cp -r creates directories)."
+    ),
+    "is_a_directory": "Copy a directory with -r, or name a file inside it.",
+    "not_a_directory": "A file is in the way: name a directory, or remove or rename the file.",
+    "upload_offset_mismatch": (
+        "The upload resumes from the bytes the remote holds: run the same command again."
+    ),
+    "upload_busy": (
+        "Another transfer to the same file is under way: wait for it to end, then run again."
+    ),
+    "upload_mismatch": (
+        "The bytes that arrived differ from the file sent (it changed while it was read, or "
+        "another transfer wrote the same target): run the same command again."
+    ),
+    "download_mismatch": (
+        "The file changed on the remote while it was read, or the bytes were damaged: run the "
+        "same command again (the target was left as it was)."
+    ),
+    "file_changed": "The remote file changed during the transfer: run the same command again.",
+    "range_not_satisfiable": "Ask for a range inside the file (GET ?op=stat gives its size).",
+    "disk_full": (
+        "The remote's disk (or its file size limit) is full: free space there (`df -h` in a "
+        "cell; on Colab, /content is the VM's disk) or copy to another place, e.g. Drive."
+    ),
+    "local_disk_full": "This machine's disk is full: free space here, or copy somewhere else.",
+    "local_error": "Check the local path and its permissions.",
     # --- the connection file, as the relay reads it ---
     "unreadable": "Check that the connection file exists and that you may read it.",
     "not_regular": "Point --connection-file at the JSON file the remote writes, not a pipe or folder.",
