@@ -158,6 +158,18 @@ def _ports(args: argparse.Namespace, rest: list[str]) -> int:
     return run_ports(args)
 
 
+def _cp_options(parser: argparse.ArgumentParser) -> None:
+    from ..local.files.cp_cli import configure_cp_parser
+
+    configure_cp_parser(parser)
+
+
+def _cp(args: argparse.Namespace, rest: list[str]) -> int:
+    from ..local.files.cp_cli import run_cp
+
+    return run_cp(args)
+
+
 # The local side (the relay) lives in jupyter_colab_tunnel/local/, imported only when used.
 def _connect_options(parser: argparse.ArgumentParser) -> None:
     from ..local.cli import add_connect_options
@@ -195,6 +207,12 @@ SUBCOMMANDS: list[Subcommand] = [
         "list the remote's listening ports and the --forward flag that reaches each",
         _ports_options,
         _ports,
+    ),
+    Subcommand(
+        "cp",
+        "copy files and directories between this machine and the remote (remote:PATH)",
+        _cp_options,
+        _cp,
     ),
     Subcommand(
         "connect",

@@ -1,0 +1,331 @@
+"""The client of the remote's /colab/files route (FILES_SPEC / docs/files.md), and where the
+remote is: a fixed URL, or the connection file the remote rewrites on every tunnel restart.
+
+Requests go over `http1.KeepAliveClient` (one round trip each on a kept connection; bodies
+streamed both ways). The token travels only in the `Authorization` header: never in a URL, a
+log line or an error. Every failure is a `client.RemoteError` with a problems.py kind; `cut()`
+says which ones mean "the remote is away for now" (wait for it, then resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import urllib.parse
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+from tornado import httputil
+
+from ...client import JSONObject, RemoteError, normalize_url, result_or_error
+from ...connection_record import RecordRefused, accept_record, check_remote_url
+from ...http1 import KeepAliveClient, UpstreamError
+from ..failures import NO_ANSWER_KINDS, no_answer
+from ..upstream import read_record_file
+
+ROUTE = "colab/files/"
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 60.0
+# A whole-file sha256 on the remote reads the file: allow for a multi-GB one.
+HASH_TIMEOUT = 600.0
+# The head of a PUT's answer comes once the remote has written the piece.
+PUT_ANSWER_TIMEOUT = 120.0
+POLL_INTERVAL = 0.5
+MAX_ERROR_BODY = 64 * 1024
+# Answers of the local relay and Cloudflare's edge while the remote is away.
+CUT_KINDS = frozenset(
+    {*NO_ANSWER_KINDS, "no_tunnel", "bad_gateway", "no_upstream", "upstream_lost_request"}
+)
+CUT_STATUSES = frozenset({502, 503, 504, 530})
+
+Resolve = Callable[[str], str]
+
+
+def cut(error: RemoteError) -> bool:
+    """Whether a failure means the remote is away for now (a tunnel restart, a relay waiting
+    for a new URL, a dropped connection): worth waiting for, then resuming."""
+    return error.kind in CUT_KINDS or (
+        error.status in CUT_STATUSES and error.kind in ("server_error", "http_error")
+    )
+
+
+# The remote (or the relay) refused us, or is not a server with the files route: nothing more
+# can be copied. (A `forbidden` of the route itself, a write the authorizer refuses, is about
+# one file; the token is checked once up front by FilesClient.start.)
+REFUSED_KINDS = frozenset({"bad_local_token", "not_found", "invalid_url", "redirected"})
+
+
+def fatal_reach(error: RemoteError) -> bool:
+    """Whether a failure means cp cannot use the remote at all (exit 3)."""
+    return cut(error) or error.kind in REFUSED_KINDS
+
+
+class Where:
+    """Where the remote is: `base` (public, for messages), `dial` (what is dialled) and the
+    token. `refresh()` reads again where it is (a connection file); False when nothing new."""
+
+    base: str = ""
+    dial: str = ""
+    token: str | None = None
+
+    async def refresh(self) -> bool:
+        return False
+
+
+class FixedURL(Where):
+    def __init__(self, url: str, token: str | None, resolve: Resolve) -> None:
+        self.base = normalize_url(url)
+        try:
+            check_remote_url(self.base)
+        except RecordRefused as e:
+            raise RemoteError("invalid_url", e.message, e.hint) from None
+        self.dial = _dial(self.base, resolve)
+        self.token = token
+
+
+class ConnectionFile(Where):
+    """The remote the connection file names (a record accepted as the relay accepts it: signed
+    with the token, or whole under the token it carries)."""
+
+    def __init__(self, path: str, token: str | None, resolve: Resolve) -> None:
+        self.path = path
+        self.fixed_token = token
+        self.resolve = resolve
+        self.info: Any = None
+        self.refused: RecordRefused | None = None
+
+    async def refresh(self) -> bool:
+        try:
+            _, raw = await asyncio.to_thread(read_record_file, self.path)
+            info = accept_record(raw, self.fixed_token, self.info)
+        except RecordRefused as e:
+            self.refused = e
+            return False
+        self.refused = None
+        self.info = info
+        url = info.live_url
+        if not url:
+            return False
+        base = normalize_url(url)
+        self.base, self.dial = base, _dial(base, self.resolve)
+        self.token = self.fixed_token or info.token
+        return True
+
+
+def _dial(base: str, resolve: Resolve) -> str:
+    dialled = resolve(base)
+    return dialled if dialled.endswith("/") else dialled + "/"
+
+
+def quote_path(path: str) -> str:
+    return urllib.parse.quote(path, safe="/")
+
+
+class _Sink:
+    """A streamed answer: a 2xx body goes to `write`; an error body is kept (bounded)."""
+
+    def __init__(self, write: Callable[[bytes], Awaitable[None]], ok: tuple[int, ...]) -> None:
+        self.write = write
+        self.ok = ok
+        self.code = 0
+        self.headers = httputil.HTTPHeaders()
+        self.error_body = bytearray()
+
+    async def response_started(self, code: int, reason: str, headers: httputil.HTTPHeaders) -> None:
+        self.code, self.headers = code, headers
+
+    async def response_data(self, chunk: bytes) -> None:
+        if self.code in self.ok:
+            await self.write(chunk)
+        elif len(self.error_body) < MAX_ERROR_BODY:
+            self.error_body += chunk[: MAX_ERROR_BODY - len(self.error_body)]
+
+
+class FilesClient:
+    """The operations of /colab/files/{path} (`path` relative to the root, '/'-separated)."""
+
+    def __init__(self, where: Where, ca_certs: str | None = None) -> None:
+        self.where = where
+        self.http = KeepAliveClient(ca_certs)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ----- where -------------------------------------------------------------------------
+
+    async def start(self) -> JSONObject:
+        """Find the remote (a connection file: read it) and check that it takes the token:
+        the root's stat. RemoteError when it cannot be used."""
+        if isinstance(self.where, ConnectionFile):
+            await self.where.refresh()
+            if not self.where.base:
+                raise self._no_record()
+        return await self.stat("")
+
+    def _no_record(self) -> RemoteError:
+        where = self.where
+        assert isinstance(where, ConnectionFile)
+        if where.refused is not None:
+            e = where.refused
+            return RemoteError(e.kind, f"connection file {where.path}: {e.message}", e.hint)
+        state = where.info.state if where.info is not None else "unknown"
+        return RemoteError(
+            "no_upstream",
+            f"the connection file {where.path} names no live tunnel URL (state: {state})",
+            "Wait for the remote's tunnel to become ready (raise --wait), or check the file.",
+        )
+
+    async def wait_back(self, deadline: float, last: RemoteError) -> None:
+        """Wait until the remote answers again (re-reading the connection file for a new URL),
+        until `deadline` (time.monotonic()); raises the last failure when it does not."""
+        while True:
+            await self.where.refresh()
+            if self.where.base:
+                try:
+                    await self.stat("")
+                    return
+                except RemoteError as e:
+                    if not cut(e):
+                        raise
+                    last = e
+            elif isinstance(self.where, ConnectionFile):
+                last = self._no_record()
+            if time.monotonic() >= deadline:
+                raise last
+            await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+    # ----- requests ----------------------------------------------------------------------
+
+    def _url(self, path: str, query: dict[str, str] | None, public: bool = False) -> str:
+        base = self.where.base if public else self.where.dial
+        url = base + ROUTE + quote_path(path)
+        return url + ("?" + urllib.parse.urlencode(query) if query else "")
+
+    def _headers(self, extra: dict[str, str] | None = None) -> httputil.HTTPHeaders:
+        headers = httputil.HTTPHeaders({"Accept": "application/json", **(extra or {})})
+        if self.where.token:
+            headers["Authorization"] = f"token {self.where.token}"
+        return headers
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> JSONObject:
+        shown = self._url(path, query, public=True)
+        try:
+            response = await self.http.fetch(
+                self._url(path, query),
+                method,
+                self._headers(),
+                b"" if method in ("POST", "PUT") else None,
+                CONNECT_TIMEOUT,
+                timeout,
+            )
+        except UpstreamError as e:
+            raise RemoteError.from_problem(no_answer(e, shown, timeout), url=shown) from None
+        return _answer(response.code, response.headers, response.body, shown, method)
+
+    async def stat(self, path: str, sha256: bool = False, prefix: int | None = None) -> JSONObject:
+        query = {"op": "stat"}
+        if sha256:
+            query["sha256"] = "1"
+        if prefix is not None:
+            query["prefix"] = str(prefix)
+        return await self._json(
+            "GET", path, query, HASH_TIMEOUT if sha256 or prefix else REQUEST_TIMEOUT
+        )
+
+    async def list(self, path: str, recursive: bool = False) -> JSONObject:
+        query = {"op": "list", **({"recursive": "1"} if recursive else {})}
+        return await self._json("GET", path, query)
+
+    async def upload_state(self, path: str) -> JSONObject:
+        return await self._json("GET", path, {"op": "upload"})
+
+    async def commit(self, path: str, size: int, sha256: str) -> JSONObject:
+        query = {"op": "commit", "size": str(size), "sha256": sha256}
+        return await self._json("POST", path, query, HASH_TIMEOUT)
+
+    async def mkdir(self, path: str) -> JSONObject:
+        return await self._json("POST", path, {"op": "mkdir"})
+
+    async def put_range(
+        self, path: str, offset: int, length: int, pieces: AsyncGenerator[bytes, None]
+    ) -> JSONObject:
+        """PUT ?offset= with a body of `length` bytes taken from `pieces` as they come."""
+        query = {"offset": str(offset)}
+        shown = self._url(path, query, public=True)
+        headers = self._headers({"Content-Type": "application/octet-stream"})
+        collected = bytearray()
+
+        async def keep(chunk: bytes) -> None:
+            if len(collected) < MAX_ERROR_BODY:
+                collected.extend(chunk)
+
+        sink = _Sink(keep, ())
+        try:
+            exchange = await self.http.open(
+                self._url(path, query), "PUT", headers, CONNECT_TIMEOUT, content_length=length
+            )
+            async with contextlib.aclosing(pieces):  # its read ahead ends before the file
+                async for piece in pieces:
+                    await exchange.send(piece)
+            await exchange.respond(sink, PUT_ANSWER_TIMEOUT)
+        except UpstreamError as e:
+            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+        return _answer(sink.code, sink.headers, bytes(sink.error_body), shown, "PUT")
+
+    async def get_range(
+        self,
+        path: str,
+        start: int,
+        end: int,
+        etag: str | None,
+        write: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """GET bytes start..end (inclusive) with If-Match; each piece goes to `write`."""
+        shown = self._url(path, None, public=True)
+        extra = {"Range": f"bytes={start}-{end}", "Accept": "application/octet-stream"}
+        if etag:
+            extra["If-Match"] = etag
+        sink = _Sink(write, (200, 206))
+        try:
+            exchange = await self.http.open(
+                self._url(path, None), "GET", self._headers(extra), CONNECT_TIMEOUT
+            )
+            await exchange.respond(sink, REQUEST_TIMEOUT)
+        except UpstreamError as e:
+            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+        if sink.code not in (200, 206):
+            _answer(sink.code, sink.headers, bytes(sink.error_body), shown, "GET")
+        if sink.code == 200 and start != 0:  # a server that ignored the Range
+            raise RemoteError(
+                "bad_response", f"GET {shown} ignored the Range header", status=200, url=shown
+            )
+
+
+def _answer(
+    code: int, headers: httputil.HTTPHeaders, body: bytes, url: str, method: str
+) -> JSONObject:
+    lower = {k.lower(): v for k, v in headers.get_all()}
+    try:
+        return result_or_error(code, lower, body, url, method)
+    except RemoteError as e:
+        received = _received(body)
+        if received is not None:
+            e.received = received  # type: ignore[attr-defined]
+        raise
+
+
+def _received(body: bytes) -> int | None:
+    """`received` of an upload_offset_mismatch answer."""
+    try:
+        value = json.loads(body).get("received")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None

@@ -1,0 +1,100 @@
+"""A copy from start to end: plan it, create the directories, move each file, count.
+
+Shared by `cp` and the MCP tools. A file that fails is reported and the others go on; a remote
+that cannot be reached (beyond the wait) or that refuses the token ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ...client import RemoteError
+from ...problems import ColabTunnelError
+from .plan import make_plan
+from .progress import Tally
+from .remote import FilesClient, fatal_reach
+from .specs import Direction, Plan
+from .transfer import Outcome, download, local_error, upload
+
+
+@dataclass
+class Run:
+    plan: Plan
+    tally: Tally = field(default_factory=Tally)
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[tuple[str, ColabTunnelError]] = field(default_factory=list)
+
+
+class Unreachable(Exception):
+    """The remote went away (beyond the wait) or refused the token mid-run."""
+
+    def __init__(self, error: RemoteError, path: str) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.path = path
+
+
+async def execute(
+    client: FilesClient,
+    direction: Direction,
+    *,
+    recursive: bool,
+    update: bool,
+    wait: float,
+    on_plan: Callable[[Plan], None] = lambda plan: None,
+    progress: Callable[[int], None] = lambda n: None,
+    on_error: Callable[[ColabTunnelError, str], None] = lambda e, path: None,
+) -> Run:
+    """Plan (SpecError / RemoteError raised before anything moves), then copy."""
+    plan = await make_plan(client, direction, recursive)
+    on_plan(plan)
+    run = Run(plan)
+    for directory in plan.directories:
+        shown = f"remote:{directory}" if direction.upload else directory
+        try:
+            if direction.upload:
+                await client.mkdir(directory)
+            else:
+                await asyncio.to_thread(os.makedirs, directory, exist_ok=True)
+        except RemoteError as e:
+            if fatal_reach(e):
+                raise Unreachable(e, shown) from None
+            run.failures.append((shown, e))
+            on_error(e, shown)
+        except OSError as e:
+            error = local_error(e, directory, "creating")
+            run.failures.append((shown, error))
+            on_error(error, shown)
+    for source, target, _size in plan.files:
+        shown = source if direction.upload else f"remote:{source}"
+        try:
+            if direction.upload:
+                outcome = await upload(client, source, target, wait, progress, update)
+            else:
+                outcome = await download(client, source, target, wait, progress, update)
+        except RemoteError as e:
+            if fatal_reach(e):
+                raise Unreachable(e, shown) from None
+            run.failures.append((shown, e))
+            run.tally.failed += 1
+            on_error(e, shown)
+            continue
+        run.outcomes.append(outcome)
+        _count(run.tally, outcome)
+    return run
+
+
+def _count(tally: Tally, outcome: Outcome) -> None:
+    if outcome.skipped:
+        tally.skipped += 1
+        return
+    tally.files += 1
+    tally.bytes += outcome.size
+    if outcome.resumed_from or outcome.resumes:
+        tally.resumed += 1
+    tally.resumed_bytes += outcome.resumed_from
+    tally.resumes += outcome.resumes
+    tally.sent_again += outcome.sent_again
