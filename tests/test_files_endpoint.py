@@ -259,7 +259,7 @@ def test_a_read_only_authorizer_refuses_every_write(tmp_path: Path) -> None:
             ("POST", "newdir", "op=mkdir"),
         ]:
             r = files(srv, method, rel, query, body=b"x" if method == "PUT" else None)
-            assert r.status == 403 and error_kind(r) == "forbidden", r.body
+            assert (r.status, error_kind(r)) == (403, "forbidden"), r.body
             assert "contents" in r.json()["error"]["message"]
         assert (srv.root_dir / "seen.txt").read_text() == "readable"
         assert not (srv.root_dir / "newdir").exists()
@@ -279,7 +279,7 @@ def test_a_full_remote_disk_removes_the_partial_and_says_so(tmp_path: Path) -> N
     try:
         data = os.urandom(6 * MiB)
         r = files(srv, "PUT", "big.bin", "offset=0", body=data)
-        assert r.status == 507 and error_kind(r) == "disk_full", r.body
+        assert (r.status, error_kind(r)) == (507, "disk_full"), r.body
         assert "remote's disk" in r.json()["error"]["message"]
         assert not (srv.root_dir / ".big.bin.colab-partial").exists()
         assert not (srv.root_dir / "big.bin").exists()
