@@ -288,6 +288,24 @@ def test_a_full_remote_disk_removes_the_partial_and_says_so(tmp_path: Path) -> N
         srv.stop()
 
 
+def received_total(server: ServerProcess) -> float:
+    text = server.request("GET", "metrics").body.decode()
+    return float(
+        next(
+            line.split()[1]
+            for line in text.splitlines()
+            if line.startswith("colab_files_received_bytes_total ")
+        )
+    )
+
+
+def test_metrics_count_the_bytes_that_arrived(server: ServerProcess) -> None:
+    before = received_total(server)
+    data = os.urandom(MiB + 3)
+    assert upload(server, "counted.bin", data).status == 200
+    assert received_total(server) - before == len(data)
+
+
 def test_answers_name_no_token(server: ServerProcess) -> None:
     for r in (
         files(server, "GET", "nowhere", "op=stat"),
