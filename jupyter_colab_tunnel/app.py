@@ -27,8 +27,11 @@ from .autostart import (
 from .connect import TOKEN_PLACEHOLDER, connect_info
 from .connection_record import ConnectionFileWriter, connection_record
 from .dashboard import dashboard_handlers
+from .files.handler import files_handlers
+from .files.service import FilesService
 from .gpu_service import GpuService
 from .handlers import (
+    FILES_SETTING,
     FORWARD_SETTING,
     GPU_SETTING,
     KERNELS_SETTING,
@@ -353,6 +356,7 @@ class ColabTunnelApp(ExtensionApp):
                     kernel_manager=serverapp.kernel_manager, check=forwarder.policy.check
                 ),
                 FORWARD_SETTING: forwarder,
+                FILES_SETTING: self._files(serverapp),
             }
         )
         # Jupyter's /metrics: cached GPU sample and tunnel state only (registered at start).
@@ -362,11 +366,19 @@ class ColabTunnelApp(ExtensionApp):
             sample=lambda: gpu.sample(processes=False),
             supervisor=lambda: self.supervisor,
             max_age=self.gpu_cache_ttl,
+            files=lambda: self.files.stats,
         )
         if not hasattr(ExtensionManager, "start_all_extensions"):
             # jupyter_server < 2.16 (Colab's 2026.01 runtime ships 2.14) has no start hook:
             # run ours once the server's IOLoop runs.
             serverapp.io_loop.add_callback(self._start_jupyter_server_extension, serverapp)
+
+    def _files(self, serverapp: ServerApp) -> FilesService:
+        contents = serverapp.contents_manager
+        # The contents manager's root (FileContentsManager's), else the server's.
+        root = getattr(contents, "root_dir", None) or serverapp.root_dir
+        self.files = FilesService(root, lambda: bool(getattr(contents, "allow_hidden", False)))
+        return self.files
 
     def _forwarder(self, serverapp: ServerApp) -> Forwarder:
         supervisor = self.supervisor
@@ -515,10 +527,12 @@ class ColabTunnelApp(ExtensionApp):
             self._connection_writer.close()
         await self.gpu.close()
         self.forwarder.close()
+        self.files.close()
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)
         self.handlers.extend(dashboard_handlers)  # the page at /colab/ (not part of the REST API)
+        self.handlers.extend(files_handlers())  # /colab/files/<path>: transfers (cp)
         self.handlers.extend(forward_handlers())  # /colab/forward/<port>/...: the apps' ports
 
 

@@ -43,6 +43,7 @@ STATUS_SETTING = "colab_status"
 KERNELS_SETTING = "colab_kernels"
 PORTS_SETTING = "colab_ports"
 FORWARD_SETTING = "colab_forwarder"
+FILES_SETTING = "colab_files"
 
 
 class ColabServicesMixin:

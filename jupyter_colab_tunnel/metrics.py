@@ -25,6 +25,7 @@ except ImportError:  # prometheus_client < 0.14: any object with collect() is a 
     Collector = object  # type: ignore[misc, assignment]
 
 if TYPE_CHECKING:
+    from .files.service import FilesStats
     from .tunnel.supervisor import TunnelSupervisor
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class ColabCollector(Collector):
         supervisor: Callable[[], TunnelSupervisor | None],
         max_age: float,
         clock: Callable[[], float] = time.monotonic,
+        files: Callable[[], FilesStats | None] = lambda: None,
     ) -> None:
         self._gpu_latest = gpu_latest
+        self._files = files
         self._refresh = refresh
         self._supervisor = supervisor
         self.max_age = max_age
@@ -95,7 +98,25 @@ class ColabCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._tunnel()
+        yield from self._transfers()
         yield from self._gpus()
+
+    def _transfers(self) -> Iterator[Metric]:
+        stats = self._files()
+        if stats is None:
+            return
+        for name, help_text, value in (
+            (
+                "colab_files_received_bytes",
+                "Bytes received by /colab/files uploads.",
+                stats.bytes_received,
+            ),
+            ("colab_files_sent_bytes", "Bytes sent by /colab/files downloads.", stats.bytes_sent),
+            ("colab_files_uploads", "Uploads committed whole and verified.", stats.uploads),
+        ):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], float(value))
+            yield family
 
     def _tunnel(self) -> Iterator[Metric]:
         sup = self._supervisor()
@@ -161,13 +182,17 @@ class MetricsHook:
         supervisor: Callable[[], TunnelSupervisor | None],
         max_age: float,
         registry: CollectorRegistry = REGISTRY,
+        files: Callable[[], FilesStats | None] = lambda: None,
     ) -> None:
-        """`latest`: the newest GPU sample without reading; `sample`: take one (awaitable)."""
+        """`latest`: the newest GPU sample without reading; `sample`: take one (awaitable);
+        `files`: the transfer counters."""
         self._sample = sample
         self._registry = registry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[Any] | None = None
-        self.collector = ColabCollector(latest, self._request_refresh, supervisor, max_age)
+        self.collector = ColabCollector(
+            latest, self._request_refresh, supervisor, max_age, files=files
+        )
 
     def register(self) -> None:
         """Call on the server's event loop (refreshes are scheduled onto it)."""

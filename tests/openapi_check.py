@@ -31,6 +31,8 @@ from referencing.jsonschema import DRAFT202012
 SPEC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 SPEC_URI = "urn:jupyter-colab-tunnel:openapi"
 PREFIX = "/colab/"
+FILES_PREFIX = "/colab/files/"
+FILES_TEMPLATE = "/colab/files/{path}"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 # What the hooks checked in this run, for the session report and for tests of the hooks.
@@ -100,6 +102,8 @@ def operation_path(url_path: str, base_url: str = "/") -> str | None:
     for candidate in (path, unquote(path)):
         if candidate.startswith(base):
             rel = "/" + candidate[len(base) :]
+            if rel == FILES_PREFIX.rstrip("/") or rel.startswith(FILES_PREFIX):
+                return FILES_TEMPLATE  # one templated path: any file under the root
             if rel.startswith(PREFIX):
                 return rel
     return None
@@ -164,6 +168,9 @@ def check_response(
             f"{where}: Content-Type {media or '(none)'!r} is not one of {', '.join(content)}; "
             f"body: {body[:500]!r}"
         )
+    if media != "application/json":
+        STATS["validated"] += 1  # a file's bytes (the files route): the media type is the check
+        return
     try:
         document = json.loads(body)
     except ValueError as e:

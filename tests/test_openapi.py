@@ -21,6 +21,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_tunnel import forwarding, gpu, handlers, problems
 from jupyter_colab_tunnel.connect import connect_info
+from jupyter_colab_tunnel.files.handler import files_handlers
 from jupyter_colab_tunnel.ports import forward
 from jupyter_colab_tunnel.tunnel import supervisor
 
@@ -60,6 +61,11 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
         for method in ("get", "head", "post", "put", "patch", "delete", "options")
         if method.upper() in forward_handler.SUPPORTED_METHODS
     }
+    ((files_route, files_handler),) = files_handlers()
+    assert files_route == r"/colab/files(?:/(.*))?"
+    in_code |= {
+        ("/colab/files/{path}", method.lower()) for method in files_handler.SUPPORTED_METHODS
+    }
     in_spec = {
         (path, method)
         for path, item in openapi_check.spec()["paths"].items()
@@ -72,6 +78,17 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
 def test_forward_error_kinds_are_the_codes() -> None:
     kinds = set(schema("ForwardErrorKind")["enum"])
     assert kinds >= set(problems.FORWARD_KINDS)
+    assert kinds <= set(problems.KINDS)
+
+
+def test_files_error_kinds_are_the_codes() -> None:
+    kinds = set(schema("FilesErrorKind")["enum"])
+    # download_mismatch, local_disk_full and local_error are the local side's (cp).
+    assert kinds >= set(problems.FILES_KINDS) - {
+        "download_mismatch",
+        "local_disk_full",
+        "local_error",
+    }
     assert kinds <= set(problems.KINDS)
 
 
