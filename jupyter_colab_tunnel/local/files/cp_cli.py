@@ -155,6 +155,11 @@ async def _copy(where: Where, direction: Direction, args: argparse.Namespace) ->
 
     try:
         await client.start()
+    except RemoteError as e:  # the connection file, the token or the remote itself
+        client.close()
+        print(describe(_explained(e, where), "remote"), file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
         run = await execute(
             client,
             direction,
