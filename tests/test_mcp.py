@@ -37,6 +37,9 @@ TOOLS = {
     "colab_tunnel_action",
     "colab_wait_gpu_memory",
     "colab_ports",
+    "colab_upload",
+    "colab_download",
+    "colab_list",
 }
 VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
 

@@ -198,7 +198,7 @@ SUBCOMMANDS: list[Subcommand] = [
     Subcommand("stop", "stop the running server (and its tunnel and kernels)", _no_options, _stop),
     Subcommand(
         "mcp",
-        "serve MCP tools (status, GPU, tunnel, ports) for AI agents over stdio",
+        "serve MCP tools (status, GPU, tunnel, ports, files) for AI agents over stdio",
         _mcp_options,
         _mcp,
     ),

@@ -23,8 +23,17 @@ from pydantic import Field
 
 from .._version import __version__
 from ..client import ColabClient, JSONObject, RemoteError
-from ..problems import Kind, Problem
-from .mcp_schemas import GpuMemoryWait, GpuSample, Ports, Status, TunnelSnapshot
+from ..problems import ColabTunnelError, Kind, Problem
+from .files import tools as file_tools
+from .mcp_schemas import (
+    FileListing,
+    FileTransfer,
+    GpuMemoryWait,
+    GpuSample,
+    Ports,
+    Status,
+    TunnelSnapshot,
+)
 
 MiB = 1024 * 1024
 POLL_INTERVAL = 1.0  # seconds; the remote caches a GPU sample for about a second
@@ -38,10 +47,20 @@ Tools for a remote Jupyter server (e.g. a Colab or cloud GPU runtime) that runs 
 jupyter-colab-tunnel extension: its resources and GPUs, and the cloudflared tunnel through which
 this machine reaches it. Code runs on that machine through a Jupyter kernel (for example with
 jupyter-mcp-server's tools); use these tools to check GPU memory before loading a model, to wait
-for memory to be freed, and to see or repair the tunnel. Memory figures are bytes unless a field
-name says MiB."""
+for memory to be freed, to see or repair the tunnel, and to move files: a kernel's open("x")
+reads the remote's disk, so upload scripts and data with colab_upload and fetch results with
+colab_download. Memory figures are bytes unless a field name says MiB."""
 
 T = TypeVar("T")
+
+# The file tools' arguments (module level: annotations are evaluated here).
+LOCAL_PATH = Field(description="A file or directory on this machine (absolute is best).")
+REMOTE_PATH = Field(
+    description=(
+        "A path on the remote, relative to its Jupyter root directory (/content on Colab), or "
+        "absolute inside it; '' is the root."
+    )
+)
 
 
 def _result(body: JSONObject) -> CallToolResult:
@@ -53,7 +72,7 @@ def _result(body: JSONObject) -> CallToolResult:
 async def _ask(request: Awaitable[T]) -> T:
     try:
         return await request
-    except RemoteError as e:
+    except ColabTunnelError as e:  # RemoteError, and the file tools' refusals
         raise ToolError(str(e)) from None
 
 
@@ -247,6 +266,62 @@ def build_server(
                 waited, timeout_s, f"GPU {device['index']}: {_fmt(free)} MiB free"
             )
             await anyio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
+
+    write = ToolAnnotations(
+        read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
+    )
+
+    @server.tool(
+        title="Upload to the remote",
+        annotations=write,
+        description=(
+            "Copy a file or a directory (with everything in it) from this machine to the "
+            "remote Jupyter server's disk, where its kernels read it (open('data.csv') in a "
+            "cell reads the remote's root directory). If remote_path is an existing directory "
+            "the source lands inside it under its own name, else it becomes remote_path (its "
+            "parent directory must exist). Streamed, resumed after a tunnel restart, checked "
+            "with sha256 end to end; the target is replaced only when whole. Returns where it "
+            "landed, bytes, sha256 (null for a directory), seconds and, for a directory, files."
+        ),
+    )
+    async def colab_upload(
+        local_path: Annotated[str, LOCAL_PATH], remote_path: Annotated[str, REMOTE_PATH]
+    ) -> Annotated[CallToolResult, FileTransfer]:
+        return _result(await _ask(file_tools.copy(client, local_path, remote_path, upload=True)))
+
+    @server.tool(
+        title="Download from the remote",
+        annotations=write,
+        description=(
+            "Copy a file or a directory (with everything in it) from the remote Jupyter "
+            "server's disk to this machine: a model checkpoint, a plot, a result file a kernel "
+            "wrote. If local_path is an existing directory the source lands inside it under "
+            "its own name, else it becomes local_path. Streamed, resumed after a tunnel "
+            "restart, checked with sha256; the local target is replaced only when whole. "
+            "Returns where it landed, bytes, sha256 (null for a directory), seconds and, for a "
+            "directory, files. Use colab_list to see what is there."
+        ),
+    )
+    async def colab_download(
+        local_path: Annotated[str, LOCAL_PATH], remote_path: Annotated[str, REMOTE_PATH]
+    ) -> Annotated[CallToolResult, FileTransfer]:
+        return _result(await _ask(file_tools.copy(client, local_path, remote_path, upload=False)))
+
+    @server.tool(
+        title="List a remote directory",
+        annotations=read,
+        description=(
+            "The entries of a directory on the remote Jupyter server's disk (default: its root "
+            "directory, /content on Colab): name, path (relative to the root, usable as "
+            "remote_path), type (file or directory), size in bytes and modification time "
+            "(UTC, ISO 8601). Hidden files are left out unless the server allows them. Call it "
+            "to find a kernel's output before colab_download."
+        ),
+    )
+    async def colab_list(
+        remote_path: Annotated[str, REMOTE_PATH] = "",
+    ) -> Annotated[CallToolResult, FileListing]:
+        return _result(await _ask(file_tools.listing(client, remote_path)))
 
     return server
 

@@ -35,10 +35,11 @@ class _RefuseToken(argparse.Action):
         )
 
 
-HELP = "serve MCP tools (status, GPU, tunnel, ports) for AI agents over stdio"
+HELP = "serve MCP tools (status, GPU, tunnel, ports, files) for AI agents over stdio"
 DESCRIPTION = (
     "Serve MCP tools over stdio for an AI agent: colab_status, colab_gpu, colab_tunnel, "
-    "colab_tunnel_action, colab_wait_gpu_memory and colab_ports, each asking the remote server's /colab/* "
+    "colab_tunnel_action, colab_wait_gpu_memory, colab_ports, colab_upload, colab_download and "
+    "colab_list, each asking the remote server's /colab/* "
     f"API. The token is read from --token-file, else from ${TOKEN_ENV}."
 )
 

@@ -281,3 +281,39 @@ class Ports(BaseModel):
     how_to_forward: str = Field(
         description="How a port reaches this machine: the connect command with its flag."
     )
+
+
+# ----- /colab/files (colab_upload, colab_download, colab_list) ------------------------------
+
+
+class FileTransfer(BaseModel):
+    """A file or a directory copied whole, every file checked with sha256."""
+
+    path: str = Field(
+        description=(
+            "Where it landed: the remote path (relative to the remote server's root) for an "
+            "upload, the local path for a download."
+        )
+    )
+    bytes: int = Field(description="Bytes moved (files skipped as unchanged are not counted).")
+    sha256: str | None = Field(description="The file's sha256 (hex); null for a directory.")
+    seconds: float = Field(description="How long it took.")
+    files: int | None = Field(None, description="For a directory: the files copied.")
+    resumed_from: int = Field(0, description="Bytes already there from an interrupted copy.")
+
+
+class FileEntry(BaseModel):
+    name: str
+    path: str = Field(description="Relative to the remote server's root (use it as remote_path).")
+    type: str = Field(description="file | directory.")
+    size: int = Field(description="Bytes (0 for a directory).")
+    mtime: str = Field(description=TIMESTAMP)
+
+
+class FileListing(BaseModel):
+    """A remote directory (GET /colab/files/{path}?op=list)."""
+
+    path: str = Field(description="The directory, relative to the root ('' is the root).")
+    type: str
+    entries: list[FileEntry] = Field(description="Sorted by path; hidden files left out.")
+    truncated: bool = Field(description="True when the directory has more entries than listed.")
