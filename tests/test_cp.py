@@ -178,8 +178,10 @@ def test_several_files_into_a_directory(remote: Remote, tmp_path: Path) -> None:
     assert (tmp_path / "down" / "b.txt").read_text() == "b.txt"
 
 
-def kill_when(proc: subprocess.Popen[str], partial: Path, size: int) -> int:
-    """SIGKILL `proc` once `partial` holds some but not all of `size` bytes; its size then."""
+def kill_when(
+    proc: subprocess.Popen[str], partial: Path, size: int, sig: int = signal.SIGKILL
+) -> int:
+    """Signal `proc` once `partial` holds some but not all of `size` bytes; its size then."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, "cp ended before it could be interrupted"
@@ -188,8 +190,8 @@ def kill_when(proc: subprocess.Popen[str], partial: Path, size: int) -> int:
         except FileNotFoundError:
             held = 0
         if 0 < held < size:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+            proc.send_signal(sig)
+            proc.wait(30)
             return held
         time.sleep(0.002)
     raise AssertionError("the partial never grew")
@@ -224,7 +226,7 @@ def test_an_interrupted_upload_resumes_from_the_bytes_already_there(
     assert not (remote.root / ".big.bin.colab-partial").exists()
 
 
-def test_an_interrupted_download_resumes_and_the_old_target_stays_until_whole(
+def test_a_download_stopped_by_ctrl_c_exits_130_and_resumes_with_the_old_target_kept(
     remote: Remote, tmp_path: Path
 ) -> None:
     size = 96 * MiB
@@ -238,10 +240,14 @@ def test_an_interrupted_download_resumes_and_the_old_target_stays_until_whole(
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
-    kill_when(proc, tmp_path / ".down.bin.colab-partial", size)
+    kill_when(proc, tmp_path / ".down.bin.colab-partial", size, signal.SIGINT)
+    assert proc.returncode == 130
+    assert proc.stderr is not None
+    assert "running the same command again resumes" in proc.stderr.read()
+    assert 0 < (tmp_path / ".down.bin.colab-partial").stat().st_size < size
     assert (tmp_path / "down.bin").read_bytes() == b"the old target"
     done = remote.cp("remote:down.bin", "down.bin", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -35,6 +38,10 @@ from .specs import (
 )
 
 DEFAULT_WAIT = 120.0
+INTERRUPTED = (
+    f"{PREFIX} interrupted: targets were left as they were; the bytes already moved are kept, "
+    "so running the same command again resumes"
+)
 HELP = "copy files and directories between this machine and the remote (remote:PATH)"
 DESCRIPTION = (
     "Copy files to or from the remote Jupyter server, like scp: `cp data.csv remote:data/` up, "
@@ -129,21 +136,53 @@ def run_cp(args: argparse.Namespace, resolve: Callable[[str], str] | None = None
     try:
         return asyncio.run(_copy(where, direction, args))
     except KeyboardInterrupt:
-        print(
-            f"{PREFIX} interrupted: targets were left as they were; the bytes already moved "
-            "are kept, so running the same command again resumes",
-            file=sys.stderr,
-        )
+        print(INTERRUPTED, file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
 async def _copy(where: Where, direction: Direction, args: argparse.Namespace) -> int:
     client = FilesClient(where)
+    reporters: list[Reporter] = []  # the one made once the plan is known
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_interrupt() -> None:
+        # tornado logs the cancellation of a read it was delivering: not an error here.
+        logging.getLogger("tornado.application").disabled = True
+        client.interrupt()
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals off the main thread
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        return await _run(client, where, direction, args, reporters)
+    except asyncio.CancelledError:
+        if not client.interrupted:
+            raise
+        for reporter in reporters:
+            _close(reporter)
+        print(INTERRUPTED, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        client.close()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _run(
+    client: FilesClient,
+    where: Where,
+    direction: Direction,
+    args: argparse.Namespace,
+    reporters: list[Reporter],
+) -> int:
     reporter: Reporter | None = None
 
     def on_plan(plan: Plan) -> None:
         nonlocal reporter
         reporter = Reporter(plan.total_bytes, args.quiet)
+        reporters.append(reporter)
 
     def progress(n: int) -> None:
         if reporter is not None:
@@ -156,7 +195,6 @@ async def _copy(where: Where, direction: Direction, args: argparse.Namespace) ->
     try:
         await client.start()
     except RemoteError as e:  # the connection file, the token or the remote itself
-        client.close()
         print(describe(_explained(e, where), "remote"), file=sys.stderr)
         return EXIT_UNREACHABLE
     try:
@@ -183,8 +221,6 @@ async def _copy(where: Where, direction: Direction, args: argparse.Namespace) ->
         if fatal_reach(e) or e.kind == "forbidden":
             return EXIT_UNREACHABLE
         return EXIT_USAGE if e.kind in INPUT_KINDS else EXIT_FAILED
-    finally:
-        client.close()
     assert reporter is not None
     reporter.close(run.tally)
     return EXIT_FAILED if run.failures else EXIT_OK

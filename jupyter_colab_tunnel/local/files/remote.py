@@ -149,9 +149,20 @@ class FilesClient:
     def __init__(self, where: Where, ca_certs: str | None = None) -> None:
         self.where = where
         self.http = KeepAliveClient(ca_certs)
+        self.interrupted = False
 
     def close(self) -> None:
         self.http.close()
+
+    def interrupt(self) -> None:
+        """Ctrl-C: no request starts any more. (tornado reads an answer's body in a callback
+        of its own, which takes a cancellation for a dropped connection: a transfer would
+        then resume as after a cut. Every request checks this first.)"""
+        self.interrupted = True
+
+    def _check(self) -> None:
+        if self.interrupted:
+            raise asyncio.CancelledError
 
     # ----- where -------------------------------------------------------------------------
 
@@ -181,6 +192,7 @@ class FilesClient:
         """Wait until the remote answers again (re-reading the connection file for a new URL),
         until `deadline` (time.monotonic()); raises the last failure when it does not."""
         while True:
+            self._check()
             await self.where.refresh()
             if self.where.base:
                 try:
@@ -216,6 +228,7 @@ class FilesClient:
         query: dict[str, str] | None = None,
         timeout: float = REQUEST_TIMEOUT,
     ) -> JSONObject:
+        self._check()
         shown = self._url(path, query, public=True)
         try:
             response = await self.http.fetch(
@@ -258,6 +271,7 @@ class FilesClient:
         self, path: str, offset: int, length: int, pieces: AsyncGenerator[bytes, None]
     ) -> JSONObject:
         """PUT ?offset= with a body of `length` bytes taken from `pieces` as they come."""
+        self._check()
         query = {"offset": str(offset)}
         shown = self._url(path, query, public=True)
         headers = self._headers({"Content-Type": "application/octet-stream"})
@@ -289,6 +303,7 @@ class FilesClient:
         write: Callable[[bytes], Awaitable[None]],
     ) -> None:
         """GET bytes start..end (inclusive) with If-Match; each piece goes to `write`."""
+        self._check()
         shown = self._url(path, None, public=True)
         extra = {"Range": f"bytes={start}-{end}", "Accept": "application/octet-stream"}
         if etag:

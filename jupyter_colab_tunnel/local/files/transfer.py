@@ -116,7 +116,7 @@ async def _pieces(
             progress(len(block))
     finally:
         if not ahead.done():
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):
                 await ahead
 
 
@@ -316,7 +316,7 @@ async def download(
                         raise RemoteError("unreachable", f"the download of remote:{remote} was cut")
                     offset += got
             finally:
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):
                     await writer.drain()
                 fetched += writer.written
             final = await client.stat(remote, sha256=True)
