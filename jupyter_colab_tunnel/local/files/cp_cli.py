@@ -23,7 +23,7 @@ from ...client import RemoteError
 from ...problems import ColabTunnelError
 from ..mcp_cli import TOKEN_ENV, _RefuseToken, _UsageError, read_token
 from .progress import PREFIX, Reporter, describe
-from .remote import ConnectionFile, FilesClient, FixedURL, Where, fatal_reach
+from .remote import FilesClient, fatal_reach
 from .runner import Unreachable, execute
 from .specs import (
     EXIT_FAILED,
@@ -36,6 +36,7 @@ from .specs import (
     SpecError,
     parse_args,
 )
+from .where import ConnectionFile, FixedURL, Where
 
 DEFAULT_WAIT = 120.0
 INTERRUPTED = (

@@ -1,5 +1,5 @@
-"""The client of the remote's /colab/files route (FILES_SPEC / docs/files.md), and where the
-remote is: a fixed URL, or the connection file the remote rewrites on every tunnel restart.
+"""The client of the remote's /colab/files route (docs/files.md, docs/openapi.yaml), at the
+remote that where.py finds.
 
 Requests go over `http1.KeepAliveClient` (one round trip each on a kept connection; bodies
 streamed both ways). The token travels only in the `Authorization` header: never in a URL, a
@@ -15,15 +15,13 @@ import json
 import time
 import urllib.parse
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
 
 from tornado import httputil
 
-from ...client import JSONObject, RemoteError, normalize_url, result_or_error
-from ...connection_record import RecordRefused, accept_record, check_remote_url
+from ...client import JSONObject, RemoteError, result_or_error
 from ...http1 import KeepAliveClient, UpstreamError
 from ..failures import NO_ANSWER_KINDS, no_answer
-from ..upstream import read_record_file
+from .where import ConnectionFile, Where
 
 ROUTE = "colab/files/"
 CONNECT_TIMEOUT = 10.0
@@ -39,8 +37,6 @@ CUT_KINDS = frozenset(
     {*NO_ANSWER_KINDS, "no_tunnel", "bad_gateway", "no_upstream", "upstream_lost_request"}
 )
 CUT_STATUSES = frozenset({502, 503, 504, 530})
-
-Resolve = Callable[[str], str]
 
 
 def cut(error: RemoteError) -> bool:
@@ -60,63 +56,6 @@ REFUSED_KINDS = frozenset({"bad_local_token", "not_found", "invalid_url", "redir
 def fatal_reach(error: RemoteError) -> bool:
     """Whether a failure means cp cannot use the remote at all (exit 3)."""
     return cut(error) or error.kind in REFUSED_KINDS
-
-
-class Where:
-    """Where the remote is: `base` (public, for messages), `dial` (what is dialled) and the
-    token. `refresh()` reads again where it is (a connection file); False when nothing new."""
-
-    base: str = ""
-    dial: str = ""
-    token: str | None = None
-
-    async def refresh(self) -> bool:
-        return False
-
-
-class FixedURL(Where):
-    def __init__(self, url: str, token: str | None, resolve: Resolve) -> None:
-        self.base = normalize_url(url)
-        try:
-            check_remote_url(self.base)
-        except RecordRefused as e:
-            raise RemoteError("invalid_url", e.message, e.hint) from None
-        self.dial = _dial(self.base, resolve)
-        self.token = token
-
-
-class ConnectionFile(Where):
-    """The remote the connection file names (a record accepted as the relay accepts it: signed
-    with the token, or whole under the token it carries)."""
-
-    def __init__(self, path: str, token: str | None, resolve: Resolve) -> None:
-        self.path = path
-        self.fixed_token = token
-        self.resolve = resolve
-        self.info: Any = None
-        self.refused: RecordRefused | None = None
-
-    async def refresh(self) -> bool:
-        try:
-            _, raw = await asyncio.to_thread(read_record_file, self.path)
-            info = accept_record(raw, self.fixed_token, self.info)
-        except RecordRefused as e:
-            self.refused = e
-            return False
-        self.refused = None
-        self.info = info
-        url = info.live_url
-        if not url:
-            return False
-        base = normalize_url(url)
-        self.base, self.dial = base, _dial(base, self.resolve)
-        self.token = self.fixed_token or info.token
-        return True
-
-
-def _dial(base: str, resolve: Resolve) -> str:
-    dialled = resolve(base)
-    return dialled if dialled.endswith("/") else dialled + "/"
 
 
 def quote_path(path: str) -> str:

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 from ...client import RemoteError
 from ...problems import ColabTunnelError
+from .download import download
 from .plan import make_plan
 from .progress import Tally
 from .remote import FilesClient, fatal_reach
 from .specs import Direction, Plan
-from .transfer import Outcome, download, local_error, upload
+from .transfer import Outcome, local_error
+from .upload import upload
 
 
 @dataclass

@@ -11,9 +11,10 @@ from typing import Any
 
 from ...client import ColabClient, JSONObject, RemoteError
 from ...problems import ColabTunnelError
-from .remote import FilesClient, FixedURL
+from .remote import FilesClient
 from .runner import Run, Unreachable, execute
 from .specs import Direction, Location, remote_relative
+from .where import FixedURL
 
 # Seconds a transfer waits for the remote to come back after a cut (cp's --wait).
 WAIT = 120.0

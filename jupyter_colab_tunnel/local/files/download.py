@@ -1,0 +1,207 @@
+"""One file down: into a hidden partial beside the target, resumed when the remote's prefix
+hash says the partial is this file's beginning, renamed onto the target only when the remote's
+sha256 equals the running one (see transfer.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import time
+from typing import Any
+
+from ...client import RemoteError
+from .remote import FilesClient, cut
+from .transfer import (
+    MAX_RETRIES,
+    PIECE,
+    Outcome,
+    Progress,
+    file_sha256,
+    hash_prefix,
+    local_error,
+    partial_path,
+)
+
+
+class _Writer:
+    """Writes and hashes blocks in a thread, one write in flight while the next block comes."""
+
+    def __init__(self, f: Any, digest: Any, progress: Progress) -> None:
+        self.f, self.digest, self.progress = f, digest, progress
+        self.pending: asyncio.Future[None] | None = None
+        self.written = 0
+
+    def _write(self, block: bytes) -> None:
+        self.f.write(block)
+        self.digest.update(block)
+
+    async def write(self, block: bytes) -> None:
+        await self.drain()
+        self.pending = asyncio.ensure_future(asyncio.to_thread(self._write, block))
+        self.written += len(block)
+        self.progress(len(block))
+
+    async def drain(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            await pending
+
+
+def _open_partial(path: str, keep: int) -> Any:
+    f = open(path, "r+b" if keep else "wb")  # noqa: SIM115 (closed by the caller)
+    f.seek(keep)
+    f.truncate(keep)
+    return f
+
+
+def _finish(f: Any, partial: str, target: str) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+    f.close()
+    os.replace(partial, target)
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.dirname(os.path.abspath(target)), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+async def download(
+    client: FilesClient,
+    remote: str,
+    local: str,
+    wait: float,
+    progress: Progress = lambda n: None,
+    update: bool = False,
+) -> Outcome:
+    partial = partial_path(local)
+    outcome = Outcome(local, 0, "")
+    first = True
+    retries = 0
+    fetched = 0
+    shown = 0  # the progress shown so far (it goes back when a partial is started over)
+
+    def advance(n: int) -> None:
+        nonlocal shown
+        shown += n
+        progress(n)
+
+    while True:
+        f: Any = None
+        try:
+            st = await client.stat(remote)
+            if st.get("type") != "file":
+                raise RemoteError(
+                    "is_a_directory",
+                    f"remote:{remote} is a directory",
+                    "Copy a directory with -r, or name a file inside it.",
+                )
+            size, etag = int(st["size"]), st.get("etag")
+            outcome.size = size
+            if first and update:
+                skipped = await _same_local(client, remote, local, size)
+                if skipped is not None:
+                    progress(size)
+                    return skipped
+            have = await asyncio.to_thread(_size_or_zero, partial)
+            digest = hashlib.sha256()
+            offset = 0
+            if 0 < have <= size:
+                theirs = await client.stat(remote, prefix=have)
+                ours = await asyncio.to_thread(hash_prefix, partial, have)
+                if ours.hexdigest() == theirs.get("prefix_sha256"):
+                    offset, digest = have, ours
+            if first:
+                outcome.resumed_from = offset
+                first = False
+            advance(offset - shown)
+            f = await asyncio.to_thread(_open_partial, partial, offset)
+            writer = _Writer(f, digest, advance)
+            try:
+                while offset < size:
+                    end = min(offset + PIECE, size) - 1
+                    before = writer.written
+                    await client.get_range(remote, offset, end, etag, writer.write)
+                    await writer.drain()
+                    got = writer.written - before
+                    if got != end - offset + 1:
+                        raise RemoteError("unreachable", f"the download of remote:{remote} was cut")
+                    offset += got
+            finally:
+                with contextlib.suppress(Exception):
+                    await writer.drain()
+                fetched += writer.written
+            final = await client.stat(remote, sha256=True)
+            outcome.sha256 = digest.hexdigest()
+            if final.get("sha256") != outcome.sha256 or final.get("etag") != etag:
+                await asyncio.to_thread(f.close)
+                f = None
+                await asyncio.to_thread(_remove, partial)
+                raise RemoteError(
+                    "download_mismatch",
+                    f"the bytes received differ from remote:{remote} (sha256 "
+                    f"{outcome.sha256[:12]}..., the remote's {str(final.get('sha256'))[:12]}...)",
+                    "The file changed on the remote while it was read, or the bytes were "
+                    "damaged: run the same command again (the target was left as it was).",
+                )
+            await asyncio.to_thread(_finish, f, partial, local)
+            f = None
+            outcome.sent_again = max(0, fetched - (size - outcome.resumed_from))
+            return outcome
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                await asyncio.to_thread(_close_and_remove, f, partial)
+                f = None
+            raise local_error(e, local, "writing") from None
+        except RemoteError as e:
+            retries += 1
+            if e.kind == "file_changed" and retries < MAX_RETRIES:
+                continue  # the partial no longer matches: the prefix check starts it over
+            if not cut(e):
+                raise
+            outcome.resumes += 1
+            if f is not None:
+                await asyncio.to_thread(f.close)
+                f = None
+            await client.wait_back(time.monotonic() + wait, e)
+        finally:
+            if f is not None:
+                with contextlib.suppress(OSError):
+                    f.close()
+
+
+def _size_or_zero(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _close_and_remove(f: Any, path: str) -> None:
+    if f is not None:
+        with contextlib.suppress(OSError):
+            f.close()
+    _remove(path)
+
+
+async def _same_local(client: FilesClient, remote: str, local: str, size: int) -> Outcome | None:
+    """--update: the outcome of a skip when the local file has the same size and sha256."""
+    try:
+        st = await asyncio.to_thread(os.stat, local)
+    except OSError:
+        return None
+    if st.st_size != size or not stat.S_ISREG(st.st_mode):
+        return None
+    theirs = (await client.stat(remote, sha256=True)).get("sha256")
+    ours = await file_sha256(local)
+    return Outcome(local, size, ours, skipped=True) if theirs == ours else None
