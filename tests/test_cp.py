@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,6 +117,11 @@ def test_a_file_goes_up_and_comes_back_identical(remote: Remote, tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "back.bin").read_bytes() == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back.bin", "data.bin"]
+    # The local directories a download needs are made.
+    done = remote.cp("remote:up/data.bin", "new/deeper/data.bin", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "new" / "deeper" / "data.bin").read_bytes() == data
+    shutil.rmtree(tmp_path / "new")
     # An absolute remote path inside the root is the same file.
     done = remote.cp(f"remote:{remote.root}/up/data.bin", "abs.bin", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -267,6 +273,7 @@ def test_a_download_stopped_by_ctrl_c_exits_130_and_resumes_with_the_old_target_
         (["a.txt", "remote:rfile/"], "not_a_directory"),
         (["-r", "adir", "remote:rfile"], "not_a_directory"),
         (["remote:nothing-here", "."], "path_not_found"),
+        (["remote:rfile", "a.txt/below/x"], "not_a_directory"),
         (["a.txt", "remote:no/such/dir/a.txt"], "path_not_found"),
         (["a.txt", "remote:../outside.txt"], "path_outside_root"),
         (["a.txt", "remote:/etc/outside.txt"], "path_outside_root"),

@@ -52,7 +52,7 @@ async def _remote_type(client: FilesClient, path: str) -> EntryType | None:
 def _local_type(path: str) -> tuple[EntryType | None, int]:
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None, 0
     except OSError as e:
         raise SpecError("local_error", path, f"{path}: {e.strerror}") from None
@@ -92,6 +92,7 @@ async def _plan_upload(
         await _check_remote_parent(client, target, shown)
     plan = Plan()
     for source, landing in placed:
+        plan.landings.append((landing, source.type))
         if source.type == "file":
             plan.files.append((source.path, landing, source.size))
         else:
@@ -158,17 +159,20 @@ async def _plan_download(
     target = direction.target
     target_type, _ = await asyncio.to_thread(_local_type, target.path)
     placed = place(sources, target.path, target.path, target_type, target.slash, recursive)
-    if target_type is None:
-        parent = await asyncio.to_thread(_parent_dir, target.path)
-        if not await asyncio.to_thread(os.path.isdir, parent):
-            raise SpecError(
-                "path_not_found",
-                target.path,
-                f"the local directory {parent} does not exist",
-                "Create it first, or fix the path.",
-            )
     plan = Plan()
+    if target_type is None:
+        # As gsutil does, the local directories a download needs are made (not the remote's).
+        blocked = await asyncio.to_thread(_file_in_the_way, target.path)
+        if blocked is not None:
+            raise SpecError(
+                "not_a_directory",
+                target.path,
+                f"{blocked} is a file, not a directory",
+                "A file is in the way: name a directory, or remove or rename the file.",
+            )
+        plan.directories.append(await asyncio.to_thread(_parent_dir, target.path))
     for source, landing in placed:
+        plan.landings.append((landing, source.type))
         if source.type == "file":
             plan.files.append((source.path, landing, source.size))
         else:
@@ -205,3 +209,11 @@ async def _expand_remote(client: FilesClient, source: Source, landing: str, plan
 
 def _parent_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The nearest existing ancestor of `path` when it is not a directory."""
+    here = _parent_dir(path)
+    while not os.path.exists(here):
+        here = os.path.dirname(here)
+    return None if os.path.isdir(here) else here

@@ -143,6 +143,8 @@ class Plan:
 
     directories: list[str] = field(default_factory=list)
     files: list[tuple[str, str, int]] = field(default_factory=list)
+    # Where each source lands, and its type.
+    landings: list[tuple[str, EntryType]] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:

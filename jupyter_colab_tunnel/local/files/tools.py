@@ -52,15 +52,14 @@ def _transfer_result(run: Run, seconds: float) -> JSONObject:
     if run.failures:
         path, error = run.failures[0]
         more = f" (and {len(run.failures) - 1} more)" if len(run.failures) > 1 else ""
+        rest = f"; {len(run.outcomes)} other files were copied" if run.outcomes else ""
         raise ColabTunnelError(
-            type(error.problem)(
-                error.kind, f"{path}: {error.message}{more}; the others were copied", error.hint
-            )
+            type(error.problem)(error.kind, f"{path}: {error.message}{more}{rest}", error.hint)
         )
     plan = run.plan
-    single = not plan.directories and len(run.outcomes) == 1
+    single = [kind for _, kind in plan.landings] == ["file"]
     body: dict[str, Any] = {
-        "path": run.outcomes[0].path if single else plan.directories[0],
+        "path": plan.landings[0][0],
         "bytes": sum(o.size for o in run.outcomes if not o.skipped),
         "sha256": run.outcomes[0].sha256 if single else None,
         "seconds": round(seconds, 3),
