@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,6 +128,54 @@ def test_a_file_goes_up_and_comes_back_identical(remote: Remote, tmp_path: Path)
     assert done.returncode == 0, done.stderr
     assert sha(tmp_path / "abs.bin") == hashlib.sha256(data).hexdigest()
     assert remote.tunnel.server.token not in done.stdout + done.stderr
+
+
+def test_an_empty_file_goes_up_and_down(remote: Remote, tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    # A partial left by an older upload to the same name is emptied, not committed.
+    (remote.root / ".empty.txt.colab-partial").write_bytes(b"stale bytes")
+    done = remote.cp("empty.txt", "remote:", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (remote.root / "empty.txt").read_bytes() == b""
+    assert not (remote.root / ".empty.txt.colab-partial").exists()
+    done = remote.cp("remote:empty.txt", "back.txt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "back.txt").read_bytes() == b""
+
+
+def limit_file_size(limit: int) -> Callable[[], None]:
+    """For a child: files larger than `limit` cannot be written (EFBIG, a full disk's kin)."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_full_local_disk_fails_the_file_removes_the_partial_and_keeps_the_target(
+    remote: Remote, tmp_path: Path
+) -> None:
+    (remote.root / "large.bin").write_bytes(os.urandom(6 * MiB))
+    (remote.root / "small.txt").write_text("fits")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "large.bin").write_bytes(b"the old target")
+    done = subprocess.run(
+        remote.command("remote:large.bin", "remote:small.txt", "out"),
+        env=remote.env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size(2 * MiB),
+    )
+    assert done.returncode == 1, done.stderr
+    assert "remote:large.bin: local_disk_full: this machine's disk is full" in done.stderr
+    assert "Hint: " in done.stderr
+    assert (tmp_path / "out" / "large.bin").read_bytes() == b"the old target"
+    assert (tmp_path / "out" / "small.txt").read_text() == "fits"  # the other file was copied
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["large.bin", "small.txt"]
+    assert "1 failed" in done.stdout
 
 
 def make_tree(top: Path, files: int) -> None:

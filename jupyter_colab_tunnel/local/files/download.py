@@ -34,6 +34,9 @@ class _Writer:
         self.f, self.digest, self.progress = f, digest, progress
         self.pending: asyncio.Future[None] | None = None
         self.written = 0
+        # A failed write (a full disk): tornado, whose callback this runs in, would take it for
+        # a dropped connection, so it is kept here and raised after the answer ends.
+        self.error: OSError | None = None
 
     def _write(self, block: bytes) -> None:
         self.f.write(block)
@@ -46,9 +49,15 @@ class _Writer:
         self.progress(len(block))
 
     async def drain(self) -> None:
+        if self.error is not None:
+            raise self.error
         if self.pending is not None:
             pending, self.pending = self.pending, None
-            await pending
+            try:
+                await pending
+            except OSError as e:
+                self.error = e
+                raise
 
 
 def _open_partial(path: str, keep: int) -> Any:
@@ -126,7 +135,12 @@ async def download(
                 while offset < size:
                     end = min(offset + PIECE, size) - 1
                     before = writer.written
-                    await client.get_range(remote, offset, end, etag, writer.write)
+                    try:
+                        await client.get_range(remote, offset, end, etag, writer.write)
+                    except RemoteError:
+                        if writer.error is not None:
+                            raise writer.error from None
+                        raise
                     await writer.drain()
                     got = writer.written - before
                     if got != end - offset + 1:

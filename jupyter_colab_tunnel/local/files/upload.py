@@ -38,6 +38,8 @@ async def _pieces(
         return block
 
     left = length
+    if not left:
+        return
     ahead = asyncio.ensure_future(asyncio.to_thread(read, min(BLOCK, left)))
     try:
         while left > 0:
@@ -76,6 +78,7 @@ async def upload(
     outcome = Outcome(remote, size, "")
     first = True
     retries = 0
+    busy_until: float | None = None  # another PUT to the target is still arriving: until then
     sent = [0]
     shown = 0  # the progress shown so far (it goes back when the remote kept less)
 
@@ -102,6 +105,8 @@ async def upload(
             f = await asyncio.to_thread(open, local, "rb")
             try:
                 await asyncio.to_thread(f.seek, offset)
+                if size == 0 < received:  # an old partial: PUT ?offset=0 empties it
+                    await client.put_range(remote, 0, 0, _pieces(f, digest, 0, sent, advance))
                 while offset < size:
                     length = min(PIECE, size - offset)
                     pieces = _pieces(f, digest, length, sent, advance)
@@ -122,7 +127,10 @@ async def upload(
                 await client.wait_back(time.monotonic() + wait, e)
             elif e.kind == "upload_offset_mismatch" and retries < MAX_RETRIES:
                 pass  # the remote holds less than we thought: ask again
-            elif e.kind == "upload_busy" and retries < MAX_RETRIES:
+            elif e.kind == "upload_busy" and time.monotonic() < (
+                busy_until := busy_until or time.monotonic() + max(wait, BUSY_DELAY)
+            ):
+                # The remote has not yet seen the end of a PUT cut on our side.
                 await asyncio.sleep(BUSY_DELAY)
             else:
                 raise
