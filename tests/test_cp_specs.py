@@ -4,6 +4,7 @@ input refused before anything is dialled."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from jupyter_colab_tunnel.client import RemoteError
 from jupyter_colab_tunnel.local.files import specs
-from jupyter_colab_tunnel.local.files.progress import Tally, describe
+from jupyter_colab_tunnel.local.files.progress import Reporter, Tally, describe
 from jupyter_colab_tunnel.local.files.remote import cut, fatal_reach, quote_path
 from jupyter_colab_tunnel.local.files.specs import Source, SpecError, place, remote_relative
 from jupyter_colab_tunnel.local.files.transfer import partial_path
@@ -249,3 +250,27 @@ def socket_port():  # type: ignore[no-untyped-def]
             s.close()
 
     return free()
+
+
+def test_progress_bar_on_a_terminal_and_nothing_with_quiet() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    reporter = Reporter(10 * 1024 * 1024, quiet=False, stream=screen)
+    assert reporter.bar is not None
+    for _ in range(10):
+        reporter.advance(1024 * 1024)
+    reporter.bar.refresh()
+    shown = screen.getvalue()
+    assert "10.0M/10.0M" in shown
+    assert "B/s" in shown
+    reporter.bar.close()
+    quiet = Terminal()
+    silent = Reporter(100, quiet=True, stream=quiet)
+    assert silent.bar is None
+    silent.advance(100)
+    assert quiet.getvalue() == ""
+    # Not a terminal: no bar (the summary line alone).
+    assert Reporter(100, quiet=False, stream=io.StringIO()).bar is None
