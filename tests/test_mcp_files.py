@@ -187,3 +187,86 @@ async def test_a_wrong_token_is_a_tool_error(remote: Any, tmp_path: Path) -> Non
         )
     assert "forbidden: " in text
     assert "wrong-token" not in text
+
+
+# ----- an agent's round trip: the real stdio MCP server through the real relay ------------------
+
+SCRIPT = """\
+import json, os, platform
+os.makedirs("results", exist_ok=True)
+with open("results/metrics.json", "w") as f:
+    json.dump({"loss": 0.125, "cwd": os.getcwd(), "python": platform.python_version()}, f)
+print("done")
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_an_agent_uploads_a_script_runs_it_and_downloads_its_output(
+    tunnel_server: Any, tmp_path: Path
+) -> None:
+    """Issue 20's "done when" for agents: colab_upload a script, run it in a remote kernel
+    (through the relay, as jupyter-mcp-server's local JupyterLab does), colab_list and
+    colab_download what it wrote; the MCP server is the real `jupyter colab-tunnel mcp`."""
+    import asyncio
+
+    from relay_env import start_relay
+    from test_mcp import stdio_tools, token_file
+
+    from testkit.kernel_channel import KernelChannel, ws_url
+
+    connection_file = tmp_path / "drive" / "colab-tunnel.json"
+    remote = tunnel_server(traits={"connection_file": str(connection_file), "tunnel_mode": "quick"})
+    remote.wait_state("ready")
+    remote_token = token_file(tmp_path, "remote_token", remote.server.token)
+    relay = start_relay(
+        tmp_path / "relay",
+        ["--connection-file", str(connection_file), "--token-file", str(remote_token)],
+        edge_root=tmp_path,
+    )
+    try:
+        local = token_file(tmp_path, "local_token", relay.token)
+        script = tmp_path / "agent" / "train.py"
+        script.parent.mkdir()
+        script.write_text(SCRIPT)
+        root = remote.server.root_dir
+
+        async def upload_then_download() -> tuple[Any, Any, Any]:
+            async with stdio_tools(relay.url, local) as client:
+                up = ok(
+                    await client.call_tool(
+                        "colab_upload", {"local_path": str(script), "remote_path": "train.py"}
+                    )
+                )
+                run_in_a_kernel()
+                listed = ok(await client.call_tool("colab_list", {"remote_path": "results"}))
+                down = ok(
+                    await client.call_tool(
+                        "colab_download",
+                        {"local_path": str(tmp_path / "agent"), "remote_path": "results"},
+                    )
+                )
+                return up, listed, down
+
+        def run_in_a_kernel() -> None:
+            # In the root directory, as a notebook's kernel there (the path JupyterLab sends).
+            body = {"name": "python3", "path": ""}
+            kernel = relay.request("POST", "api/kernels", body).json()["id"]
+            url = ws_url(relay.url) + f"/api/kernels/{kernel}/channels"
+            with KernelChannel(url, headers={"Authorization": f"token {relay.token}"}) as channel:
+                run = channel.execute_eventually("exec(open('train.py').read())", timeout=120)
+            assert run.status == "ok", run
+            assert run.stdout.strip() == "done"
+
+        up, listed, down = asyncio.run(upload_then_download())
+        assert up["path"] == "train.py"
+        assert up["sha256"] == sha(SCRIPT.encode())
+        assert (root / "train.py").read_text() == SCRIPT
+        assert [e["name"] for e in listed["entries"]] == ["metrics.json"]
+        assert down["path"] == str(tmp_path / "agent" / "results")
+        assert down["files"] == 1
+        fetched = tmp_path / "agent" / "results" / "metrics.json"
+        assert fetched.read_bytes() == (root / "results" / "metrics.json").read_bytes()
+        assert json.loads(fetched.read_text())["loss"] == 0.125
+    finally:
+        relay.stop()
