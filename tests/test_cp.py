@@ -369,3 +369,30 @@ def test_a_wrong_token_exits_3(remote: Remote, tmp_path: Path) -> None:
     assert ": forbidden: " in done.stderr
     assert "not-the-token" not in done.stderr
     assert not (remote.root / "a.txt").exists()
+
+
+def test_cp_started_while_the_tunnel_is_down_waits_for_it(remote: Remote, tmp_path: Path) -> None:
+    (tmp_path / "late.txt").write_text("sent once the tunnel is back")
+    assert remote.tunnel.post("stop").status == 200
+    remote.tunnel.wait_state("stopped")
+    try:
+        proc = subprocess.Popen(
+            remote.command("--wait", "90", "late.txt", "remote:"),
+            env=remote.env(),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        said = proc.stderr.readline()  # it says so, then waits (not an exit 3)
+        assert "the remote is away (no_upstream" in said, said
+        assert "waiting up to 90 s" in said
+    finally:
+        assert remote.tunnel.post("start").status == 200
+        remote.tunnel.wait_state("ready")
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    assert summary(out)["files"] == 1
+    assert (remote.root / "late.txt").read_text() == "sent once the tunnel is back"

@@ -193,8 +193,21 @@ async def _run(
         if reporter is not None:
             reporter.error(error, path)
 
+    def on_wait(error: RemoteError, seconds: float) -> None:
+        if args.quiet:
+            return
+        text = (
+            f"{PREFIX} the remote is away ({error.kind}: {error.message}); waiting up to "
+            f"{seconds:.0f} s for it, then resuming"
+        )
+        if reporters:
+            reporters[0].note(text)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    client.on_wait = on_wait
     try:
-        await client.start()
+        await client.start(args.wait)
     except RemoteError as e:  # the connection file, the token or the remote itself
         print(describe(_explained(e, where), "remote"), file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -78,7 +78,10 @@ class Reporter:
             self.bar.update(n)
 
     def error(self, error: ColabTunnelError, path: str) -> None:
-        text = describe(error, path)
+        self.note(describe(error, path))
+
+    def note(self, text: str) -> None:
+        """A line on stderr, above the bar when there is one."""
         if self.bar is not None:
             self.bar.write(text, file=self.stream)
         else:

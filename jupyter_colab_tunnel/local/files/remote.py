@@ -37,6 +37,8 @@ CUT_KINDS = frozenset(
     {*NO_ANSWER_KINDS, "no_tunnel", "bad_gateway", "no_upstream", "upstream_lost_request"}
 )
 CUT_STATUSES = frozenset({502, 503, 504, 530})
+# At the start, what says "the tunnel is restarting" rather than "nothing is there".
+RESTARTING_KINDS = frozenset({"no_upstream", "no_tunnel", "bad_gateway"})
 
 
 def cut(error: RemoteError) -> bool:
@@ -89,6 +91,8 @@ class FilesClient:
         self.where = where
         self.http = KeepAliveClient(ca_certs)
         self.interrupted = False
+        # Told when a wait for the remote begins (the failure, the seconds it may take).
+        self.on_wait: Callable[[RemoteError, float], None] = lambda error, seconds: None
 
     def close(self) -> None:
         self.http.close()
@@ -105,14 +109,22 @@ class FilesClient:
 
     # ----- where -------------------------------------------------------------------------
 
-    async def start(self) -> JSONObject:
+    async def start(self, wait: float = 0.0) -> JSONObject:
         """Find the remote (a connection file: read it) and check that it takes the token:
-        the root's stat. RemoteError when it cannot be used."""
-        if isinstance(self.where, ConnectionFile):
-            await self.where.refresh()
-            if not self.where.base:
-                raise self._no_record()
-        return await self.stat("")
+        the root's stat. A remote in the middle of a tunnel restart (no live URL yet, the relay
+        or the edge saying so) is waited for up to `wait` seconds; one that nothing answers
+        for, or that refuses, is a RemoteError at once."""
+        try:
+            if isinstance(self.where, ConnectionFile):
+                await self.where.refresh()
+                if not self.where.base:
+                    raise self._no_record()
+            return await self.stat("")
+        except RemoteError as e:
+            if e.kind not in RESTARTING_KINDS or wait <= 0:
+                raise
+            await self.wait_back(time.monotonic() + wait, e)
+            return await self.stat("")
 
     def _no_record(self) -> RemoteError:
         where = self.where
@@ -130,6 +142,7 @@ class FilesClient:
     async def wait_back(self, deadline: float, last: RemoteError) -> None:
         """Wait until the remote answers again (re-reading the connection file for a new URL),
         until `deadline` (time.monotonic()); raises the last failure when it does not."""
+        self.on_wait(last, max(0.0, deadline - time.monotonic()))
         while True:
             self._check()
             await self.where.refresh()
