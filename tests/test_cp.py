@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from server_process import start_server
 from tunnel_env import TunnelServer, start_tunnel_server
 
 from testkit.relay_process import EDGE_ROOT_ENV
@@ -396,3 +397,49 @@ def test_cp_started_while_the_tunnel_is_down_waits_for_it(remote: Remote, tmp_pa
     assert proc.returncode == 0, err
     assert summary(out)["files"] == 1
     assert (remote.root / "late.txt").read_text() == "sent once the tunnel is back"
+
+
+def test_a_server_that_refuses_writes_fails_each_upload_with_its_reason(tmp_path: Path) -> None:
+    """A read-only authorizer answers a PUT with 403 before reading its body and closes the
+    connection under the body still being sent: that is the remote's refusal, not a cut to
+    wait out (exit 1 at once, the reason printed), and reading still works."""
+    tests = Path(__file__).parent
+    server = start_server(
+        tmp_path / "server",
+        args=[
+            "--ColabTunnelApp.tunnel_mode=off",
+            "--ServerApp.authorizer_class=read_only_authorizer.ReadOnlyAuthorizer",
+        ],
+        env={
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))
+        },
+    )
+    try:
+        work = tmp_path / "work"
+        work.mkdir()
+        with (work / "big.bin").open("wb") as f:
+            f.write(os.urandom(48 * MiB))  # more than the sockets' buffers take at once
+        (work / "small.txt").write_text("x")
+        (server.root_dir / "seen.txt").write_text("readable")
+        env = {**os.environ, "JUPYTER_COLAB_TUNNEL_TOKEN": server.token}
+        command = [sys.executable, str(REPO / "testkit" / "cp_process.py"), "--url", server.url]
+        done = subprocess.run(
+            [*command, "big.bin", "small.txt", "remote:"],
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert "big.bin: forbidden: " in done.stderr
+        assert "small.txt: forbidden: " in done.stderr
+        assert "the remote is away" not in done.stderr
+        assert sorted(p.name for p in server.root_dir.iterdir()) == ["seen.txt"]
+        done = subprocess.run(
+            [*command, "remote:seen.txt", "."], env=env, cwd=work, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert (work / "seen.txt").read_text() == "readable"
+    finally:
+        server.stop()

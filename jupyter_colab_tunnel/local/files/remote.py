@@ -227,13 +227,8 @@ class FilesClient:
         query = {"offset": str(offset)}
         shown = self._url(path, query, public=True)
         headers = self._headers({"Content-Type": "application/octet-stream"})
-        collected = bytearray()
-
-        async def keep(chunk: bytes) -> None:
-            if len(collected) < MAX_ERROR_BODY:
-                collected.extend(chunk)
-
-        sink = _Sink(keep, ())
+        sink = _Sink(_ignore, ())  # the whole answer is kept as error_body (a small JSON)
+        sending = True
         try:
             exchange = await self.http.open(
                 self._url(path, query), "PUT", headers, CONNECT_TIMEOUT, content_length=length
@@ -241,10 +236,25 @@ class FilesClient:
             async with contextlib.aclosing(pieces):  # its read ahead ends before the file
                 async for piece in pieces:
                     await exchange.send(piece)
+            sending = False
             await exchange.respond(sink, PUT_ANSWER_TIMEOUT)
         except UpstreamError as e:
-            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+            error = RemoteError.from_problem(no_answer(e, shown), url=shown)
+            # Cut while the body was going out: maybe a cut, maybe the remote's refusal (it
+            # answers before reading the body, then closes): PutCut lets the caller ask.
+            raise (PutCut.of(error) if sending else error) from None
         return _answer(sink.code, sink.headers, bytes(sink.error_body), shown, "PUT")
+
+    async def refusal(self, path: str) -> RemoteError | None:
+        """After a PUT cut mid-body: the remote's own refusal of a PUT to `path` (forbidden,
+        is_a_directory, disk_full, ...), asked with an empty PUT where it stands; None when it
+        takes one (the cut was a cut)."""
+        try:
+            received = int((await self.upload_state(path)).get("received") or 0)
+            await self.put_range(path, received, 0, _no_pieces())
+        except RemoteError as e:
+            return None if cut(e) else e
+        return None
 
     async def get_range(
         self,
@@ -274,6 +284,23 @@ class FilesClient:
             raise RemoteError(
                 "bad_response", f"GET {shown} ignored the Range header", status=200, url=shown
             )
+
+
+class PutCut(RemoteError):
+    """A PUT whose connection failed while its body was being sent."""
+
+    @classmethod
+    def of(cls, error: RemoteError) -> PutCut:
+        return cls(error.kind, error.message, error.hint, status=error.status, url=error.url)
+
+
+async def _ignore(chunk: bytes) -> None:
+    pass
+
+
+async def _no_pieces() -> AsyncGenerator[bytes, None]:
+    return
+    yield b""  # an async generator that yields nothing
 
 
 def _answer(

@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ...client import RemoteError
-from .remote import FilesClient, cut
+from .remote import FilesClient, PutCut, cut
 from .transfer import (
     BLOCK,
     BUSY_DELAY,
@@ -122,6 +122,9 @@ async def upload(
             raise local_error(e, local, "reading") from None
         except RemoteError as e:
             retries += 1
+            refused = await client.refusal(remote) if isinstance(e, PutCut) else None
+            if refused is not None:
+                raise refused from None
             if cut(e):
                 outcome.resumes += 1
                 await client.wait_back(time.monotonic() + wait, e)
