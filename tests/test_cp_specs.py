@@ -17,7 +17,7 @@ from jupyter_colab_tunnel.local.files import specs
 from jupyter_colab_tunnel.local.files.progress import Reporter, Tally, describe
 from jupyter_colab_tunnel.local.files.remote import cut, fatal_reach, quote_path
 from jupyter_colab_tunnel.local.files.specs import Source, SpecError, place, remote_relative
-from jupyter_colab_tunnel.local.files.transfer import partial_path
+from jupyter_colab_tunnel.local.files.transfer import MAX_IDLE_CUTS, CutCounter, partial_path
 
 
 def test_direction_up_and_down() -> None:
@@ -274,3 +274,16 @@ def test_progress_bar_on_a_terminal_and_nothing_with_quiet() -> None:
     assert quiet.getvalue() == ""
     # Not a terminal: no bar (the summary line alone).
     assert Reporter(100, quiet=False, stream=io.StringIO()).bar is None
+
+
+def test_cuts_that_move_nothing_end_the_transfer() -> None:
+    error = RemoteError("unreachable", "cut")
+    counter = CutCounter()
+    for position in range(0, 100, 10):  # each cut after some progress: waited out, no limit
+        counter.cut(position, error)
+    assert counter.cuts == 10
+    for _ in range(MAX_IDLE_CUTS - 1):
+        counter.cut(90, error)
+    with pytest.raises(RemoteError) as caught:
+        counter.cut(90, error)
+    assert caught.value is error

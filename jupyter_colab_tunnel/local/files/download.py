@@ -18,6 +18,7 @@ from .remote import FilesClient, cut
 from .transfer import (
     MAX_RETRIES,
     PIECE,
+    CutCounter,
     Outcome,
     Progress,
     file_sha256,
@@ -92,6 +93,7 @@ async def download(
     outcome = Outcome(local, 0, "")
     first = True
     retries = 0
+    cuts = CutCounter()
     fetched = 0
     shown = 0  # the progress shown so far (it goes back when a partial is started over)
 
@@ -178,6 +180,7 @@ async def download(
                 continue  # the partial no longer matches: the prefix check starts it over
             if not cut(e):
                 raise
+            cuts.cut(shown, e)
             outcome.resumes += 1
             if f is not None:
                 await asyncio.to_thread(f.close)

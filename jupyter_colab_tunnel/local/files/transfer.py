@@ -32,7 +32,28 @@ BLOCK = MiB  # one disk read or write
 MAX_RETRIES = 20
 BUSY_DELAY = 0.5
 
+# Cuts in a row that moved not a byte: the remote answers, but this transfer cannot get
+# through (a proxy cutting long requests, ...). Then the last failure is the file's.
+MAX_IDLE_CUTS = 5
+
 Progress = Callable[[int], None]
+
+
+class CutCounter:
+    """Counts the cuts of one transfer, and those in a row that moved nothing."""
+
+    def __init__(self) -> None:
+        self.cuts = 0
+        self.idle = 0
+        self.at: int | None = None
+
+    def cut(self, position: int, error: RemoteError) -> None:
+        """A cut at `position` (bytes moved so far): raises `error` after too many idle ones."""
+        self.cuts += 1
+        self.idle = self.idle + 1 if position == self.at else 0
+        self.at = position
+        if self.idle >= MAX_IDLE_CUTS:
+            raise error
 
 
 @dataclass

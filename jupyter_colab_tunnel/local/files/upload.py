@@ -18,6 +18,7 @@ from .transfer import (
     BUSY_DELAY,
     MAX_RETRIES,
     PIECE,
+    CutCounter,
     Outcome,
     Progress,
     file_sha256,
@@ -78,6 +79,7 @@ async def upload(
     outcome = Outcome(remote, size, "")
     first = True
     retries = 0
+    cuts = CutCounter()
     busy_until: float | None = None  # another PUT to the target is still arriving: until then
     sent = [0]
     shown = 0  # the progress shown so far (it goes back when the remote kept less)
@@ -126,6 +128,7 @@ async def upload(
             if refused is not None:
                 raise refused from None
             if cut(e):
+                cuts.cut(shown, e)
                 outcome.resumes += 1
                 await client.wait_back(time.monotonic() + wait, e)
             elif e.kind == "upload_offset_mismatch" and retries < MAX_RETRIES:
