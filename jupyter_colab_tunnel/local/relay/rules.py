@@ -57,9 +57,11 @@ FORWARDED_PATHS: tuple[str, ...] = (
     "/api/kernelspecs",
     "/api/kernelspecs/",
     "/kernelspecs/",
+    # The extension's REST API: status, GPU, tunnel, ports, and the files route that `cp` and
+    # the MCP file tools use (/colab/files/<path>, in pieces of at most 32 MiB, under
+    # MAX_FORWARDED_BODY). The forwarded ports have listeners of their own (relay/forward.py).
     "/colab",
     "/colab/",
-    # Issue 19: the forwarded ports' route is added here.
 )
 KERNEL_CHANNELS_ROUTE = r"/api/kernels/([^/]+)/channels"
 # A path the remote (or an edge in front of it) could read as another: dot segments, encoded
