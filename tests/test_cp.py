@@ -232,6 +232,16 @@ def test_several_files_into_a_directory(remote: Remote, tmp_path: Path) -> None:
     done = remote.cp("remote:many/a.txt", "remote:many/b.txt", "down", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "down" / "b.txt").read_text() == "b.txt"
+    # A local directory that does not exist yet is made (as gsutil does; not on the remote).
+    done = remote.cp("remote:many/a.txt", "remote:many/b.txt", "new/figures/", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "new" / "figures").iterdir()) == ["a.txt", "b.txt"]
+    done = remote.cp("remote:many/a.txt", "one/", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "one" / "a.txt").read_text() == "a.txt"
+    done = remote.cp("a.txt", "b.txt", "remote:not-there/", cwd=tmp_path)
+    assert done.returncode == 2
+    assert ": path_not_found: " in done.stderr
 
 
 def kill_when(

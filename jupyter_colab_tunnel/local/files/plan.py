@@ -158,11 +158,22 @@ async def _plan_download(
         )
     target = direction.target
     target_type, _ = await asyncio.to_thread(_local_type, target.path)
-    placed = place(sources, target.path, target.path, target_type, target.slash, recursive)
     plan = Plan()
+    # As gsutil does, the local directories a download needs are made (not the remote's):
+    # the target's parent, or the target itself when it must be a directory.
+    make_target = target_type is None and (len(sources) > 1 or target.slash)
+    placed = place(
+        sources,
+        target.path,
+        target.path,
+        "directory" if make_target else target_type,
+        target.slash,
+        recursive,
+    )
     if target_type is None:
-        # As gsutil does, the local directories a download needs are made (not the remote's).
-        blocked = await asyncio.to_thread(_file_in_the_way, target.path)
+        # (a name inside the target: its parent is the target)
+        needed = os.path.join(target.path, "_") if make_target else target.path
+        blocked = await asyncio.to_thread(_file_in_the_way, needed)
         if blocked is not None:
             raise SpecError(
                 "not_a_directory",
@@ -170,7 +181,7 @@ async def _plan_download(
                 f"{blocked} is a file, not a directory",
                 "A file is in the way: name a directory, or remove or rename the file.",
             )
-        plan.directories.append(await asyncio.to_thread(_parent_dir, target.path))
+        plan.directories.append(await asyncio.to_thread(_parent_dir, needed))
     for source, landing in placed:
         plan.landings.append((landing, source.type))
         if source.type == "file":
