@@ -88,8 +88,20 @@ async def download(
     wait: float,
     progress: Progress = lambda n: None,
     update: bool = False,
+    size_hint: int | None = None,
 ) -> Outcome:
+    """`size_hint`: the size a listing gave, for a small file's shorter way."""
     partial = partial_path(local)
+    if size_hint is not None and size_hint <= SMALL_WHOLE and not update:
+        try:
+            small = await _small(client, remote, local, partial)
+        except RemoteError as e:
+            if not cut(e):
+                raise
+            small = None  # the general way below waits for the remote
+        if small is not None:
+            progress(small.size)
+            return small
     outcome = Outcome(local, 0, "")
     first = True
     retries = 0
@@ -190,6 +202,33 @@ async def download(
             if f is not None:
                 with contextlib.suppress(OSError):
                     f.close()
+
+
+# A file this small comes in one GET, checked, written and renamed in one thread hop: two
+# requests instead of three (the stat that gives the ETag comes with the bytes).
+SMALL_WHOLE = 256 * 1024
+
+
+async def _small(client: FilesClient, remote: str, local: str, partial: str) -> Outcome | None:
+    """A small file down in two requests; None when it changed meanwhile (the general way
+    then starts over)."""
+    data, etag = await client.get_whole(remote)
+    final = await client.stat(remote, sha256=True)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if final.get("sha256") != sha256 or final.get("etag") != etag:
+        return None
+    try:
+        await asyncio.to_thread(_write_whole, partial, local, data)
+    except OSError as e:
+        await asyncio.to_thread(_remove, partial)
+        raise local_error(e, local, "writing") from None
+    return Outcome(local, len(data), sha256)
+
+
+def _write_whole(partial: str, target: str, data: bytes) -> None:
+    with open(partial, "wb") as f:
+        f.write(data)
+        _finish(f, partial, target)
 
 
 def _size_or_zero(path: str) -> int:

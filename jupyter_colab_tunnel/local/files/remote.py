@@ -245,6 +245,36 @@ class FilesClient:
             raise (PutCut.of(error) if sending else error) from None
         return _answer(sink.code, sink.headers, bytes(sink.error_body), shown, "PUT")
 
+    async def put_bytes(self, path: str, data: bytes) -> JSONObject:
+        """PUT ?offset=0 with a small body given whole (a small file's one request)."""
+        self._check()
+        query = {"offset": "0"}
+        shown = self._url(path, query, public=True)
+        headers = self._headers({"Content-Type": "application/octet-stream"})
+        try:
+            response = await self.http.fetch(
+                self._url(path, query), "PUT", headers, data, CONNECT_TIMEOUT, PUT_ANSWER_TIMEOUT
+            )
+        except UpstreamError as e:
+            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+        return _answer(response.code, response.headers, response.body, shown, "PUT")
+
+    async def get_whole(self, path: str) -> tuple[bytes, str | None]:
+        """A small file's bytes and ETag in one GET (held whole: the caller knows it is small)."""
+        self._check()
+        shown = self._url(path, None, public=True)
+        headers = self._headers({"Accept": "application/octet-stream"})
+        try:
+            response = await self.http.fetch(
+                self._url(path, None), "GET", headers, None, CONNECT_TIMEOUT, REQUEST_TIMEOUT
+            )
+        except UpstreamError as e:
+            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+        if response.code != 200:
+            _answer(response.code, response.headers, response.body, shown, "GET")
+            raise RemoteError("bad_response", f"GET {shown} answered {response.code}", url=shown)
+        return response.body, response.headers.get("ETag")
+
     async def refusal(self, path: str) -> RemoteError | None:
         """After a PUT cut mid-body: the remote's own refusal of a PUT to `path` (forbidden,
         is_a_directory, disk_full, ...), asked with an empty PUT where it stands; None when it

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from ...client import RemoteError
@@ -28,6 +28,12 @@ class Run:
     tally: Tally = field(default_factory=Tally)
     outcomes: list[Outcome] = field(default_factory=list)
     failures: list[tuple[str, ColabTunnelError]] = field(default_factory=list)
+
+
+# Files of at most this size go PARALLEL at a time: through the relay, which holds a request's
+# body whole, that is at most PARALLEL MiB there at once.
+SMALL_FILE = 1024 * 1024
+PARALLEL = 8
 
 
 class Unreachable(Exception):
@@ -70,23 +76,55 @@ async def execute(
             error = local_error(e, directory, "creating")
             run.failures.append((shown, error))
             on_error(error, shown)
-    for source, target, _size in plan.files:
+
+    sizes = {source: size for source, _, size in plan.files}
+
+    async def one(source: str, target: str) -> None:
         shown = source if direction.upload else f"remote:{source}"
         try:
             if direction.upload:
                 outcome = await upload(client, source, target, wait, progress, update)
             else:
-                outcome = await download(client, source, target, wait, progress, update)
+                outcome = await download(
+                    client, source, target, wait, progress, update, size_hint=sizes[source]
+                )
         except RemoteError as e:
             if fatal_reach(e):
                 raise Unreachable(e, shown) from None
             run.failures.append((shown, e))
             run.tally.failed += 1
             on_error(e, shown)
-            continue
+            return
         run.outcomes.append(outcome)
         _count(run.tally, outcome)
+
+    # Small files a few at a time (each costs round trips more than bytes), large ones alone.
+    small = iter([(s, t) for s, t, size in plan.files if size <= SMALL_FILE])
+    await _together(small, one, PARALLEL)
+    for source, target, size in plan.files:
+        if size > SMALL_FILE:
+            await one(source, target)
     return run
+
+
+async def _together(
+    items: Iterator[tuple[str, str]],
+    one: Callable[[str, str], Awaitable[None]],
+    workers: int,
+) -> None:
+    """`one` over `items`, `workers` at a time; the first exception stops the others."""
+
+    async def worker() -> None:
+        for source, target in items:  # a shared iterator: each item is taken once
+            await one(source, target)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _count(tally: Tally, outcome: Outcome) -> None:
