@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 from ...client import RemoteError
@@ -39,6 +40,7 @@ from .specs import (
 from .where import ConnectionFile, FixedURL, Where
 
 DEFAULT_WAIT = 120.0
+WAIT_NOTE_EVERY = 10.0  # seconds between two "the remote is away" lines of one kind
 INTERRUPTED = (
     f"{PREFIX} interrupted: targets were left as they were; the bytes already moved are kept, "
     "so running the same command again resumes"
@@ -193,9 +195,14 @@ async def _run(
         if reporter is not None:
             reporter.error(error, path)
 
+    said: dict[str, float] = {}
+
     def on_wait(error: RemoteError, seconds: float) -> None:
-        if args.quiet:
+        # Several files may wait at once (small ones go a few at a time): said once a while.
+        now = time.monotonic()
+        if args.quiet or now - said.get(error.kind, -60.0) < WAIT_NOTE_EVERY:
             return
+        said[error.kind] = now
         text = (
             f"{PREFIX} the remote is away ({error.kind}: {error.message}); waiting up to "
             f"{seconds:.0f} s for it, then resuming"
