@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # the real cp command as a child process
+
 TOKEN = "hostile-test-token"
 ENTRY = {"size": 5, "mtime": "2026-12-06T07:00:00Z"}
 

@@ -189,6 +189,7 @@ def run_cp(
     )
 
 
+@pytest.mark.e2e  # the real cp command as a child process
 @pytest.mark.parametrize(
     ("args", "said"),
     [
@@ -203,6 +204,7 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], said: str) -> None
     assert said in done.stderr
 
 
+@pytest.mark.e2e  # the real cp command as a child process
 def test_token_on_the_command_line_is_refused_without_echoing_it(tmp_path: Path) -> None:
     done = run_cp(
         ["--url", "http://127.0.0.1:9", "--token", "s3cr3t-value", "a", "remote:b"], tmp_path
@@ -212,12 +214,14 @@ def test_token_on_the_command_line_is_refused_without_echoing_it(tmp_path: Path)
     assert "s3cr3t-value" not in done.stderr + done.stdout
 
 
+@pytest.mark.e2e  # the real cp command as a child process
 def test_no_token_is_a_usage_error(tmp_path: Path) -> None:
     done = run_cp(["--url", "http://127.0.0.1:9", "a", "remote:b"], tmp_path, token=None)
     assert done.returncode == 2
     assert "no token" in done.stderr
 
 
+@pytest.mark.e2e  # the real cp command as a child process
 def test_url_with_a_token_in_it_is_refused(tmp_path: Path) -> None:
     done = run_cp(["--url", "http://127.0.0.1:9/?token=abc123", "a", "remote:b"], tmp_path)
     assert done.returncode == 2
@@ -225,6 +229,7 @@ def test_url_with_a_token_in_it_is_refused(tmp_path: Path) -> None:
     assert "abc123" not in done.stderr
 
 
+@pytest.mark.e2e  # the real cp command as a child process
 def test_nothing_listening_exits_3_and_says_to_start_the_relay(tmp_path: Path) -> None:
     with socket_port() as port:
         pass  # closed again: nothing listens there now
