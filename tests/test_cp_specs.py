@@ -14,8 +14,9 @@ import pytest
 
 from jupyter_colab_tunnel.client import RemoteError
 from jupyter_colab_tunnel.local.files import specs
+from jupyter_colab_tunnel.local.files.answers import cut, fatal_reach
 from jupyter_colab_tunnel.local.files.progress import Reporter, Tally, describe
-from jupyter_colab_tunnel.local.files.remote import cut, fatal_reach, quote_path
+from jupyter_colab_tunnel.local.files.remote import quote_path
 from jupyter_colab_tunnel.local.files.specs import Source, SpecError, place, remote_relative
 from jupyter_colab_tunnel.local.files.transfer import MAX_IDLE_CUTS, CutCounter, partial_path
 

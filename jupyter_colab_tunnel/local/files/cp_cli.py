@@ -23,8 +23,9 @@ from collections.abc import Callable
 from ...client import RemoteError
 from ...problems import ColabTunnelError
 from ..mcp_cli import TOKEN_ENV, _RefuseToken, _UsageError, read_token
+from .answers import fatal_reach
 from .progress import PREFIX, Reporter, describe
-from .remote import FilesClient, fatal_reach
+from .remote import FilesClient
 from .runner import Unreachable, execute
 from .specs import (
     EXIT_FAILED,

@@ -14,7 +14,8 @@ import time
 from typing import Any
 
 from ...client import RemoteError
-from .remote import FilesClient, cut
+from .answers import cut
+from .remote import FilesClient
 from .transfer import (
     MAX_RETRIES,
     PIECE,

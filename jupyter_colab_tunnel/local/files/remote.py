@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import urllib.parse
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from tornado import httputil
 
-from ...client import JSONObject, RemoteError, result_or_error
+from ...client import JSONObject, RemoteError
 from ...http1 import KeepAliveClient, UpstreamError
-from ..failures import NO_ANSWER_KINDS, no_answer
+from ..failures import no_answer
+from .answers import RESTARTING_KINDS, PutCut, answer, cut
 from .where import ConnectionFile, Where
 
 ROUTE = "colab/files/"
@@ -32,32 +32,6 @@ HASH_TIMEOUT = 600.0
 PUT_ANSWER_TIMEOUT = 120.0
 POLL_INTERVAL = 0.5
 MAX_ERROR_BODY = 64 * 1024
-# Answers of the local relay and Cloudflare's edge while the remote is away.
-CUT_KINDS = frozenset(
-    {*NO_ANSWER_KINDS, "no_tunnel", "bad_gateway", "no_upstream", "upstream_lost_request"}
-)
-CUT_STATUSES = frozenset({502, 503, 504, 530})
-# At the start, what says "the tunnel is restarting" rather than "nothing is there".
-RESTARTING_KINDS = frozenset({"no_upstream", "no_tunnel", "bad_gateway"})
-
-
-def cut(error: RemoteError) -> bool:
-    """Whether a failure means the remote is away for now (a tunnel restart, a relay waiting
-    for a new URL, a dropped connection): worth waiting for, then resuming."""
-    return error.kind in CUT_KINDS or (
-        error.status in CUT_STATUSES and error.kind in ("server_error", "http_error")
-    )
-
-
-# The remote (or the relay) refused us, or is not a server with the files route: nothing more
-# can be copied. (A `forbidden` of the route itself, a write the authorizer refuses, is about
-# one file; the token is checked once up front by FilesClient.start.)
-REFUSED_KINDS = frozenset({"bad_local_token", "not_found", "invalid_url", "redirected"})
-
-
-def fatal_reach(error: RemoteError) -> bool:
-    """Whether a failure means cp cannot use the remote at all (exit 3)."""
-    return cut(error) or error.kind in REFUSED_KINDS
 
 
 def quote_path(path: str) -> str:
@@ -193,7 +167,7 @@ class FilesClient:
             )
         except UpstreamError as e:
             raise RemoteError.from_problem(no_answer(e, shown, timeout), url=shown) from None
-        return _answer(response.code, response.headers, response.body, shown, method)
+        return answer(response.code, response.headers, response.body, shown, method)
 
     async def stat(self, path: str, sha256: bool = False, prefix: int | None = None) -> JSONObject:
         query = {"op": "stat"}
@@ -243,7 +217,7 @@ class FilesClient:
             # Cut while the body was going out: maybe a cut, maybe the remote's refusal (it
             # answers before reading the body, then closes): PutCut lets the caller ask.
             raise (PutCut.of(error) if sending else error) from None
-        return _answer(sink.code, sink.headers, bytes(sink.error_body), shown, "PUT")
+        return answer(sink.code, sink.headers, bytes(sink.error_body), shown, "PUT")
 
     async def put_bytes(self, path: str, data: bytes) -> JSONObject:
         """PUT ?offset=0 with a small body given whole (a small file's one request)."""
@@ -257,7 +231,7 @@ class FilesClient:
             )
         except UpstreamError as e:
             raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
-        return _answer(response.code, response.headers, response.body, shown, "PUT")
+        return answer(response.code, response.headers, response.body, shown, "PUT")
 
     async def get_whole(self, path: str) -> tuple[bytes, str | None]:
         """A small file's bytes and ETag in one GET (held whole: the caller knows it is small)."""
@@ -271,7 +245,7 @@ class FilesClient:
         except UpstreamError as e:
             raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
         if response.code != 200:
-            _answer(response.code, response.headers, response.body, shown, "GET")
+            answer(response.code, response.headers, response.body, shown, "GET")
             raise RemoteError("bad_response", f"GET {shown} answered {response.code}", url=shown)
         return response.body, response.headers.get("ETag")
 
@@ -309,19 +283,11 @@ class FilesClient:
         except UpstreamError as e:
             raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
         if sink.code not in (200, 206):
-            _answer(sink.code, sink.headers, bytes(sink.error_body), shown, "GET")
+            answer(sink.code, sink.headers, bytes(sink.error_body), shown, "GET")
         if sink.code == 200 and start != 0:  # a server that ignored the Range
             raise RemoteError(
                 "bad_response", f"GET {shown} ignored the Range header", status=200, url=shown
             )
-
-
-class PutCut(RemoteError):
-    """A PUT whose connection failed while its body was being sent."""
-
-    @classmethod
-    def of(cls, error: RemoteError) -> PutCut:
-        return cls(error.kind, error.message, error.hint, status=error.status, url=error.url)
 
 
 async def _ignore(chunk: bytes) -> None:
@@ -331,25 +297,3 @@ async def _ignore(chunk: bytes) -> None:
 async def _no_pieces() -> AsyncGenerator[bytes, None]:
     return
     yield b""  # an async generator that yields nothing
-
-
-def _answer(
-    code: int, headers: httputil.HTTPHeaders, body: bytes, url: str, method: str
-) -> JSONObject:
-    lower = {k.lower(): v for k, v in headers.get_all()}
-    try:
-        return result_or_error(code, lower, body, url, method)
-    except RemoteError as e:
-        received = _received(body)
-        if received is not None:
-            e.received = received  # type: ignore[attr-defined]
-        raise
-
-
-def _received(body: bytes) -> int | None:
-    """`received` of an upload_offset_mismatch answer."""
-    try:
-        value = json.loads(body).get("received")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from ...client import RemoteError
 from ...problems import ColabTunnelError
+from .answers import fatal_reach
 from .download import download
 from .plan import make_plan
 from .progress import Tally
-from .remote import FilesClient, fatal_reach
+from .remote import FilesClient
 from .specs import Direction, Plan
 from .transfer import Outcome, local_error
 from .upload import upload

@@ -12,7 +12,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from ...client import RemoteError
-from .remote import FilesClient, PutCut, cut
+from .answers import PutCut, cut
+from .remote import FilesClient
 from .transfer import (
     BLOCK,
     BUSY_DELAY,
