@@ -255,7 +255,8 @@ def _close(reporter: Reporter | None) -> None:
 
 def _explained(error: RemoteError, where: Where) -> RemoteError:
     """A refused connection to this machine: most likely the relay is not running."""
-    if error.kind == "connection_refused" and where.base.startswith("http://127.0.0.1"):
+    local = where.base.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]"))
+    if error.kind == "connection_refused" and error.status is None and local:
         return RemoteError(
             error.kind,
             error.message,
