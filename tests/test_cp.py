@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from relay_env import start_relay
 from server_process import start_server
 from tunnel_env import TunnelServer, start_tunnel_server
 
@@ -453,3 +454,44 @@ def test_a_server_that_refuses_writes_fails_each_upload_with_its_reason(tmp_path
         assert (work / "seen.txt").read_text() == "readable"
     finally:
         server.stop()
+
+
+def test_through_the_relay_with_its_token(remote: Remote, tmp_path: Path) -> None:
+    """`--url` at the local relay with the relay's own token: up and back; the remote token
+    stays with the relay, and a wrong relay token is exit 3."""
+    relay = start_relay(
+        tmp_path / "relay",
+        ["--connection-file", str(remote.connection_file), "--token-file", str(remote.token_file)],
+        edge_root=remote.workdir,
+    )
+    try:
+        data = os.urandom(2 * MiB + 7)
+        (tmp_path / "via.bin").write_bytes(data)
+        command = [sys.executable, str(REPO / "testkit" / "cp_process.py"), "--url", relay.url]
+
+        def cp(*args: str, token_file: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [*command, "--token-file", str(token_file), *args],
+                env=remote.env(),
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        done = cp("via.bin", "remote:", token_file=relay.token_file)
+        assert done.returncode == 0, done.stderr
+        assert (remote.root / "via.bin").read_bytes() == data
+        done = cp("remote:via.bin", "back.bin", token_file=relay.token_file)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "back.bin").read_bytes() == data
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not-the-relay-token\n")
+        wrong.chmod(0o600)
+        done = cp("via.bin", "remote:again.bin", token_file=wrong)
+        assert done.returncode == 3, done.stderr
+        assert ": bad_local_token: " in done.stderr
+        assert not (remote.root / "again.bin").exists()
+        assert remote.tunnel.server.token not in done.stderr + relay.log()
+    finally:
+        relay.stop()
