@@ -12,6 +12,7 @@ an upload is written as it arrives (PartialUpload).
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import os
@@ -22,6 +23,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import ensure_async
 from tornado import web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from ..handlers import FILES_SETTING, NO_CREDENTIALS, TokenHintMixin
@@ -255,8 +257,14 @@ class FilesHandler(TokenHintMixin, ExtensionHandlerMixin, JupyterHandler):
         await upload.open(current)
         self._upload = upload
         # Nothing of the body is held, and a large piece may take its time on a slow line.
-        self.request.connection.set_max_body_size(STREAMED_BODY_LIMIT)  # type: ignore[union-attr]
-        self.request.connection.set_body_timeout(None)  # type: ignore[union-attr]
+        connection = cast(HTTP1Connection, self.request.connection)
+        connection.set_max_body_size(STREAMED_BODY_LIMIT)
+        connection.set_body_timeout(None)  # type: ignore[arg-type]
+        # The body in pieces of up to 1 MiB rather than tornado's 64 KiB: 16 times fewer
+        # Python calls per byte. This connection's own parameters: the server's are shared.
+        connection.params = copy.copy(connection.params)
+        connection.params.chunk_size = PIECE
+        connection.stream.read_chunk_size = PIECE
 
     async def data_received(self, chunk: bytes) -> None:
         if self._upload is not None:

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -47,6 +47,8 @@ class FilesService:
         self.busy: set[str] = set()  # partial files a request is writing or committing
         self.stats = FilesStats()
         self.closing: set[asyncio.Future[None]] = set()  # cut uploads still writing what came
+        # Partials being flushed to the disk after their last PUT; a commit waits for its own.
+        self.syncing: dict[str, Awaitable[None]] = {}
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="colab-files")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -135,6 +137,13 @@ class FilesService:
     async def _commit(
         self, norm: str, target: str, partial: str, size: int, sha256: str
     ) -> dict[str, Any]:
+        syncing = self.syncing.pop(partial, None)
+        if syncing is not None:
+            try:
+                await syncing
+            except OSError as e:  # a write the disk could not keep after all
+                await self.run(_remove, partial)
+                raise disk_error(e, shown(norm)) from None
         exists = await self.run(os.path.lexists, partial)
         received = await self.run(size_of, partial)
         if received < size:

@@ -40,6 +40,13 @@ def _write(fd: int, offset: int, data: bytes, hasher: Hasher) -> None:
     hasher.update(data)
 
 
+def _sync_and_close(fd: int) -> None:
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 class PartialUpload:
     """The partial file of one PUT, from `offset` on."""
 
@@ -140,8 +147,10 @@ class PartialUpload:
             await self._settle()
         self._closed = True
         if self._fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
+            # Flushed to the disk in the background while the client sends its next piece, so
+            # that the commit's fsync finds nothing left to write (it would wait ~0.1 s a 200 MB).
+            syncing = self.service.run(_sync_and_close, self._fd)
+            self.service.syncing[self.partial] = syncing
             self._fd = -1
         if self.failure is None:
             self.service.book.keep(partial_key(self.partial), self.offset, self._hasher)
