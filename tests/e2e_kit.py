@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 
+import psutil
 import server_process
 from server_process import Response, ServerProcess
 
@@ -165,3 +167,33 @@ class Browser:
             headers={"Cookie": self.cookie_header()},
             origin=origin or self.origin,
         )
+
+
+class RssPeak:
+    """The most each process's RSS grew above its level at the start, sampled in a thread."""
+
+    def __init__(self, pids: dict[str, int], period: float = 0.02) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.before = {name: p.memory_info().rss for name, p in self.procs.items()}
+        self.peak = dict(self.before)
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, proc in self.procs.items():
+                with contextlib.suppress(psutil.Error):
+                    self.peak[name] = max(self.peak[name], proc.memory_info().rss)
+            self._stop.wait(self.period)
+
+    def growth(self) -> dict[str, int]:
+        return {name: self.peak[name] - self.before[name] for name in self.procs}
+
+    def __enter__(self) -> RssPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)

@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,10 +24,9 @@ from http.client import HTTPConnection, HTTPResponse
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import websocket
-from e2e_kit import http
+from e2e_kit import RssPeak, http
 from relay_env import RelayProcess, check_relay_body, start_relay
 from server_process import Response, free_port
 from tunnel_env import TunnelServer, start_tunnel_server
@@ -197,36 +195,6 @@ def stream_upload(port: int, size: int, chunked: bool = False) -> tuple[Any, str
         return json.loads(body), forward_app.expected_sha256(size)
     finally:
         conn.close()
-
-
-class RssPeak:
-    """The most each process's RSS grew above its level at the start, sampled in a thread."""
-
-    def __init__(self, pids: dict[str, int], period: float = 0.02) -> None:
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.before = {name: p.memory_info().rss for name, p in self.procs.items()}
-        self.peak = dict(self.before)
-        self.period = period
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for name, proc in self.procs.items():
-                with contextlib.suppress(psutil.Error):
-                    self.peak[name] = max(self.peak[name], proc.memory_info().rss)
-            self._stop.wait(self.period)
-
-    def growth(self) -> dict[str, int]:
-        return {name: self.peak[name] - self.before[name] for name in self.procs}
-
-    def __enter__(self) -> RssPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def restart_tunnel(stack: Stack) -> str:
