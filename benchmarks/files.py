@@ -56,47 +56,62 @@ BLOCK = MiB  # the baseline's reads and writes, as cp's
 RSS_TARGET_MB = 64.0
 
 
-class PhasePeak:
-    """Each process's RSS peak per phase (the phase the main thread is in when a sample is
-    taken), sampled in a thread; growth is measured from each process's RSS at the start."""
+class Meter:
+    """Per phase (the one the main thread is in): each process's RSS peak, sampled every
+    `period` in a thread, and the CPU seconds it used. RSS growth is measured from each
+    process's RSS when the meter was made."""
 
     def __init__(self, pids: dict[str, int], period: float = 0.02) -> None:
         self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         self.start = {name: p.memory_info().rss for name, p in self.procs.items()}
         self.peak: dict[tuple[str, str], int] = {}
+        self.cpu: dict[tuple[str, str], float] = {}
         self.phase = ""
         self.period = period
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self, phase: str) -> None:
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                key = (name, phase)
+                self.peak[key] = max(self.peak.get(key, 0), proc.memory_info().rss)
+
+    def _cpu(self) -> dict[str, float]:
+        out = {}
+        for name, proc in self.procs.items():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                out[name] = t.user + t.system
+        return out
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            phase = self.phase
-            if phase:
-                for name, proc in self.procs.items():
-                    with contextlib.suppress(psutil.Error):
-                        rss = proc.memory_info().rss
-                        key = (name, phase)
-                        self.peak[key] = max(self.peak.get(key, 0), rss)
+            if phase := self.phase:
+                self._sample(phase)
             self._stop.wait(self.period)
 
     @contextlib.contextmanager
     def during(self, phase: str) -> Iterator[None]:
+        before = self._cpu()
         self.phase = phase
         try:
             yield
         finally:
-            # one sample at the end of the phase, so a short phase is never unseen
-            for name, proc in self.procs.items():
-                with contextlib.suppress(psutil.Error):
-                    key = (name, phase)
-                    self.peak[key] = max(self.peak.get(key, 0), proc.memory_info().rss)
+            self._sample(phase)  # a short phase is never unseen
             self.phase = ""
+            for name, seconds in self._cpu().items():
+                key = (name, phase)
+                self.cpu[key] = self.cpu.get(key, 0.0) + seconds - before.get(name, seconds)
 
-    def growth_mb(self, name: str, phase: str) -> float:
-        return max(0, self.peak.get((name, phase), 0) - self.start[name]) / MB
+    def growth_mb(self, name: str, *phases: str) -> float:
+        top = max(self.peak.get((name, phase), 0) for phase in phases)
+        return max(0, top - self.start[name]) / MB
 
-    def __enter__(self) -> PhasePeak:
+    def cpu_seconds(self, phase: str) -> dict[str, float]:
+        return {name: self.cpu.get((name, phase), 0.0) for name in self.procs}
+
+    def __enter__(self) -> Meter:
         self._thread.start()
         return self
 
@@ -224,7 +239,14 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
         wait_answering(direct.edge_port)
         bench = Bench(remote, str(tunnel["url"]), edge, token_file, direct.edge_port, work)
         (bench.root / "bench").mkdir()
-        return _measure(bench, app.proc.pid, quick)
+        pids = {
+            "local": os.getpid(),  # the cp engine runs here; so does the raw client
+            "stand-in": int(tunnel["pid"]),
+            "server": remote.pid,
+            "raw stand-in": direct.proc.pid,
+            "app": app.proc.pid,
+        }
+        return _measure(bench, pids, quick)
     finally:
         for part in (direct, app):
             if part is not None:
@@ -236,21 +258,22 @@ def _alternate(
     rounds: int,
     ours: Callable[[int], float],
     base: Callable[[int], float],
-    peak: PhasePeak,
+    meter: Meter,
     tag: str,
 ) -> tuple[list[float], list[float]]:
-    """`ours(i)` and `base(i)` alternated (which goes first swaps every round); seconds."""
+    """`ours(i)` and `base(i)` alternated (which goes first swaps every round); seconds.
+    The meter's phases are `ours-{tag}` and `raw-{tag}`."""
     through: list[float] = []
     baseline: list[float] = []
-    sides = [(ours, through, f"ours-{tag}"), (base, baseline, f"base-{tag}")]
+    sides = [(ours, through, f"ours-{tag}"), (base, baseline, f"raw-{tag}")]
     for i in range(rounds):
         for once, out, phase in sides if i % 2 == 0 else sides[::-1]:
-            with peak.during(phase):
+            with meter.during(phase):
                 out.append(once(i))
     return through, baseline
 
 
-def _measure(bench: Bench, app_pid: int, quick: bool) -> list[Figure]:
+def _measure(bench: Bench, pids: dict[str, int], quick: bool) -> list[Figure]:
     size = (16 if quick else 200) * MiB
     rounds = 2 if quick else 4
     count = 100 if quick else 500
@@ -266,7 +289,7 @@ def _measure(bench: Bench, app_pid: int, quick: bool) -> list[Figure]:
     down = local / "down"
     down.mkdir()
 
-    # Warm both paths (modules imported, connections made once) before anything is measured.
+    # Warm both paths (modules imported, code paths run once) before anything is measured.
     warm = local / "warm.bin"
     write_random(warm, 64 * 1024, rng)
     bench.cp(str(warm), "remote:bench/warm.bin")
@@ -274,55 +297,49 @@ def _measure(bench: Bench, app_pid: int, quick: bool) -> list[Figure]:
     bench.raw_put(warm)
     bench.raw_get(64 * 1024)
 
-    pids = {"remote": bench.remote.pid, "app": app_pid, "local": os.getpid()}
-    with PhasePeak(pids) as peak:
+    def upload(i: int) -> float:
+        return bench.cp(str(big), "remote:bench/big.bin")
 
-        def upload(i: int) -> float:
-            return bench.cp(str(big), "remote:bench/big.bin")
+    def download(i: int) -> float:
+        target = down / "big.bin"
+        elapsed = bench.cp("remote:bench/big.bin", str(target))
+        if target.stat().st_size != size:
+            raise RuntimeError(f"downloaded {target.stat().st_size} of {size} bytes")
+        target.unlink()
+        return elapsed
 
-        def download(i: int) -> float:
-            target = down / "big.bin"
-            elapsed = bench.cp("remote:bench/big.bin", str(target))
-            if target.stat().st_size != size:
-                raise RuntimeError(f"downloaded {target.stat().st_size} of {size} bytes")
-            target.unlink()
-            return elapsed
+    def many(i: int) -> float:
+        return bench.cp(str(tree), f"remote:bench/small-{i}", recursive=True)
 
-        up_ours, up_base = _alternate(
-            rounds, upload, lambda i: bench.raw_put(big), peak, "transfer"
-        )
-        down_ours, down_base = _alternate(
-            rounds, download, lambda i: bench.raw_get(size), peak, "transfer"
-        )
+    def single(i: int) -> float:
+        return bench.cp(str(one), f"remote:bench/one-{i}.bin")
 
-        def many(i: int) -> float:
-            return bench.cp(str(tree), f"remote:bench/small-{i}", recursive=True)
-
-        def single(i: int) -> float:
-            return bench.cp(str(one), f"remote:bench/one-{i}.bin")
-
-        small, single_times = _alternate(small_rounds, many, single, peak, "small")
+    with Meter(pids) as meter:
+        up = _alternate(rounds, upload, lambda i: bench.raw_put(big), meter, "up")
+        down_times = _alternate(rounds, download, lambda i: bench.raw_get(size), meter, "down")
+        small = _alternate(small_rounds, many, single, meter, "small")
     _check_tree(tree, bench.root / "bench" / "small-0", count)
 
+    moved = rounds * size
     return [
-        _throughput("upload", size, up_ours, up_base, "a raw streamed PUT of the same file"),
+        _throughput("upload", size, *up, meter, moved, "a raw streamed PUT of the same file"),
         _throughput(
-            "download", size, down_ours, down_base, "a raw streamed GET of the same byte count"
+            "download", size, *down_times, meter, moved, "a raw streamed GET of as many bytes"
         ),
-        _small_files(count, total, small, single_times),
+        _small_files(count, total, *small),
         _memory(
             "files.rss_growth",
             "remote jupyter server RSS growth during cp up and down",
-            peak.growth_mb("remote", "ours-transfer"),
-            peak.growth_mb("app", "base-transfer"),
+            meter.growth_mb("server", "ours-up", "ours-down"),
+            meter.growth_mb("app", "raw-up", "raw-down"),
             "the forward app's RSS growth during the raw PUTs and GETs",
             f"{size >> 20} MiB, {rounds} uploads and {rounds} downloads; peak minus start",
         ),
         _memory(
             "files.cp_rss_growth",
             "cp engine (in-process) RSS growth during cp up and down",
-            peak.growth_mb("local", "ours-transfer"),
-            peak.growth_mb("local", "base-transfer"),
+            meter.growth_mb("local", "ours-up", "ours-down"),
+            meter.growth_mb("local", "raw-up", "raw-down"),
             "the same process's RSS growth during the raw PUTs and GETs",
             "cp runs in the benchmark's process (no interpreter start-up); peak minus start",
         ),
@@ -335,9 +352,31 @@ def _check_tree(tree: Path, landed: Path, count: int) -> None:
         raise RuntimeError(f"cp -r landed {len(names)} of {count} files in {landed}")
 
 
-def _throughput(what: str, size: int, ours: list[float], base: list[float], label: str) -> Figure:
+def _cpu_per_100mb(meter: Meter, phase: str, moved: int) -> dict[str, float]:
+    """CPU seconds each process used per 100 MB moved in a phase (only those that worked)."""
+    used = meter.cpu_seconds(phase)
+    return {name: round(s * 1e8 / moved, 3) for name, s in used.items() if s * 1e8 / moved >= 0.005}
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {s:.2f}" for name, s in cpu.items())
+    return f"{sum(cpu.values()):.2f} ({parts})"
+
+
+def _throughput(
+    what: str,
+    size: int,
+    ours: list[float],
+    base: list[float],
+    meter: Meter,
+    moved: int,
+    label: str,
+) -> Figure:
     value = Summary.of([size / MB / t for t in ours])
     baseline = Summary.of([size / MB / t for t in base])
+    tag = "up" if what == "upload" else "down"
+    cpu_ours = _cpu_per_100mb(meter, f"ours-{tag}", moved)
+    cpu_raw = _cpu_per_100mb(meter, f"raw-{tag}", moved)
     return Figure(
         key=f"files.{what}",
         group="files",
@@ -349,8 +388,16 @@ def _throughput(what: str, size: int, ours: list[float], base: list[float], labe
         target=">= 0.8x raw",
         met=value.median >= baseline.median * 0.8,
         compare=f"{value.median / baseline.median:.2f}x",
-        notes=f"{len(ours)} alternated transfers each; cp in-process, one connection per run",
-        details={"seconds": ours, "baseline_seconds": base},
+        notes=(
+            f"{len(ours)} alternated transfers each, cp in-process; CPU s per 100 MB: "
+            f"cp {_cpu_text(cpu_ours)}, raw {_cpu_text(cpu_raw)}"
+        ),
+        details={
+            "seconds": ours,
+            "baseline_seconds": base,
+            "cpu_s_per_100mb": cpu_ours,
+            "baseline_cpu_s_per_100mb": cpu_raw,
+        },
     )
 
 
