@@ -9,9 +9,9 @@ on the remote and commits them, and writes downloads to a local partial that it 
 renames.
 
 The baseline, in the same run: a second cloudflared stand-in pointed straight at
-testkit/forward_app.py, its edge dialled directly with `http.client` (the same stand-in program,
-no Jupyter, no route, no hashing, no disk on the far side): a streamed `PUT /upload` of the same
-file (the app hashes and discards) and a streamed `GET /download?size=N` of the same number of
+testkit/forward_app.py, its edge dialled directly with `http.client` (the same stand-in program;
+no Jupyter, no route, no disk on the far side, no hashing on this side): a streamed `PUT /upload`
+of the same file (the app hashes and discards it) and a streamed `GET /download?size=N` of the same number of
 bytes, read in 1 MiB reads and discarded. Ours and the baseline alternate transfer by transfer;
 each transfer opens its own connection (cp does, once per command).
 
