@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, flood, forward, metrics, peers, relay, startup, tunnel
+from benchmarks import endpoints, files, flood, forward, metrics, peers, relay, startup, tunnel
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
@@ -32,6 +32,7 @@ SUITES: dict[str, Suite] = {
     "metrics": metrics.run,
     "relay": relay.run,
     "forward": forward.run,
+    "files": files.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -50,6 +51,7 @@ GROUPS = [
     "dashboard",
     "relay",
     "forward",
+    "files",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 

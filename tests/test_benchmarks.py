@@ -21,6 +21,14 @@ pytestmark = pytest.mark.bench
 
 REPO = Path(__file__).resolve().parent.parent
 
+# The files suite's (issue 20: `cp` against raw HTTP through the same stand-in tunnel).
+FILES_FIGURES = [
+    "files.upload",
+    "files.download",
+    "files.small_files",
+    "files.rss_growth",
+    "files.cp_rss_growth",
+]
 FIGURES = [
     "startup",
     "startup.cpu",
@@ -54,6 +62,7 @@ FIGURES = [
     "forward.request_overhead",
     "forward.download",
     "forward.sse_first_event",
+    *FILES_FIGURES,
 ]
 MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
@@ -74,6 +83,8 @@ DISTRIBUTIONS = [
     "forward.request_overhead",
     "forward.download",
     "forward.sse_first_event",
+    "files.upload",
+    "files.download",
 ]
 
 
@@ -81,11 +92,19 @@ def _number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-@pytest.mark.timeout(520)
-def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
+def _quick(tmp_path: Path, *only: str) -> tuple[dict[str, Any], str]:
+    """`python -m benchmarks --quick [--only ...]`: its JSON document and what it printed."""
     out = tmp_path / "bench.json"
     run = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--json",
+            str(out),
+            *(["--only", ",".join(only)] if only else []),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -93,24 +112,13 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, f"{run.stdout[-5000:]}\n{run.stderr[-5000:]}"
     doc = json.loads(out.read_text())
-
     assert doc["mode"] == "quick"
     assert doc["failed_suites"] == {}
-    for key in ("nproc", "cpu_model", "python"):
-        assert doc["machine"][key], key
+    return doc, run.stdout
 
-    expected = list(FIGURES)
-    if importlib.util.find_spec("jupyter_resource_usage") is None:  # no bench extra installed
-        expected.remove("peer.resource_usage.latency")
-        assert "peer.resource_usage.latency" in doc["skipped_figures"]
-    if importlib.util.find_spec("mcp") is None:  # no bench/test extra installed
-        for key in MCP_FIGURES:
-            expected.remove(key)
-            assert key in doc["skipped_figures"]
-    if shutil.which("chromium") is None:  # Debian's chromium: .ci/run installs it
-        for key in ("dashboard.first_gpu", "dashboard.transfer"):
-            expected.remove(key)
-            assert key in doc["skipped_figures"]
+
+def _check_figures(doc: dict[str, Any], expected: list[str], stdout: str) -> None:
+    """Every expected figure is there with numbers, a baseline, a target, and is printed."""
     figures = {f["key"]: f for f in doc["figures"]}
     assert len(figures) == len(doc["figures"]), "duplicate figure keys"
     missing = [k for k in expected if k not in figures]
@@ -137,4 +145,44 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
 
     # The printed table names every figure too.
     for key in expected:
-        assert figures[key]["title"] in run.stdout, key
+        assert figures[key]["title"] in stdout, key
+
+
+@pytest.mark.timeout(520)
+def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
+    doc, stdout = _quick(tmp_path)
+    for key in ("nproc", "cpu_model", "python"):
+        assert doc["machine"][key], key
+
+    expected = list(FIGURES)
+    if importlib.util.find_spec("jupyter_resource_usage") is None:  # no bench extra installed
+        expected.remove("peer.resource_usage.latency")
+        assert "peer.resource_usage.latency" in doc["skipped_figures"]
+    if importlib.util.find_spec("mcp") is None:  # no bench/test extra installed
+        for key in MCP_FIGURES:
+            expected.remove(key)
+            assert key in doc["skipped_figures"]
+    if shutil.which("chromium") is None:  # Debian's chromium: .ci/run installs it
+        for key in ("dashboard.first_gpu", "dashboard.transfer"):
+            expected.remove(key)
+            assert key in doc["skipped_figures"]
+    _check_figures(doc, expected, stdout)
+
+
+@pytest.mark.timeout(200)
+def test_quick_files_suite_reports_its_figures(tmp_path: Path) -> None:
+    """`--only files` (issue 20's benchmarks) on its own: each figure beside its baseline, the
+    throughput figures with the CPU each process used, the small-files bound stated."""
+    doc, stdout = _quick(tmp_path, "files")
+    assert doc["suites"] == ["files"]
+    assert sorted(f["key"] for f in doc["figures"]) == sorted(FILES_FIGURES)
+    _check_figures(doc, FILES_FIGURES, stdout)
+    figures = {f["key"]: f for f in doc["figures"]}
+    for key in ("files.upload", "files.download"):
+        details = figures[key]["details"]
+        assert details["cpu_s_per_100mb"]["server"] > 0, details
+        assert details["baseline_cpu_s_per_100mb"]["app"] > 0, details
+    small = figures["files.small_files"]
+    assert small["details"]["bound_ms"] == pytest.approx(
+        2 * small["baseline"]["median"] + 5.0 * small["details"]["files"]
+    )
