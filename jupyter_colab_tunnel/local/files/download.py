@@ -18,7 +18,6 @@ from .answers import cut
 from .remote import FilesClient
 from .transfer import (
     MAX_RETRIES,
-    PIECE,
     CutCounter,
     Outcome,
     Progress,
@@ -148,7 +147,7 @@ async def download(
             writer = _Writer(f, digest, advance)
             try:
                 while offset < size:
-                    end = min(offset + PIECE, size) - 1
+                    end = min(offset + client.where.piece, size) - 1
                     before = writer.written
                     try:
                         await client.get_range(remote, offset, end, etag, writer.write)

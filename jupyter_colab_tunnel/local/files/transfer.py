@@ -2,8 +2,8 @@
 
 Up: the remote keeps what arrived in a hidden partial next to the target, so the upload asks
 how much it holds (`op=upload`), checks that those bytes are this file's first bytes (sha256 of
-the local prefix), and sends only the rest in PUTs of at most 32 MiB (the local relay holds a
-request's body whole up to 64 MiB), then commits with the whole file's size and sha256.
+the local prefix), and sends only the rest in PUTs of at most `Where.piece` (32 MiB through
+the tunnel, 4 MiB through the local relay, which holds a request's body whole), then commits with the whole file's size and sha256.
 Down: the bytes go to `.{name}.colab-partial` next to the target; a partial left by an earlier
 run is kept when the remote's prefix hash says it is this file's beginning; the partial is
 renamed onto the target only when the remote's sha256 equals the running one.
@@ -26,7 +26,6 @@ from typing import Any
 from ...client import RemoteError
 
 MiB = 1024 * 1024
-PIECE = 32 * MiB  # the most one request carries
 BLOCK = MiB  # one disk read or write
 # Answers to retry at once (the remote says where to resume) or shortly (a PUT still arriving).
 MAX_RETRIES = 20

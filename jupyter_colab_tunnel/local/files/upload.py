@@ -1,4 +1,4 @@
-"""One file up: resumed from what the remote holds, streamed in PUTs of at most 32 MiB, then
+"""One file up: resumed from what the remote holds, streamed in PUTs of at most `Where.piece`, then
 committed with its size and sha256 (see transfer.py)."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from .transfer import (
     BLOCK,
     BUSY_DELAY,
     MAX_RETRIES,
-    PIECE,
     CutCounter,
     Outcome,
     Progress,
@@ -133,7 +132,7 @@ async def upload(
                 if size == 0 < received:  # PUT ?offset=0 empties a partial an older upload left
                     await client.put_range(remote, 0, 0, _pieces(f, digest, 0, sent, advance))
                 while offset < size:
-                    length = min(PIECE, size - offset)
+                    length = min(client.where.piece, size - offset)
                     pieces = _pieces(f, digest, length, sent, advance)
                     await client.put_range(remote, offset, length, pieces)
                     offset += length

@@ -8,12 +8,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...client import RemoteError, normalize_url
 from ...connection_record import RecordRefused, accept_record, check_remote_url
 from ..upstream import read_record_file
 
 Resolve = Callable[[str], str]
+
+MiB = 1024 * 1024
+TUNNEL_PIECE = 32 * MiB
+RELAY_PIECE = 4 * MiB
 
 
 class Where:
@@ -23,6 +28,10 @@ class Where:
     base: str = ""
     dial: str = ""
     token: str | None = None
+    # The most one request carries. Through the tunnel, large pieces keep the pauses between
+    # requests rare; the local relay holds a whole piece before it sends it on, and re-sends it
+    # whole after a tunnel switch, so a cut costs at most one piece: small ones there.
+    piece: int = TUNNEL_PIECE
 
     async def refresh(self) -> bool:
         return False
@@ -37,6 +46,10 @@ class FixedURL(Where):
             raise RemoteError("invalid_url", e.message, e.hint) from None
         self.dial = _dial(self.base, resolve)
         self.token = token
+        # Plain http:// is allowed to loopback only: the local relay (or a server on this
+        # machine, where the piece size costs little).
+        if urlsplit(self.base).scheme == "http":
+            self.piece = RELAY_PIECE
 
 
 class ConnectionFile(Where):

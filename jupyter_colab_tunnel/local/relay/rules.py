@@ -58,8 +58,8 @@ FORWARDED_PATHS: tuple[str, ...] = (
     "/api/kernelspecs/",
     "/kernelspecs/",
     # The extension's REST API: status, GPU, tunnel, ports, and the files route that `cp` and
-    # the MCP file tools use (/colab/files/<path>, in pieces of at most 32 MiB, under
-    # MAX_FORWARDED_BODY). The forwarded ports have listeners of their own (relay/forward.py).
+    # the MCP file tools use (/colab/files/<path>; `cp` sends 4 MiB pieces through the relay,
+    # well under MAX_FORWARDED_BODY). The forwarded ports have listeners of their own.
     "/colab",
     "/colab/",
 )
