@@ -237,6 +237,9 @@ class _Client:
         self.timeout = float(bounds["timeout"])
         self.action_timeout = float(bounds["action_timeout"])
         self._headers = {"Accept": "application/json", **(headers or {})}
+        # For the file transfers (local/files), which speak to the same remote on their own
+        # streamed client. Never in repr, logs or errors.
+        self.token = token or None
         if token:
             self._headers["Authorization"] = f"token {token}"
 

@@ -22,9 +22,7 @@ WAIT = 120.0
 
 def files_client(client: ColabClient) -> FilesClient:
     """A /colab/files client for the same remote and token as the REST client."""
-    auth = client._headers.get("Authorization", "")
-    token = auth.removeprefix("token ") or None
-    return FilesClient(FixedURL(client.url, token, lambda url: url))
+    return FilesClient(FixedURL(client.url, client.token, lambda url: url))
 
 
 async def copy(client: ColabClient, local_path: str, remote_path: str, upload: bool) -> JSONObject:
