@@ -231,7 +231,10 @@ def _no_answer(timeout: float) -> TimeoutError:
 
 class KeepAliveClient:
     def __init__(self, ca_certs: str | None = None) -> None:
-        self._ssl = ssl.create_default_context(cafile=ca_certs)
+        # Loading the system trust store takes ~20 ms: done on the first https dial, so that a
+        # client that only dials http:// (the local relay, from `cp`) never pays it. A CA file
+        # given is loaded now, so that a bad one is said at once.
+        self._ssl_context = ssl.create_default_context(cafile=ca_certs) if ca_certs else None
         self._tcp = TCPClient()
         self._idle: dict[tuple[str, str, int], list[tuple[IOStream, float]]] = defaultdict(list)
 
@@ -322,13 +325,18 @@ class KeepAliveClient:
             stream.close()
         return None
 
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
     async def _connect(self, host: str, port: int, https: bool, timeout: float) -> IOStream:
         try:
             stream = await asyncio.wait_for(
                 self._tcp.connect(
                     host,
                     port,
-                    ssl_options=self._ssl if https else None,  # checks the hostname too
+                    ssl_options=self._ssl() if https else None,  # checks the hostname too
                     max_buffer_size=MAX_BODY,
                 ),
                 timeout,
