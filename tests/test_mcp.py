@@ -38,7 +38,13 @@ TOOLS = {
     "colab_wait_gpu_memory",
     "colab_ports",
 }
-VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
+VOLATILE_STATUS = {
+    ("server", "uptime_s"),
+    ("resources", "load_1m"),
+    ("resources", "memory"),
+    ("life", "uptime_seconds"),
+    ("life", "idle_seconds"),
+}
 
 
 @pytest.fixture
