@@ -107,14 +107,15 @@ def limits_for(
         )
         if value is not None
     ]
+    # The platform's page stays a source only while one of its figures is still used.
+    rest = base if base is not None and len(configured) < 2 else None
     note = "Set in this server's settings: " + ", ".join(configured) + "."
-    if base is not None:
-        note += " Otherwise: " + base.note
+    note += " Otherwise: " + rest.note if rest is not None else " Estimates only."
     return Limits(
         max_lifetime_seconds=_setting(max_lifetime, base.max_lifetime_seconds if base else None),
         idle_timeout_seconds=_setting(idle_timeout, base.idle_timeout_seconds if base else None),
-        source="; ".join([*configured, *([base.source] if base else [])]),
-        note=note if base is not None else note + " Estimates only.",
+        source="; ".join([*configured, *([rest.source] if rest is not None else [])]),
+        note=note,
     )
 
 

@@ -74,6 +74,9 @@ def test_settings_replace_the_platform_figures() -> None:
     unknown_idle = limits_for("colab", idle_timeout=0.0)
     assert unknown_idle is not None
     assert unknown_idle.idle_timeout_seconds is None
+    both = limits_for("colab", max_lifetime=86400.0, idle_timeout=0.0)
+    assert both is not None
+    assert both.source == "ColabTunnelApp.runtime_max_lifetime; ColabTunnelApp.runtime_idle_timeout"
     vm = limits_for(None, max_lifetime=3600.0)
     assert vm is not None
     assert (vm.max_lifetime_seconds, vm.idle_timeout_seconds) == (3600, None)
