@@ -1,9 +1,11 @@
 """Why this server is stopping, for the connection file's last record.
 
-jupyter_server stops on SIGTERM (its own handler), on SIGINT (KeyboardInterrupt without a
-terminal), through POST /api/shutdown (which `jupyter server stop` uses) or on its own
+jupyter_server stops cleanly on SIGTERM (its own handler), on SIGINT from a terminal (twice, or
+confirmed), through POST /api/shutdown (which `jupyter server stop` uses) or on its own
 `shutdown_no_activity_timeout`. Only a signal leaves no other trace, so the signal handlers are
-chained: the server's own handler still runs, after the signal is noted.
+chained: the server's own handler still runs, after the signal is noted. (SIGINT without a
+terminal interrupts jupyter_server without cleaning up its extensions: no last record then, as
+after SIGKILL. Its behaviour is left as it is.)
 """
 
 from __future__ import annotations
