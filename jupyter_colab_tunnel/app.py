@@ -250,7 +250,7 @@ class ColabTunnelApp(ExtensionApp):
         help=(
             "Seconds without activity after which the platform recycles the runtime, for the "
             "estimated end in /colab/status `life`. None: the detected platform's figure "
-            "(Colab: 5400, what users report; Kaggle: not known); 0: not known."
+            "(Colab: 5400, what users report; Kaggle: 1200); 0: not known."
         ),
     ).tag(config=True)
 

@@ -65,11 +65,12 @@ COLAB_LIMITS = Limits(
 
 KAGGLE_LIMITS = Limits(
     max_lifetime_seconds=12 * HOUR,
-    idle_timeout_seconds=None,
+    idle_timeout_seconds=20 * 60.0,
     source=KAGGLE_DOCS,
     note=(
-        "Kaggle's notebook documentation: sessions run for at most 12 hours on CPU and GPU and "
-        "9 hours on TPU; no idle time is published here. Estimates only."
+        "Kaggle's notebook documentation: editing sessions run for at most 12 hours on CPU and "
+        "GPU and 9 hours on TPU, and end after 20 minutes in which no code is modified or run "
+        "(Kaggle's editor sees edits; this server sees only what reaches it). Estimates only."
     ),
 )
 
@@ -96,7 +97,9 @@ def limits_for(
         base = COLAB_LIMITS
     elif platform == "kaggle":
         lifetime = 9 * HOUR if accelerator == "tpu" else 12 * HOUR
-        base = Limits(lifetime, None, KAGGLE_LIMITS.source, KAGGLE_LIMITS.note)
+        base = Limits(
+            lifetime, KAGGLE_LIMITS.idle_timeout_seconds, KAGGLE_LIMITS.source, KAGGLE_LIMITS.note
+        )
     if max_lifetime is None and idle_timeout is None:
         return base
     configured = [

@@ -61,7 +61,10 @@ def test_platform_and_its_limits() -> None:
     assert "users report" in colab.note  # the idle figure is not Colab's own
     kaggle_tpu = limits_for("kaggle", "tpu")
     assert kaggle_tpu is not None
-    assert (kaggle_tpu.max_lifetime_seconds, kaggle_tpu.idle_timeout_seconds) == (32400, None)
+    assert (kaggle_tpu.max_lifetime_seconds, kaggle_tpu.idle_timeout_seconds) == (32400, 1200)
+    kaggle_gpu = limits_for("kaggle", "gpu")
+    assert kaggle_gpu is not None
+    assert kaggle_gpu.max_lifetime_seconds == 43200
     assert kaggle_tpu.source == KAGGLE_DOCS
     assert limits_for(None) is None
 
@@ -158,6 +161,16 @@ def test_a_simulated_colab_runtime_reports_limits_and_an_estimate(server_factory
     assert ts(life["estimated_end_at"]) == pytest.approx(
         min(v for v in ends.values() if v is not None), abs=1
     )
+
+
+def test_a_simulated_kaggle_session_reports_kaggle_limits(server_factory: Any) -> None:
+    server = server_factory(env={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}, config=OFF)
+    life = life_of(server)
+    assert life["platform"] == "kaggle"
+    assert life["limits"]["max_lifetime_seconds"] == 43200
+    assert life["limits"]["idle_timeout_seconds"] == 1200
+    assert life["limits"]["source"] == KAGGLE_DOCS
+    assert life["estimated_end_reason"] in ("max_lifetime", "idle")
 
 
 def test_settings_give_limits_where_no_platform_is_known(server_factory: Any) -> None:
