@@ -41,6 +41,7 @@ from .handlers import (
     default_handlers,
 )
 from .kernels import KernelMapper, kernel_channel_ports
+from .life import LifeReporter
 from .metrics import MetricsHook
 from .ports.forward import Forwarder, forward_handlers
 from .ports.policy import DEFAULT_FORWARD_PORTS, PortPolicy, metrics_port, parse_ports
@@ -49,6 +50,7 @@ from .problems import ConfigProblem, Problem
 from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
+from .stop_reason import SignalNotes, stop_reason
 from .tunnel.command import split_args
 from .tunnel.service import TunnelService
 from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
@@ -230,6 +232,28 @@ class ColabTunnelApp(ExtensionApp):
         ),
     ).tag(config=True)
 
+    runtime_max_lifetime = Float(
+        None,
+        allow_none=True,
+        min=0.0,
+        help=(
+            "Seconds a runtime lives at most, for the estimated end in /colab/status `life` "
+            "(e.g. 86400 on a paid Colab tier or a rented VM with a 24-hour lease). None: the "
+            "detected platform's figure (Colab: 12 h, Kaggle: 12 h, 9 h on TPU); 0: not known."
+        ),
+    ).tag(config=True)
+
+    runtime_idle_timeout = Float(
+        None,
+        allow_none=True,
+        min=0.0,
+        help=(
+            "Seconds without activity after which the platform recycles the runtime, for the "
+            "estimated end in /colab/status `life`. None: the detected platform's figure "
+            "(Colab: 5400, what users report; Kaggle: 1200); 0: not known."
+        ),
+    ).tag(config=True)
+
     @validate("forward_ports")
     def _valid_forward_ports(self, proposal: Any) -> str:
         value = str(proposal["value"])
@@ -254,6 +278,7 @@ class ColabTunnelApp(ExtensionApp):
         self._connection_writer: ConnectionFileWriter | None = None
         self._unsigned_warned = False
         self._runtime: dict[str, Any] = {}
+        self._signals = SignalNotes()
         self.started_at = time.time()
         super().__init__(**kwargs)
 
@@ -342,13 +367,20 @@ class ColabTunnelApp(ExtensionApp):
             connection_file=self.connection_file,
         )
         self.gpu = GpuService(runtime["tpu_type"], self.gpu_cache_ttl)
+        self.life = LifeReporter(
+            serverapp,
+            runtime,
+            os.environ,
+            max_lifetime=self.runtime_max_lifetime,
+            idle_timeout=self.runtime_idle_timeout,
+        )
         forwarder = self._forwarder(serverapp)
         self.settings.update(
             {
                 TUNNEL_SETTING: self.tunnel,
                 GPU_SETTING: self.gpu,
                 STATUS_SETTING: StatusReporter(
-                    serverapp, self.started_at, runtime, self.tunnel, self.gpu
+                    serverapp, self.started_at, runtime, self.tunnel, self.gpu, self.life
                 ),
                 KERNELS_SETTING: KernelMapper(serverapp),  # which kernel holds each GPU process
                 # /colab/ports says which ports the forward route would refuse, and why.
@@ -367,6 +399,7 @@ class ColabTunnelApp(ExtensionApp):
             supervisor=lambda: self.supervisor,
             max_age=self.gpu_cache_ttl,
             files=lambda: self.files.stats,
+            life=self.life.snapshot,
         )
         if not hasattr(ExtensionManager, "start_all_extensions"):
             # jupyter_server < 2.16 (Colab's 2026.01 runtime ships 2.14) has no start hook:
@@ -409,8 +442,11 @@ class ColabTunnelApp(ExtensionApp):
         self._allow_tunnel_host(url)
         self._write_connection_file()
 
-    def _write_connection_file(self) -> None:
-        """Record the tunnel's URL and state for the local relay (off the event loop)."""
+    def _write_connection_file(self, reason: str | None = None) -> None:
+        """Record the tunnel's URL and state for the local relay (off the event loop).
+
+        With a `reason`, this is the last record: state 'stopped' and why.
+        """
         if not self.connection_file:
             return
         assert self.serverapp is not None
@@ -427,13 +463,17 @@ class ColabTunnelApp(ExtensionApp):
                 "server a token (e.g. launch(token=...)), or connect with --url.",
                 self.connection_file,
             )
+        life = self.life.snapshot()  # in memory: the machine's start is read at start
         self._connection_writer.update(
             connection_record(
                 self.supervisor.url,
-                self.supervisor.state,
+                "stopped" if reason is not None else self.supervisor.state,
                 self.serverapp.base_url,
                 token,
                 include_token=self.connection_file_token,
+                machine_started_at=life["machine_started_at"],
+                estimated_end_at=life["estimated_end_at"],
+                reason=reason,
             )
         )
 
@@ -494,6 +534,8 @@ class ColabTunnelApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Runs once the IOLoop is up. Never waits on cloudflared: the server starts at once."""
         self.metrics.register()
+        self._signals.install(serverapp)
+        await self.life.life()  # reads the machine's start (off the loop) for the records
         self._write_connection_file()
         if self.tunnel_mode == "off":
             return
@@ -523,11 +565,18 @@ class ColabTunnelApp(ExtensionApp):
         self.metrics.unregister()
         await self.supervisor.stop()
         if self._connection_writer is not None:
-            self._write_connection_file()
+            self._write_connection_file(reason=self._stop_reason())
             self._connection_writer.close()
+        self._signals.uninstall()
         await self.gpu.close()
         self.forwarder.close()
         self.files.close()
+
+    def _stop_reason(self) -> str:
+        assert self.serverapp is not None
+        timeout = float(getattr(self.serverapp, "shutdown_no_activity_timeout", 0) or 0)
+        idle = self.life.snapshot()["idle_seconds"]
+        return stop_reason(self._signals.received, bool(timeout) and idle >= timeout)
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(default_handlers)

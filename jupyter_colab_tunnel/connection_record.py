@@ -76,15 +76,27 @@ def connection_record(
     base_url: str,
     token: str | None,
     include_token: bool = False,
+    *,
+    machine_started_at: str | None = None,
+    estimated_end_at: str | None = None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """The JSON object of the file, signed with `token` (unsigned without one: the relay will
-    refuse it). The token itself is included only with `include_token`."""
+    refuse it). The token itself is included only with `include_token`.
+
+    `machine_started_at` and `estimated_end_at` are /colab/status `life`'s (null when not
+    known); `reason` says why the server stopped, in its last record only.
+    """
     record: dict[str, Any] = {
         "url": url,
         "gateway_url": gateway_url(url, base_url) if url else None,
         "state": state,
         "updated_at": now_iso(),
+        "machine_started_at": machine_started_at,
+        "estimated_end_at": estimated_end_at,
     }
+    if reason is not None:
+        record["reason"] = reason
     if token and include_token:
         record["token"] = token
     return sign(record, token) if token else record

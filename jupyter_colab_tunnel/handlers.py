@@ -99,6 +99,12 @@ class ColabHandler(ColabServicesMixin, TokenHintMixin, ExtensionHandlerMixin, AP
 
     auth_resource = AUTH_RESOURCE
 
+    @property
+    def _track_activity(self) -> bool:  # type: ignore[override]
+        # Reads are monitoring (the dashboard's and the relay's polls), not use: counted as
+        # activity they would keep `life.idle_seconds` at zero by watching it.
+        return self.request.method not in ("GET", "HEAD")
+
     def write_json(self, body: dict[str, Any]) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")

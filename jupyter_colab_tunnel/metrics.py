@@ -83,8 +83,10 @@ class ColabCollector(Collector):
         max_age: float,
         clock: Callable[[], float] = time.monotonic,
         files: Callable[[], FilesStats | None] = lambda: None,
+        life: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self._gpu_latest = gpu_latest
+        self._life = life
         self._files = files
         self._refresh = refresh
         self._supervisor = supervisor
@@ -98,8 +100,37 @@ class ColabCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from self._tunnel()
+        yield from self._runtime_life()
         yield from self._transfers()
         yield from self._gpus()
+
+    def _runtime_life(self) -> Iterator[Metric]:
+        # From the cached machine start and jupyter_server's in-memory activity: no read here.
+        if self._life is None:
+            return
+        try:
+            life = self._life()
+        except Exception as e:  # a scrape never fails for this: say so in the log instead
+            log.warning("runtime life for /metrics failed: %s", e)
+            return
+        for name, help_text, key in (
+            (
+                "colab_uptime_seconds",
+                "Seconds since the machine (or its container) started.",
+                "uptime_seconds",
+            ),
+            (
+                "colab_idle_seconds",
+                "Seconds since jupyter_server last saw activity; 0 while a kernel is busy.",
+                "idle_seconds",
+            ),
+        ):
+            value = life.get(key)
+            if value is None:
+                continue
+            family = GaugeMetricFamily(name, help_text)
+            family.add_metric([], float(value))
+            yield family
 
     def _transfers(self) -> Iterator[Metric]:
         stats = self._files()
@@ -183,15 +214,16 @@ class MetricsHook:
         max_age: float,
         registry: CollectorRegistry = REGISTRY,
         files: Callable[[], FilesStats | None] = lambda: None,
+        life: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         """`latest`: the newest GPU sample without reading; `sample`: take one (awaitable);
-        `files`: the transfer counters."""
+        `files`: the transfer counters; `life`: /colab/status `life` from cached values."""
         self._sample = sample
         self._registry = registry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[Any] | None = None
         self.collector = ColabCollector(
-            latest, self._request_refresh, supervisor, max_age, files=files
+            latest, self._request_refresh, supervisor, max_age, files=files, life=life
         )
 
     def register(self) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
     from .gpu_service import GpuService
+    from .life import LifeReporter
     from .tunnel.service import TunnelService
 
 # psutil and statvfs reads are cheap but can stall on a hung network disk: read off the loop,
@@ -30,6 +31,7 @@ class StatusReporter:
         runtime: dict[str, Any],
         tunnel: TunnelService,
         gpu: GpuService,
+        life: LifeReporter | None = None,
     ) -> None:
         self._serverapp = serverapp
         self._started_at = started_at
@@ -38,10 +40,11 @@ class StatusReporter:
         self._resources = SharedSample(lambda: resources(root_dir), RESOURCES_TTL)
         self._tunnel = tunnel
         self._gpu = gpu
+        self._life = life
 
     async def status(self) -> dict[str, Any]:
         uptime = time.time() - self._started_at
-        return {
+        body = {
             "version": __version__,
             "server": server_section(self._serverapp, iso_utc(self._started_at) or "", uptime),
             "runtime": dict(self._runtime),
@@ -49,3 +52,6 @@ class StatusReporter:
             "tunnel": self._tunnel.summary(),
             "gpu": await self._gpu.summary(),
         }
+        if self._life is not None:
+            body["life"] = await self._life.life()
+        return body

@@ -36,6 +36,8 @@ TRAITS = {
     "allow_unauthenticated": False,
     "gpu_cache_ttl": 1.0,
     "forward_ports": "1024-65535",
+    "runtime_max_lifetime": None,
+    "runtime_idle_timeout": None,
 }
 
 
@@ -130,6 +132,8 @@ def test_command_line_accepts_the_old_name(monkeypatch: pytest.MonkeyPatch) -> N
         ("restart_backoff_initial", -1.0, "a number >= 0.0"),
         ("max_restarts", -2, "a number >= 0"),
         ("health_interval", 0.0, "a number >= 0.05"),
+        ("runtime_max_lifetime", -3600.0, "a number >= 0.0"),
+        ("runtime_idle_timeout", "90 min", ""),
         ("autostart", "maybe", ""),
     ],
 )

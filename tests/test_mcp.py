@@ -41,7 +41,13 @@ TOOLS = {
     "colab_download",
     "colab_list",
 }
-VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
+VOLATILE_STATUS = {
+    ("server", "uptime_s"),
+    ("resources", "load_1m"),
+    ("resources", "memory"),
+    ("life", "uptime_seconds"),
+    ("life", "idle_seconds"),
+}
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ async def test_status_fields(
     assert r.code == 200
     assert r.headers["Content-Type"].startswith("application/json")
     body = json.loads(r.body)
-    assert set(body) == {"version", "server", "runtime", "resources", "tunnel", "gpu"}
+    assert set(body) == {"version", "server", "runtime", "resources", "tunnel", "gpu", "life"}
     assert body["version"] == __version__
 
     server = body["server"]

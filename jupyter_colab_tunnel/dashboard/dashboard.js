@@ -229,6 +229,47 @@
       ["Extension", "jupyter-colab-tunnel " + (s.version || "?")],
     ];
     $("runtime-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+    if (s.life) renderLife(s.life);
+  }
+
+  // ---- the runtime's life -------------------------------------------------------------------
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "n/a";
+    const s = Math.max(0, Math.round(seconds));
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+    if (h) return h + " h " + String(m).padStart(2, "0") + " min";
+    if (m) return m + " min " + String(s % 60).padStart(2, "0") + " s";
+    return s + " s";
+  }
+
+  const END_REASONS = { max_lifetime: "the maximum lifetime", idle: "the idle timeout" };
+
+  function renderLife(life) {
+    const facts = [];
+    facts.push(["Machine up", duration(life.uptime_seconds) + (life.machine_started_at ? " (since " + clock(life.machine_started_at) + ")" : ""), "life-uptime"]);
+    const busy = life.busy_kernels ? ", " + life.busy_kernels + " kernel(s) busy" : "";
+    facts.push(["Idle", duration(life.idle_seconds) + busy, "life-idle"]);
+    let end = "not known (no platform limits)";
+    if (life.estimated_end_at) {
+      const left = (new Date(life.estimated_end_at) - Date.now()) / 1000;
+      end = "estimate: " + clock(life.estimated_end_at) + " (in about " + duration(left) + "), by " + (END_REASONS[life.estimated_end_reason] || "a limit");
+    }
+    facts.push(["Estimated end", end, "life-end"]);
+    const limits = life.limits;
+    if (limits) {
+      facts.push(["Limits", (life.platform || "configured") + ": " + (limits.max_lifetime_seconds ? duration(limits.max_lifetime_seconds) + " at most" : "lifetime not known") + ", " + (limits.idle_timeout_seconds ? duration(limits.idle_timeout_seconds) + " idle" : "idle time not known"), "life-limits"]);
+    }
+    const rows = facts.flatMap(([k, v, id]) => [el("dt", {}, k), el("dd", { id }, v)]);
+    if (limits && limits.source) {
+      // Only a web page becomes a link; a setting's name stays text.
+      const first = limits.source.split("; ").find((s) => s.startsWith("https://"));
+      const source = first
+        ? el("a", { href: first, rel: "noopener noreferrer", target: "_blank" }, limits.source)
+        : limits.source;
+      rows.push(el("dt", {}, "Source"), el("dd", { id: "life-source", title: limits.note || "" }, source));
+    }
+    $("life-facts").replaceChildren(...rows);
   }
 
   // ---- copy buttons ------------------------------------------------------------------------

@@ -100,8 +100,13 @@ def build_server(
             "dir, running kernels), runtime (Colab or not, accelerator gpu/tpu/none, Python), "
             "resources (CPU count, 1-minute load, RAM and disk of the root dir, in bytes), a "
             "tunnel summary (state, URL, error kind) and a GPU summary (count, names, memory "
-            "total/used in bytes). Call it first to learn what the remote has; use colab_gpu "
-            "for per-GPU detail and colab_tunnel for the tunnel's detail."
+            "total/used in bytes), and the runtime's life: machine uptime and idle time in "
+            "seconds, busy kernels, the platform's limits with their source, and on Colab or "
+            "Kaggle an estimated end (estimated_end_at, an estimate: platforms do not announce "
+            "it). Call it first to learn what the remote has; use colab_gpu for per-GPU detail "
+            "and colab_tunnel for the tunnel's detail. When estimated_end_at is near, you may "
+            "decide to save a checkpoint (to Drive or another place that outlives the runtime) "
+            "before the runtime is recycled."
         ),
     )
     async def colab_status() -> Annotated[CallToolResult, Status]:

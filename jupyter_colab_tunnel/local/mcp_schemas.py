@@ -223,6 +223,34 @@ class GpuSummary(BaseModel):
     error: str | None = Field(description="The GPU error's kind, null when fine.")
 
 
+class LifeLimits(BaseModel):
+    max_lifetime_seconds: float | None = Field(
+        description="Seconds a runtime lives at most; null when not known."
+    )
+    idle_timeout_seconds: float | None = Field(
+        description="Seconds of no activity before the platform recycles it; null when not known."
+    )
+    source: str = Field(description="Where the figures come from (a page, or the settings).")
+    note: str = Field(description="The figures in words, with how firm each is.")
+
+
+class Life(BaseModel):
+    """How long the runtime has been up, how idle it is, and when it may end (estimates)."""
+
+    machine_started_at: str | None = Field(description=TIMESTAMP + " The machine's start.")
+    uptime_seconds: float | None = Field(description="Seconds since the machine started.")
+    last_activity_at: str = Field(description=TIMESTAMP + " The server's last activity.")
+    idle_seconds: float = Field(description="Seconds without activity; 0 while a kernel runs.")
+    busy_kernels: int = Field(description="Kernels executing code now.")
+    platform: str | None = Field(description="colab | kaggle | null (not a known platform).")
+    limits: LifeLimits | None = Field(description="Null when the platform's limits are unknown.")
+    estimated_end_at: str | None = Field(
+        description=TIMESTAMP + " When the runtime is expected to end: an estimate, or null."
+    )
+    estimated_end_reason: str | None = Field(description="max_lifetime | idle | null.")
+    estimate: bool = Field(description="Always true: the end times are estimates.")
+
+
 class Status(BaseModel):
     """The remote machine at a glance (GET /colab/status)."""
 
@@ -232,6 +260,7 @@ class Status(BaseModel):
     resources: Resources
     tunnel: TunnelSummary
     gpu: GpuSummary
+    life: Life | None = Field(default=None, description="Absent from an older remote.")
 
 
 # ----- colab_wait_gpu_memory --------------------------------------------------------------
