@@ -24,6 +24,7 @@ from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
 from .relay.forward import ForwardSpecError, parse_forwards
 from .relay.kernel_socket import MAX_WS_MESSAGE
+from .relay.life import LIFE_INTERVAL
 from .secret_file import exposure_warning
 from .upstream import ConnectionFileWatcher, UpstreamTracker
 
@@ -325,6 +326,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         ws_max_message=args.max_message_size,
         request_timeout=args.request_timeout,
         gone_after=args.gone_after,
+        life_interval=LIFE_INTERVAL,
         follows_file=bool(args.connection_file),
     )
     check_headers = dict(headers)

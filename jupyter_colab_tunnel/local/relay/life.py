@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 WARN_MINUTES = (30, 10)
 # Two estimates closer than this are the same one (an idle estimate creeps as time passes).
 SAME_ESTIMATE = 300.0
+# How often `connect` reads the remote's /colab/status `life`: at most once a minute.
+LIFE_INTERVAL = 60.0
+# How often the warnings are weighed between reads (a record's estimate is weighed on arrival).
+TICK = 15.0
 # A private websocket close code ("4000-4999: for applications"), as HTTP's 410 Gone.
 GONE_CLOSE_CODE = 4410
 HINT = HINTS["remote_gone"]
@@ -210,14 +214,14 @@ class RemoteLife:
         while True:
             upstream = self.relay.tracker.current
             now = time.time()
-            due = self.checked_at is None or now - self.checked_at >= interval
+            due = interval > 0 and (self.checked_at is None or now - self.checked_at >= interval)
             self._wake = asyncio.Event()
             if upstream is not None and self.gone is None and due:
                 self.checked_at = now
                 await self._read_life(upstream)
             self.check_warnings()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(interval, 15.0))
+                await asyncio.wait_for(self._wake.wait(), min(interval, TICK) or TICK)
 
     async def _read_life(self, upstream: Any) -> None:
         relay = self.relay

@@ -56,8 +56,9 @@ class RelaySettings:
     body_timeout: float = 120.0
     # A remote unreachable behind a dead tunnel this long is "gone" (connect --gone-after).
     gone_after: float = 60.0
-    # How often the remote's GET /colab/status `life` is read (at most once a minute).
-    life_interval: float = 60.0
+    # How often the remote's GET /colab/status `life` is read; 0: never (`connect` reads it
+    # once a minute: LIFE_INTERVAL).
+    life_interval: float = 0.0
     # Whether a connection file is followed (a new runtime is then picked up by itself).
     follows_file: bool = False
     ca_certs: str | None = field(default_factory=lambda: os.environ.get("SSL_CERT_FILE") or None)
