@@ -279,13 +279,20 @@ def test_a_remote_stopped_with_sigterm_is_gone_at_once_with_its_reason(
     # --gone-after is long: only the record can say "gone" within this test.
     relay = relay_for(tmp_path, connection_file, "--gone-after=600")
     try:
-        assert relay.request("GET", "api/kernels").status == 200
+        created = relay.request("POST", "api/kernels", body={})
+        assert created.status == 201, created.body
+        channels = ws_url(relay.url) + f"/api/kernels/{created.json()['id']}/channels"
+        channel = KernelChannel(channels, headers={"Authorization": f"token {relay.token}"})
+        assert channel.execute("print('before')").stdout == "before\n"
         remote.server.proc.send_signal(signal.SIGTERM)
         remote.server.proc.wait(30)
         # The remote's last word, as it writes it on SIGTERM (signed with its token).
         last = connection_record(url, "stopped", "/", None)
         last.update(reason="the server received SIGTERM", machine_started_at=in_minutes(-30))
         write_connection_file(connection_file, sign(last, TOKEN))
+        # Told at once, not after --resume-timeout (60 s).
+        code, reason = close_frame(channel.ws, timeout=20)
+        assert code == GONE_CLOSE_CODE, (code, reason)
         status = relay.wait_status(lambda s: s["remote_gone"] is not None, timeout=20)
         check_relay_body("RelayStatus", status)
         gone = status["remote_gone"]

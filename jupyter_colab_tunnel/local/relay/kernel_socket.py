@@ -208,7 +208,7 @@ class KernelSocket(websocket.WebSocketHandler):
         finally:
             if not self.local_closed and not self.retired:
                 # The gateway client reconnects, through the relay, when its socket closes.
-                self.close(1011, "upstream lost")
+                self.close(*(self.relay.life.close_frame() or (1011, "upstream lost")))
 
     async def _resume(self) -> bool:
         """Re-dial until a new upstream is up; deliver the held frames. False: gave up."""

@@ -125,10 +125,20 @@ class RemoteLife:
             hint,
             f" Closing {len(sockets)} open kernel websocket(s)." if sockets else "",
         )
-        when = iso_utc(since) or "?"
+        frame = self.close_frame()
+        assert frame is not None
         for sock in sockets:
-            # A close reason is at most 123 bytes: the log and GET /relay/status say the rest.
-            sock.end(GONE_CLOSE_CODE, f"remote runtime gone since {when}; start a new one")
+            sock.end(*frame)
+
+    def close_frame(self) -> tuple[int, str] | None:
+        """The close code and reason for a kernel websocket while gone, else None."""
+        if self.gone is None:
+            return None
+        # A close reason is at most 123 bytes: the log and GET /relay/status say the rest.
+        return (
+            GONE_CLOSE_CODE,
+            f"remote runtime gone since {iso_utc(self.gone.since)}; start a new one",
+        )
 
     def clear_gone(self, why: str, cause: str | None = None) -> None:
         if self.gone is not None and cause in (None, self.gone.cause):
