@@ -349,3 +349,20 @@ def wait_log(relay: RelayProcess, text: str, timeout: float = 20.0) -> None:
     while text not in relay.log():
         assert time.monotonic() < deadline, f"no {text!r} in:\n{relay.log()[-3000:]}"
         time.sleep(0.05)
+
+
+@pytest.mark.e2e
+def test_a_gone_after_that_is_not_a_positive_number_is_refused(tmp_path: Path) -> None:
+    from test_relay_cli import run_connect
+
+    for bad in ("0", "-5", "nan"):
+        code, out, err = run_connect(
+            [
+                "--url",
+                "http://127.0.0.1:9",
+                f"--gone-after={bad}",
+                f"--local-token-file={tmp_path / 't'}",
+            ]
+        )
+        assert code == 2, (out, err)
+        assert f"--gone-after must be a number of seconds above 0, not {float(bad)}" in err
