@@ -150,7 +150,9 @@ class RemoteLife:
         gone = self.gone
         if gone is None:
             return failure
-        last = "" if failure.message in gone.reason else f" (last: {failure.message})"
+        # The last failure, where it adds something (not "no live URL" after a stop).
+        said = failure.reason == "no_upstream" or failure.message in gone.reason
+        last = "" if said else f" (last: {failure.message})"
         return Failure(
             "remote_gone",
             f"the remote runtime appears to be gone since {iso_utc(gone.since)}: "
