@@ -187,6 +187,11 @@ class ConnectionInfo:
     state: str
     token: str | None = None
     updated_at: str | None = None
+    # Issue 21: why a stopped remote stopped, and its runtime's life (null/absent from an
+    # older remote, and read leniently: the record is signed, so only the remote wrote them).
+    reason: str | None = None
+    machine_started_at: str | None = None
+    estimated_end_at: str | None = None
 
     @property
     def live_url(self) -> str | None:
@@ -297,7 +302,18 @@ def _fields(data: dict[str, Any]) -> ConnectionInfo:
         state=state,
         token=token or None,
         updated_at=updated,
+        reason=_text(data.get("reason")),
+        machine_started_at=_time_text(data.get("machine_started_at")),
+        estimated_end_at=_time_text(data.get("estimated_end_at")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _time_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and parse_time(value) is not None else None
 
 
 def _verify(data: dict[str, Any], token: str | None) -> None:

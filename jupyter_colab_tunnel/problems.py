@@ -80,6 +80,7 @@ ClientKind = Literal[
 # failure, whichever part of the local side meets it.
 RelayKind = Literal[
     "no_upstream",
+    "remote_gone",
     "remote_refused",
     "host_not_allowed",
     "origin_not_allowed",
@@ -332,6 +333,12 @@ HINTS: dict[Kind, str] = {
         "The remote's tunnel has no live URL: it is starting, restarting or stopped, or the "
         "runtime is gone. Wait for it to become ready (or start it on the remote); GET "
         "/relay/status shows what the relay knows, and the connection file the remote's state."
+    ),
+    "remote_gone": (
+        "The remote runtime has ended (stopped, recycled or killed): its kernels and their "
+        "state are lost. Start a new runtime (in Colab, run launch() again) writing the same "
+        "connection file: the relay follows it by itself, without a restart, and new kernels "
+        "run there."
     ),
     "remote_refused": (
         "The remote Jupyter server refused the kernel websocket: a 403 means the remote token "

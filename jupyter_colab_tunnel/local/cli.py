@@ -24,6 +24,7 @@ from .check import CheckResult, check_remote
 from .relay import Relay, RelaySettings
 from .relay.forward import ForwardSpecError, parse_forwards
 from .relay.kernel_socket import MAX_WS_MESSAGE
+from .relay.life import LIFE_INTERVAL
 from .secret_file import exposure_warning
 from .upstream import ConnectionFileWatcher, UpstreamTracker
 
@@ -131,6 +132,16 @@ def add_connect_options(parser: argparse.ArgumentParser) -> None:
         metavar="[LOCAL:]REMOTE",
         help="the remote's 127.0.0.1:REMOTE at http://127.0.0.1:LOCAL/ here, like ssh -L "
         "(LOCAL defaults to REMOTE; repeatable)",
+    )
+    parser.add_argument(
+        "--gone-after",
+        type=float,
+        default=60.0,
+        help=(
+            "seconds a remote may stay unreachable behind a dead tunnel (Cloudflare 530/1033, "
+            "a quick tunnel's name that no longer resolves, connection refused) before the "
+            "relay says that the runtime is gone and closes its kernel websockets (default 60)"
+        ),
     )
     parser.add_argument(
         "--request-timeout",
@@ -276,6 +287,8 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             f"--max-message-size must be between 1 and {MAX_WS_MESSAGE} bytes, "
             f"not {args.max_message_size}"
         )
+    if not args.gone_after > 0:
+        raise UsageError(f"--gone-after must be a number of seconds above 0, not {args.gone_after}")
     try:
         forwards = parse_forwards(args.forward, args.port)
     except ForwardSpecError as e:
@@ -312,6 +325,9 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         ws_resume_timeout=args.resume_timeout,
         ws_max_message=args.max_message_size,
         request_timeout=args.request_timeout,
+        gone_after=args.gone_after,
+        life_interval=LIFE_INTERVAL,
+        follows_file=bool(args.connection_file),
     )
     check_headers = dict(headers)
     token = remote_token()

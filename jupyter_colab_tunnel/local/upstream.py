@@ -61,6 +61,23 @@ class UpstreamTracker:
         self.state = "unknown"
         self._changed = asyncio.Event()
         self._listeners: list[Listener] = []
+        # The connection file's record followed now (None with --url), and who hears of a new
+        # one: a stopped runtime's last word, a new runtime, the life fields (relay/life.py).
+        self.record: ConnectionInfo | None = None
+        self._record_listeners: list[Callable[[ConnectionInfo], None]] = []
+
+    def listen_records(self, listener: Callable[[ConnectionInfo], None]) -> Callable[[], None]:
+        self._record_listeners.append(listener)
+        return lambda: self._record_listeners.remove(listener)
+
+    def set_record(self, info: ConnectionInfo) -> None:
+        """A newly accepted record (before its URL is applied with set_url)."""
+        self.record = info
+        for listener in list(self._record_listeners):
+            try:
+                listener(info)
+            except Exception:
+                self.log.exception("a record listener failed")
 
     def listen(self, listener: Listener) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -267,6 +284,7 @@ class ConnectionFileWatcher:
         self.refused = None
         self._problem = None
         self.info = info
+        self.tracker.set_record(info)
         self.tracker.set_url(info.live_url, info.state or "ready")
 
     def _refuse(self, refused: RecordRefused) -> None:

@@ -145,7 +145,7 @@ class ForwardHandler(web.RequestHandler):
             if loop.time() >= self._deadline:
                 break
             await relay.tracker.wait_change(upstream, min(0.25, self._deadline - loop.time()))
-        self._fail(failure or no_upstream(relay.tracker.state))
+        self._fail(relay.life.failure(failure or no_upstream(relay.tracker.state)))
         return None
 
     async def data_received(self, chunk: bytes) -> None:

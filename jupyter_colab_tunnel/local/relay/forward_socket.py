@@ -137,7 +137,7 @@ class ForwardSocket(websocket.WebSocketHandler):
             if loop.time() >= deadline:
                 break
             await relay.tracker.wait_change(upstream, min(0.25, deadline - loop.time()))
-        return None, failure or no_upstream(relay.tracker.state)
+        return None, relay.life.failure(failure or no_upstream(relay.tracker.state))
 
     # ----- the pump -------------------------------------------------------------------------
 

@@ -101,6 +101,7 @@ class KernelSocket(websocket.WebSocketHandler):
                 self._forget()
                 assert failure is not None
                 relay.fail(failure)
+                failure = relay.life.failure(failure)
                 write_error(self, failure.status, failure.reason, failure.message, failure.hint)
                 return
             self.conn = conn
@@ -207,7 +208,7 @@ class KernelSocket(websocket.WebSocketHandler):
         finally:
             if not self.local_closed and not self.retired:
                 # The gateway client reconnects, through the relay, when its socket closes.
-                self.close(1011, "upstream lost")
+                self.close(*(self.relay.life.close_frame() or (1011, "upstream lost")))
 
     async def _resume(self) -> bool:
         """Re-dial until a new upstream is up; deliver the held frames. False: gave up."""
@@ -250,6 +251,8 @@ class KernelSocket(websocket.WebSocketHandler):
         loop = asyncio.get_running_loop()
         failure: Failure | None = None
         delay = 0.1
+        if relay.life.gone:
+            deadline = loop.time()  # gone: one try (it may be back), no waiting
         while not self.local_closed and not self.retired:
             upstream = await relay.tracker.wait_live(deadline)
             if upstream is None:
@@ -296,7 +299,9 @@ class KernelSocket(websocket.WebSocketHandler):
                 self.upstream = upstream
                 relay.reachability.answered()
                 return conn, None
-            if loop.time() >= deadline:
+            # A re-dial that fails tells whether the remote is still there (reachability.py).
+            relay.reachability.failed(failure)
+            if loop.time() >= deadline or relay.life.gone:
                 break
             await relay.tracker.wait_change(upstream, min(delay, deadline - loop.time()))
             delay = min(delay * 2, 1.0)
@@ -361,11 +366,15 @@ class KernelSocket(websocket.WebSocketHandler):
         )
 
     def shutdown(self, reason: str) -> None:
+        self.end(1001, reason)
+
+    def end(self, code: int, reason: str) -> None:
+        """Close both sides for good, the local one with `code` and `reason` (<= 123 bytes)."""
         self.retired = True
         if self.conn is not None:
             self.conn.close(1001, reason)
         if not self.local_closed:
-            self.close(1001, reason)
+            self.close(code, reason)
 
     def on_close(self) -> None:
         self.local_closed = True

@@ -178,7 +178,8 @@ class ProxyHandler(_RelayHandler):
         relay = self.relay
         relay.stats.requests += 1
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + relay.settings.http_wait
+        # A remote that is gone is not waited for: one try (it may be back), then the answer.
+        deadline = loop.time() + (0.0 if relay.life.gone else relay.settings.http_wait)
         method = self.request.method or "GET"
         failure: Failure | None = None
         while True:
@@ -190,7 +191,7 @@ class ProxyHandler(_RelayHandler):
                 self._relay_response(response)
                 return
             assert failure is not None
-            if not failure.unsent or loop.time() >= deadline:
+            if not failure.unsent or loop.time() >= deadline or relay.life.gone:
                 break
             # Safe to send again (it never reached the remote, or its method is idempotent):
             # wait for a new URL (or a moment) and resend.
@@ -198,6 +199,7 @@ class ProxyHandler(_RelayHandler):
         if failure is None:
             failure = no_upstream(relay.tracker.state)
         relay.fail(failure)
+        failure = relay.life.failure(failure)
         relay.log.warning(
             "%s %s -> %d %s: %s",
             method,
@@ -236,6 +238,8 @@ class ProxyHandler(_RelayHandler):
         if rules.carries_token(response, relay.settings.remote_token()):
             return None, token_withheld(method, self.request.path)
         edge = classify_status(response.code, response.body, upstream.url)
+        if edge is None:
+            relay.reachability.answered()  # the remote's own answer: any failure streak ends
         if edge is not None:
             # Cloudflare's "no tunnel" answer never reached the remote; its 502 from a broken
             # origin connection may have: a non-idempotent request is not sent again then.

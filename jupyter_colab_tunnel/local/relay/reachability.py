@@ -4,7 +4,11 @@ A remote killed outright (SIGKILL, a runtime that vanished) cannot update its co
 which goes on saying `ready`. After consecutive failures of the kinds "nothing answers there"
 (refused, no tunnel, the tunnel's origin down), the relay confirms with a probe of its own and
 marks the remote unreachable (one WARNING, `/relay/status`), then probes every few seconds
-until it answers again (one INFO line) or the upstream changes.
+until it answers again (one INFO line) or the upstream changes. Unreachable for
+`RelaySettings.gone_after` seconds, it is "gone" (life.py says so and what to do).
+
+A quick tunnel's hostname that no longer resolves is a dead tunnel too (Cloudflare removes it
+with the tunnel); any other name that does not resolve may be this machine's own DNS.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
@@ -43,12 +48,22 @@ def _down_kinds() -> frozenset[str]:
 
 
 DOWN_KINDS = _down_kinds()
+QUICK_TUNNEL_DOMAIN = ".trycloudflare.com"
+
+
+def dead_tunnel(reason: str, url: str | None) -> bool:
+    """Whether a failure of this kind at `url` says that nothing answers there any more."""
+    if reason in DOWN_KINDS:
+        return True
+    host = (urlsplit(url).hostname or "") if url else ""
+    return reason == "dns_error" and host.lower().rstrip(".").endswith(QUICK_TUNNEL_DOMAIN)
 
 
 class Reachability:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
         self.failures = 0
+        self.first_failure_at: float | None = None  # the streak's first: "gone since" then
         self.down_since: float | None = None
         self.down_error: str | None = None
         self._probe: asyncio.Task[None] | None = None
@@ -59,20 +74,30 @@ class Reachability:
     def down(self) -> bool:
         return self.down_since is not None
 
-    def failed(self, failure: Failure) -> None:
-        if failure.reason not in DOWN_KINDS:
+    def failed(self, failure: Failure, confirm_now: bool = False) -> None:
+        current = self.relay.tracker.current
+        if not dead_tunnel(failure.reason, current.url if current else None):
             return
         self.failures += 1
+        if self.first_failure_at is None:
+            self.first_failure_at = time.time()
         self.down_error = f"{failure.reason}: {failure.message}"
-        if self.failures >= DOWN_AFTER and self._probe is None:
+        if (confirm_now or self.failures >= DOWN_AFTER) and self._probe is None:
             self._probe = asyncio.ensure_future(self._watch())
+
+    def suspect(self, failure: Failure) -> None:
+        """A check of the relay's own failed (the life read): probe now, no second failure
+        awaited (an idle relay makes no other requests)."""
+        self.failed(failure, confirm_now=True)
 
     def answered(self) -> None:
         """The remote answered (a kernel websocket was dialled, a probe got an answer)."""
         self.failures = 0
+        self.first_failure_at = None
         if self.down_since is not None:
             self.down_since = None
             self.relay.log.info("The remote answers again")
+        self.relay.life.clear_gone("the remote answers again", cause="unreachable")
 
     def status(self) -> dict[str, Any] | None:
         if self.down_since is None:
@@ -101,9 +126,22 @@ class Reachability:
                         self.down_error,
                         HINT,
                     )
+                if verdict is False:
+                    self._gone_yet()
                 await self.relay.tracker.wait_change(upstream, PROBE_INTERVAL)
         finally:
             self._probe = None
+
+    def _gone_yet(self) -> None:
+        """Unreachable (confirmed) since the streak's first failure, for gone_after: gone."""
+        since = self.first_failure_at or self.down_since
+        after = self.relay.settings.gone_after
+        if since is not None and time.time() - since >= after:
+            self.relay.life.declare_gone(
+                since,
+                f"unreachable for {after:g} s behind a dead tunnel ({self.down_error})",
+                "unreachable",
+            )
 
     async def _check(self, upstream: Upstream) -> bool | None:
         """True: the remote Jupyter server answered (any status of its own); False: nothing
@@ -125,18 +163,25 @@ class Reachability:
         try:
             response = await self._client.fetch(request, raise_error=False)
         except Exception as e:
-            return False if classify_exception(e, upstream.url).reason in DOWN_KINDS else None
+            return self._verdict(classify_exception(e, upstream.url), upstream)
         if response.code == 599:
             failure = classify_exception(response.error or OSError("no answer"), upstream.url)
-            return False if failure.reason in DOWN_KINDS else None
+            return self._verdict(failure, upstream)
         edge = classify_status(response.code, response.body or b"", upstream.url)
         if edge is None:
             return True
-        return False if edge.reason in DOWN_KINDS else None
+        return self._verdict(edge, upstream)
+
+    def _verdict(self, failure: Failure, upstream: Upstream) -> bool | None:
+        if not dead_tunnel(failure.reason, upstream.url):
+            return None
+        self.down_error = f"{failure.reason}: {failure.message}"
+        return False
 
     def _on_switch(self, old: Upstream | None, new: Upstream | None) -> None:
         """A new URL (or none): nothing is known of it yet."""
         self.failures = 0
+        self.first_failure_at = None
         self.down_since = None
 
     async def close(self) -> None:

@@ -25,6 +25,7 @@ from ..upstream import Upstream, UpstreamTracker
 from . import rules
 from .forward import Forward, ForwardSpec
 from .kernel_socket import MAX_WS_MESSAGE, KernelSocket
+from .life import RemoteLife
 from .proxy import LINGER_BYTES, MAX_FORWARDED_BODY, ProxyHandler, StatusHandler
 from .reachability import Reachability
 
@@ -53,6 +54,13 @@ class RelaySettings:
     # Bounds on a local client: its request headers (and a kept connection's idle wait), its body.
     header_timeout: float = 20.0
     body_timeout: float = 120.0
+    # A remote unreachable behind a dead tunnel this long is "gone" (connect --gone-after).
+    gone_after: float = 60.0
+    # How often the remote's GET /colab/status `life` is read; 0: never (`connect` reads it
+    # once a minute: LIFE_INTERVAL).
+    life_interval: float = 0.0
+    # Whether a connection file is followed (a new runtime is then picked up by itself).
+    follows_file: bool = False
     ca_certs: str | None = field(default_factory=lambda: os.environ.get("SSL_CERT_FILE") or None)
 
 
@@ -90,6 +98,7 @@ class Relay:
         self._server: HTTPServer | None = None
         self._status_extra = status_extra
         self.reachability = Reachability(self)
+        self.life = RemoteLife(self)
         self.stopping = False
         self._last_request = time.monotonic()
         self._shut_down: set[str] = set()  # kernels the local side shut down (DELETE)
@@ -148,6 +157,7 @@ class Relay:
         )
         self._server.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
+        self.life.start()
         return self.port
 
     def add_forward(self, spec: ForwardSpec) -> Forward:
@@ -182,6 +192,7 @@ class Relay:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._server.close_all_connections(), 2)
         await self.reachability.close()
+        await self.life.close()
         self.client.close()
 
     async def _drain(self, kernels: set[str], grace: float, stop_now: asyncio.Event) -> None:
@@ -241,6 +252,11 @@ class Relay:
         self.tracker.record_error(f"{failure.reason}: {failure.message}")
         self.reachability.failed(failure)
 
+    def _remote_state(self) -> str:
+        if self.life.gone is not None:
+            return "gone"
+        return "unreachable" if self.reachability.down else self.tracker.state
+
     def status(self) -> dict[str, Any]:
         up = self.tracker.current
         s = self.stats
@@ -248,8 +264,10 @@ class Relay:
             "upstream": up.url if up else None,
             "since": iso_utc(self.tracker.since),
             # The connection file's word, unless the relay found that nothing answers there.
-            "remote_state": "unreachable" if self.reachability.down else self.tracker.state,
+            "remote_state": self._remote_state(),
             "remote_unreachable": self.reachability.status(),
+            "remote_gone": self.life.gone.as_dict() if self.life.gone else None,
+            "remote_life": self.life.status(),
             "switches": self.tracker.switches,
             "last_error": self.tracker.last_error,
             "last_error_at": iso_utc(self.tracker.last_error_at),
