@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from relay_env import check_relay_body
+from test_mcp import TOOLS as MCP_TOOLS
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
@@ -120,9 +121,7 @@ async def clients_errors(
         assert result.is_error, result
         text = "\n".join(block.text for block in result.content)  # type: ignore[union-attr]
         # The MCP server keeps serving after an error.
-        assert (
-            len((await tools.list_tools()).tools) == 6
-        )  # colab_status, _gpu, _tunnel, _tunnel_action, _wait_gpu_memory, _ports
+        assert {tool.name for tool in (await tools.list_tools()).tools} == MCP_TOOLS
     return async_error.value, sync_error.value, text
 
 
