@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+# Run as a script, its directory is on sys.path but not the repository's: testkit is found
+# through it (an installed, not editable, package has no testkit).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jupyter_colab_tunnel.local.files.cp_cli import configure_cp_parser, run_cp
 from testkit.relay_process import resolve
