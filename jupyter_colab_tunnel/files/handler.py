@@ -12,6 +12,7 @@ an upload is written as it arrives (PartialUpload).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import json
@@ -217,13 +218,18 @@ class FilesHandler(TokenHintMixin, ExtensionHandlerMixin, JupyterHandler):
         self.set_header("Content-Length", str(last + 1 - first))
         if ranged and entry.size:
             self.set_header("Content-Range", f"bytes {first}-{last}/{entry.size}")
-        at = first
+        at = first  # bytes sent up to here
+        read_to = first  # bytes read (and hashed) up to here: one piece ahead of `at`
+        ahead: asyncio.Future[bytes] | None = None
         try:
             piece = await files.run(_read, fd, at, min(PIECE, last + 1 - at), hasher)
+            read_to += len(piece)
             while piece:
                 at += len(piece)
                 ahead = (
-                    files.run(_read, fd, at, min(PIECE, last + 1 - at), hasher)
+                    asyncio.ensure_future(
+                        files.run(_read, fd, at, min(PIECE, last + 1 - at), hasher)
+                    )
                     if at <= last
                     else None
                 )
@@ -231,6 +237,8 @@ class FilesHandler(TokenHintMixin, ExtensionHandlerMixin, JupyterHandler):
                 files.stats.bytes_sent += len(piece)
                 await self.flush()  # the next piece goes once the client took this one
                 piece = await ahead if ahead is not None else b""
+                ahead = None
+                read_to += len(piece)
             if at <= last:  # the file shrank under us
                 self._abandon()
                 return
@@ -238,12 +246,17 @@ class FilesHandler(TokenHintMixin, ExtensionHandlerMixin, JupyterHandler):
         except StreamClosedError:
             return  # the client left; it resumes from what it holds
         finally:
+            if ahead is not None:  # the client left while the next piece was read: let it end
+                with contextlib.suppress(Exception):
+                    read_to += len(await ahead)
             await files.run(os.close, fd)
             if hasher is not None:
-                if at == entry.size:
+                # What the hash covers is what was read, not what the client took: a download
+                # resumed where this one stopped continues it only if the two are the same.
+                if read_to == entry.size:
                     files.book.remember(path, entry.etag, hasher.hexdigest())
                 else:
-                    files.book.keep(key, at, hasher)
+                    files.book.keep(key, read_to, hasher)
 
     # ----- PUT: bytes into the partial --------------------------------------------------
 

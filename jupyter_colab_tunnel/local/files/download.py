@@ -11,6 +11,7 @@ import hashlib
 import os
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...client import RemoteError
@@ -30,9 +31,11 @@ from .transfer import (
 
 
 class _Writer:
-    """Writes and hashes in a thread, one write in flight while the next comes. The answer's
-    pieces (often smaller than they could be) are gathered to BLOCK first: one thread hand-off
-    per MiB, not one per socket read."""
+    """Writes and hashes on one thread of its own, one write queued while the next comes. The
+    answer's pieces (often smaller than they could be) are gathered to BLOCK first: one thread
+    hand-off per MiB, not one per socket read. One thread keeps the writes in order even when
+    a wait for one is given up (Ctrl-C cancels it, the write still runs): `drain` then waits
+    behind every write queued so far."""
 
     def __init__(self, f: Any, digest: Any, progress: Progress) -> None:
         self.f, self.digest, self.progress = f, digest, progress
@@ -40,13 +43,24 @@ class _Writer:
         self.written = 0
         self._blocks: list[bytes] = []
         self._gathered = 0
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="cp-download")
         # A failed write (a full disk): tornado, whose callback this runs in, would take it for
-        # a dropped connection, so it is kept here and raised after the answer ends.
+        # a dropped connection, so it is kept here and raised after the answer ends. No write
+        # runs after one failed.
         self.error: OSError | None = None
 
     def _write(self, data: bytes) -> None:
-        self.f.write(data)
+        if self.error is not None:
+            return
+        try:
+            self.f.write(data)
+        except OSError as e:
+            self.error = e
+            return
         self.digest.update(data)
+
+    def _queue(self, data: bytes) -> asyncio.Future[None]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._write, data)
 
     async def write(self, block: bytes) -> None:
         if self.error is not None:
@@ -59,28 +73,26 @@ class _Writer:
             await self._hand_off()
 
     async def _hand_off(self) -> None:
-        await self._settle()
         data = b"".join(self._blocks)
         self._blocks.clear()
         self._gathered = 0
-        self.pending = asyncio.ensure_future(asyncio.to_thread(self._write, data))
-
-    async def drain(self) -> None:
-        """Everything given so far is written (and hashed)."""
+        before, self.pending = self.pending, self._queue(data)
+        if before is not None:
+            await before  # at most one write waits behind the one under way
         if self.error is not None:
             raise self.error
-        if self._blocks:
-            await self._hand_off()
-        await self._settle()
 
-    async def _settle(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            try:
-                await pending
-            except OSError as e:
-                self.error = e
-                raise
+    async def drain(self) -> None:
+        """Everything given so far is written (and hashed), or the write error is raised."""
+        if self._blocks and self.error is None:
+            await self._hand_off()
+        await self._queue(b"")  # behind every write queued so far, awaited or not
+        self.pending = None
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False)
 
 
 def _open_partial(path: str, keep: int) -> Any:
@@ -185,6 +197,7 @@ async def download(
             finally:
                 with contextlib.suppress(Exception):
                     await writer.drain()
+                writer.close()
                 fetched += writer.written
             final = await client.stat(remote, sha256=True)
             outcome.sha256 = digest.hexdigest()
