@@ -286,10 +286,9 @@ def test_a_remote_stopped_with_sigterm_is_gone_at_once_with_its_reason(
         assert channel.execute("print('before')").stdout == "before\n"
         remote.server.proc.send_signal(signal.SIGTERM)
         remote.server.proc.wait(30)
-        # The remote's last word, as it writes it on SIGTERM (signed with its token).
-        last = connection_record(url, "stopped", "/", None)
-        last.update(reason="the server received SIGTERM", machine_started_at=in_minutes(-30))
-        write_connection_file(connection_file, sign(last, TOKEN))
+        # The remote's last word, written by the real server on SIGTERM (signed with its token).
+        last = json.loads(connection_file.read_text())
+        assert (last["state"], last["reason"]) == ("stopped", "the server received SIGTERM")
         # Told at once, not after --resume-timeout (60 s).
         code, reason = close_frame(channel.ws, timeout=20)
         assert code == GONE_CLOSE_CODE, (code, reason)
@@ -328,7 +327,11 @@ def test_a_real_relay_warns_before_the_estimated_end_in_the_record(
         status = relay.wait_status(lambda s: s["remote_life"] is not None)
         check_relay_body("RelayStatus", status)
         assert status["remote_life"]["estimated_end_at"] == record["estimated_end_at"]
-        assert status["remote_life"]["uptime_seconds"] >= 695 * 60 - 5
+        # The real remote's own /colab/status life wins over the record's figures, except
+        # where it has none: this machine is not a known platform, so no estimate of its own.
+        own = remote.get_json("colab/status")["life"]
+        assert own["estimated_end_at"] is None
+        assert abs(status["remote_life"]["uptime_seconds"] - own["uptime_seconds"]) < 120
         wait_log(relay, "may end in about 30 minutes")
         # The remote's next record: the end is 9 minutes away now.
         record = connection_record(remote.url.rstrip("/"), "ready", "/", None)
