@@ -29,7 +29,16 @@ from jupyter_colab_tunnel.client import (
 from jupyter_colab_tunnel.problems import CLIENT_KINDS, HINTS, ColabTunnelError, Problem
 from testkit.fake_nvml import FakeGpu, FakeProcess, install
 
-VOLATILE_STATUS = {("server", "uptime_s"), ("resources", "load_1m"), ("resources", "memory")}
+VOLATILE_STATUS = {
+    ("server", "uptime_s"),
+    ("resources", "load_1m"),
+    ("resources", "memory"),
+    # The runtime's life moves between two reads: its clock, and activity in between.
+    ("life", "uptime_seconds"),
+    ("life", "idle_seconds"),
+    ("life", "last_activity_at"),
+    ("life", "estimated_end_at"),
+}
 
 
 @pytest.fixture
