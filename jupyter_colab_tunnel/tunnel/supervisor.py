@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..problems import Problem
@@ -27,33 +26,12 @@ from .clock import Clock, SystemClock
 from .command import TunnelCommand, build_argv, normalize_cloudflared_args
 from .errors import fit_to_mode
 from .failure_log import FailureLog
-from .health import HealthWatch, HttpProbe, Probe
-from .logs import classify_exit, classify_line, parse_line, signal_name
+from .health import HttpProbe, Probe
+from .logs import classify_line, parse_line
 from .prepare import BinaryLookup, tunnel_token
-from .restart import GiveUp, RestartPolicy, RestartRules
+from .restart import GiveUp, RestartPolicy
 from .run import Run, RunReports, Spawner
-
-
-@dataclass(frozen=True)
-class SupervisorSettings:
-    """ColabTunnelApp's tunnel traits, by the same names; the traits hold the defaults."""
-
-    tunnel_mode: str
-    cloudflared_path: str
-    tunnel_token: str = field(repr=False)
-    tunnel_token_file: str
-    public_hostname: str
-    protocol: str
-    edge_ip_version: str
-    cloudflared_args: str | list[str]
-    restart_backoff_initial: float
-    restart_backoff_max: float
-    max_restarts: int
-    crash_window: float
-    url_timeout: float
-    health_interval: float
-    stop_timeout: float
-    log_lines: int
+from .settings import SupervisorSettings
 
 
 class TunnelSupervisor:
@@ -84,11 +62,11 @@ class TunnelSupervisor:
         self._spawn_child = spawn
         self._binaries = BinaryLookup(resolve)
         self.clock: Clock = clock or SystemClock()
-        self._probe: Probe = probe or HttpProbe()
+        self._wake = asyncio.Event()  # set when a line brought news for the health checks
+        self._health = settings.health_watch(self.clock, probe or HttpProbe(), self._wake)
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._run_record: Run | None = None
-        self._wake = asyncio.Event()
         # A run knows the supervisor only through these.
         self._reports = RunReports(
             url=lambda: self.url,
@@ -203,9 +181,15 @@ class TunnelSupervisor:
             self.log.info("Tunnel %s%s", state, f": {detail}" if detail else "")
         self._notify(self._on_state, state)
 
-    def _enter_backoff(self, error: Problem, delay: float) -> None:
+    async def _back_off(self, error: Problem, delay: float) -> None:
+        """Wait `delay` before the next restart, in state backoff."""
+        self.next_retry_at = self.clock.wall() + delay
         self._set_state("backoff", f"{error.kind}; retrying in {delay:.1f}s", quiet=True)
         self._failure_log.backoff(error, delay)
+        await self.clock.sleep(delay)
+        self.next_retry_at = None
+        self.restarts += 1
+        self.restarts_total += 1
 
     def _become_ready(self) -> None:
         if self.state == "ready":
@@ -256,14 +240,7 @@ class TunnelSupervisor:
 
     async def _run(self) -> None:
         s = self.settings
-        policy = RestartPolicy(
-            RestartRules(
-                max_restarts=s.max_restarts,
-                crash_window=s.crash_window,
-                backoff_initial=s.restart_backoff_initial,
-                backoff_max=s.restart_backoff_max,
-            )
-        )
+        policy = RestartPolicy(s.restart_rules)
         try:
             while True:
                 command = await self._prepare()
@@ -272,7 +249,7 @@ class TunnelSupervisor:
                 run = await self._spawn(command)
                 if run is None:
                     return
-                await self._watch(run)
+                await run.follow(self._health, s.stop_timeout, self.log, self._killing)
                 if run.stop_requested:
                     return
                 self._run_record = None
@@ -288,12 +265,7 @@ class TunnelSupervisor:
                         self.binary = None  # look for it again at the next start
                     self.fail(decision.error)
                     return
-                self.next_retry_at = self.clock.wall() + decision.delay
-                self._enter_backoff(error, decision.delay)
-                await self.clock.sleep(decision.delay)
-                self.next_retry_at = None
-                self.restarts += 1
-                self.restarts_total += 1
+                await self._back_off(error, decision.delay)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # never let a bug kill supervision silently
@@ -308,27 +280,31 @@ class TunnelSupervisor:
             self.pid = None
 
     async def _prepare(self) -> TunnelCommand | None:
-        """Everything before a spawn: security, arguments, token, binary. None = failed."""
-        s = self.settings
+        """Everything before a spawn; None when a step failed the tunnel."""
         if self.state != "starting":
             self._set_state("starting", "restarting")
+        command = await self._command()
+        if isinstance(command, Problem):
+            self.fail(command)
+            return None
+        return command
+
+    async def _command(self) -> TunnelCommand | Problem:
+        """The steps in turn: the security check, the arguments, the token, the binary."""
+        s = self.settings
         refused = self._preflight()
         if refused is not None:
-            self.fail(refused)
-            return None
+            return refused
         args = normalize_cloudflared_args(s.cloudflared_args)
         if isinstance(args, Problem):
-            self.fail(args)
-            return None
+            return args
         token = await tunnel_token(s.tunnel_mode, s.tunnel_token, s.tunnel_token_file)
         if isinstance(token, Problem):
-            self.fail(token)
-            return None
+            return token
         if self.binary is None:
             found = await self._binaries.find(s.cloudflared_path)
             if isinstance(found, Problem):
-                self.fail(found)
-                return None
+                return found
             self.binary = found
         return TunnelCommand(
             mode=s.tunnel_mode,
@@ -358,51 +334,16 @@ class TunnelSupervisor:
         self.pid = child.pid
         self.started_at = self.clock.wall()
         self.ready_at = None
-        named_url = (
-            f"https://{self.settings.public_hostname}"
-            if command.mode == "named" and self.settings.public_hostname
-            else None
-        )
-        self._set_url(named_url)
+        self._set_url(self.settings.named_url)
         self.log.info(
             "Started cloudflared (pid %s): %s", child.pid, " ".join(build_argv(command)[1:])
         )
         self._set_state("starting" if self.url is None else "connecting", f"pid {child.pid}")
         return run
 
-    async def _watch(self, run: Run) -> None:
-        """Follow one child until it exits; restart it when its health says so."""
-        assert run.child is not None
-        child = run.child
-        s = self.settings
-        watch = HealthWatch(
-            mode=s.tunnel_mode,
-            url_timeout=s.url_timeout,
-            interval=s.health_interval,
-            clock=self.clock,
-            probe=self._probe,
-            wake=self._wake,
-        )
-        health = asyncio.ensure_future(watch.run(run))
-        exited = asyncio.ensure_future(child.wait())
-        try:
-            await asyncio.wait((health, exited), return_when=asyncio.FIRST_COMPLETED)
-            if health.done() and not exited.done():
-                reason = None
-                if health.exception() is not None:
-                    self.log.error("Tunnel health check failed", exc_info=health.exception())
-                else:
-                    reason = health.result()
-                if reason is not None and not run.stop_requested:
-                    run.kill_reason = reason
-                    if reason.kind == "stalled":
-                        self.ready_connections = 0
-                    await child.terminate(s.stop_timeout)
-            await exited
-        finally:
-            for task in (health, exited):
-                task.cancel()
-            await asyncio.gather(health, exited, return_exceptions=True)
+    def _killing(self, reason: Problem) -> None:
+        if reason.kind == "stalled":
+            self.ready_connections = 0
 
     def _on_line(self, run: Run, stream: str, line: str) -> None:
         self.logs.append(line)
@@ -420,8 +361,7 @@ class TunnelSupervisor:
             self._wake.set()
         elif event.registered:
             self.ready_connections = max(self.ready_connections, 1)
-            if run.ready_since is None:
-                run.ready_since = self.clock.monotonic()
+            run.seen_ready(self.clock.monotonic())
             self._become_ready()
             self._wake.set()
         elif event.error and self.state != "ready":
@@ -443,8 +383,7 @@ class TunnelSupervisor:
             return
         self.ready_connections = connections
         if ready:
-            if run.ready_since is None:
-                run.ready_since = self.clock.monotonic()
+            run.seen_ready(self.clock.monotonic())
             self._become_ready()
 
     def _lost(self) -> None:
@@ -452,15 +391,7 @@ class TunnelSupervisor:
             self._set_state("connecting", "lost its edge connection")
 
     def _record_exit(self, run: Run) -> Problem:
-        assert run.child is not None
-        code = run.child.returncode
-        assert code is not None
-        self.last_exit = {
-            "code": code if code >= 0 else None,
-            "signal": signal_name(-code) if code < 0 else None,
-            "at": iso_utc(self.clock.wall()),
-        }
+        self.last_exit = run.exit_facts(self.clock.wall())
         if run.kill_reason is not None:
             return run.kill_reason
-        stderr, stdout = run.exit_output()
-        return self._problem(classify_exit(code, stderr, stdout))
+        return self._problem(run.classified_exit())
