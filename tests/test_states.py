@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_colab_tunnel.local.mcp_schemas import TunnelSnapshot
 from jupyter_colab_tunnel.states import (
     ERRORED,
     KEPT_BY_STOP,
@@ -45,6 +46,12 @@ def test_a_remote_word_is_a_state_only_when_this_version_knows_it() -> None:
     assert [known_state(s) for s in TUNNEL_STATES] == list(TUNNEL_STATES)
     for stranger in ("", "unknown", "Ready", "draining", None, 1):
         assert known_state(stranger) is None
+
+
+def test_the_mcp_tools_describe_every_state_in_order() -> None:
+    described = TunnelSnapshot.model_fields["state"].description
+    assert described is not None
+    assert [part.split()[0] for part in described.split("|")] == list(TUNNEL_STATES)
 
 
 # Each line marked `# bad` must fail mypy; its correctly spelt twin below must not.
