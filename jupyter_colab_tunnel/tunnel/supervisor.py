@@ -342,6 +342,7 @@ class TunnelSupervisor:
         return run
 
     def _killing(self, reason: Problem) -> None:
+        """The health checks stop the child: a stall leaves no ready connection to show."""
         if reason.kind == "stalled":
             self.ready_connections = 0
 
