@@ -53,7 +53,8 @@ from .status import StatusReporter
 from .stop_reason import SignalNotes, stop_reason
 from .tunnel.command import split_args
 from .tunnel.service import TunnelService
-from .tunnel.supervisor import SupervisorSettings, TunnelSupervisor
+from .tunnel.settings import SupervisorSettings
+from .tunnel.supervisor import TunnelSupervisor
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp

@@ -24,17 +24,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 
 from .local.failures import NO_ANSWER_KINDS, edge_answer, no_answer
 from .problems import KINDS, ColabTunnelError, Kind, Problem
+from .states import TUNNEL_ACTIONS, TunnelAction
 
 JSONObject = dict[str, Any]
-TunnelAction = Literal["start", "stop", "restart"]
-TUNNEL_ACTIONS: tuple[TunnelAction, ...] = ("start", "stop", "restart")
 
 # Seconds. A read is cheap on the remote (cached); an action waits for cloudflared to stop.
 CONNECT_TIMEOUT = 10.0

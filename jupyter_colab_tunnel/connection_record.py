@@ -35,14 +35,16 @@ from urllib.parse import urlsplit
 
 from .connect import gateway_url
 from .problems import ColabTunnelError, Problem, RecordKind
+from .states import LIVE, TunnelState
 from .timefmt import now_iso
 
 SIGNATURE = "signature"
 KEY_CONTEXT = b"jupyter-colab-tunnel connection record v1"
 # A record is a few hundred bytes; anything much larger is not one (and is not read whole).
 MAX_RECORD_BYTES = 64 * 1024
-# A URL is live only when the remote says its tunnel is ready.
-LIVE_STATES = frozenset({"ready", ""})
+# A URL is live only when the remote says its tunnel is ready; a record without a state
+# ("") is taken at its word.
+LIVE_STATES: frozenset[str] = frozenset({*LIVE, ""})
 
 # ----- writing (the remote) -------------------------------------------------------------------
 
@@ -72,7 +74,7 @@ def sign(fields: dict[str, Any], token: str) -> dict[str, Any]:
 
 def connection_record(
     url: str | None,
-    state: str,
+    state: TunnelState,
     base_url: str,
     token: str | None,
     include_token: bool = False,
@@ -184,7 +186,7 @@ class ConnectionInfo:
     """An accepted record. `gateway_url` is the URL to forward to (url + base_url)."""
 
     gateway_url: str | None
-    state: str
+    state: str  # the remote's word: a TunnelState from this version, "" from none
     token: str | None = None
     updated_at: str | None = None
     # Issue 21: why a stopped remote stopped, and its runtime's life (null/absent from an

@@ -14,7 +14,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from .tunnel.service import TUNNEL_ACTIONS, TunnelAction
+from .states import TUNNEL_ACTIONS, TunnelAction
 
 if TYPE_CHECKING:
     from .gpu_service import GpuService

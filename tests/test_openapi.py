@@ -19,11 +19,10 @@ from openapi_spec_validator import validate
 from server_process import ServerProcess, free_port
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import forwarding, gpu, handlers, problems
+from jupyter_colab_tunnel import forwarding, gpu, handlers, problems, states
 from jupyter_colab_tunnel.connect import connect_info
 from jupyter_colab_tunnel.files.handler import files_handlers
 from jupyter_colab_tunnel.ports import forward
-from jupyter_colab_tunnel.tunnel import supervisor
 
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -93,11 +92,12 @@ def test_files_error_kinds_are_the_codes() -> None:
 
 
 def test_spec_enums_are_the_codes() -> None:
-    assert schema("TunnelState")["enum"] == list(supervisor.STATES)
+    assert schema("TunnelState")["enum"] == list(states.TUNNEL_STATES)
     assert set(schema("TunnelErrorKind")["enum"]) == set(problems.TUNNEL_KINDS)
     assert schema("GpuErrorKind")["enum"] == list(gpu.ERROR_KINDS)
     post = openapi_check.spec()["paths"]["/colab/tunnel"]["post"]
-    assert schema("TunnelAction")["properties"]["action"]["enum"] == list(handlers.TUNNEL_ACTIONS)
+    assert schema("TunnelAction")["properties"]["action"]["enum"] == list(states.TUNNEL_ACTIONS)
+    assert handlers.TUNNEL_ACTIONS is states.TUNNEL_ACTIONS  # the one list the route accepts
     logs = openapi_check.spec()["paths"]["/colab/tunnel"]["get"]["parameters"][0]["schema"]
     assert logs["maximum"] == handlers.MAX_LOG_LINES
     assert set(post["responses"]) == {"200", "400", "403", "409", "413"}

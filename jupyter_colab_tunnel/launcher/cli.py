@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from .._version import __version__
+from ..states import LAUNCHED
 from .errors import LaunchError
 from .launching import find, start_and_wait
 from .report import PREFIX
@@ -111,7 +112,7 @@ def _status(args: argparse.Namespace, rest: list[str]) -> int:
         )
     else:
         print(conn)
-    return 0 if conn.state in ("ready", "off") else 1
+    return 0 if conn.state in LAUNCHED else 1
 
 
 def _stop(args: argparse.Namespace, rest: list[str]) -> int:

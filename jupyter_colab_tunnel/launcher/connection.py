@@ -13,6 +13,7 @@ from typing import Any
 
 from ..connect import connect_info, connect_steps
 from ..problems import Problem
+from ..states import RETRYING, UNKNOWN, as_word, known_state
 from . import record as rec
 from . import server
 from .errors import LaunchError
@@ -29,8 +30,6 @@ DOES_NOT_FOLLOW = (
     "; a quick tunnel's URL changes when it restarts: with launch(connection_file=...) the "
     "relay follows it"
 )
-# States in which the server keeps trying to bring the tunnel up by itself.
-RETRYING = frozenset({"starting", "connecting", "backoff"})
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Connection:
     root_dir: str
     base_url: str = "/"
     gateway_url: str | None = None  # the URL local clients use, once the tunnel has one
-    state: str = "unknown"  # the tunnel state last seen (see /colab/tunnel)
+    state: str = UNKNOWN  # the tunnel state last seen (see /colab/tunnel)
     error: Problem | None = None  # the classified tunnel error, when it failed or timed out
     reused: bool = False  # True when launch() found this server already running
     # Identify the process (with pid), so that stop() never signals another one.
@@ -94,7 +93,7 @@ class Connection:
 
     def refresh(self, body: dict[str, Any]) -> None:
         """Take state, URL and error from a /colab/tunnel answer."""
-        self.state = str(body.get("state") or "unknown")
+        self.state = str(body.get("state") or UNKNOWN)
         info = body.get("connect")
         url = info.get("gateway_url") if isinstance(info, dict) else None
         self.gateway_url = url if isinstance(url, str) else None
@@ -131,7 +130,7 @@ class Connection:
         """
         server.stop(self.pid, self.create_time, self.port, timeout)
         rec.forget(rec.state_dir(), self.pid)
-        self.state = "stopped"
+        self.state = as_word("stopped")
 
     def connect(self) -> dict[str, Any] | None:
         """What to run on the local machine (see connect.connect_info); None without a URL."""
@@ -192,7 +191,7 @@ def sections(conn: Connection) -> list[Fact | Block]:
         out.append(Fact("Error", (Code(conn.error.kind), f": {conn.error.message}")))
         if conn.error.hint:
             out.append(Fact("Hint", (conn.error.hint,)))
-        if conn.state != "ready":
+        if known_state(conn.state) != "ready":
             retrying = (
                 ", and the tunnel keeps retrying in the background: conn.wait() (or "
                 "`jupyter colab-tunnel launch` again) waits for it"
@@ -200,9 +199,10 @@ def sections(conn: Connection) -> list[Fact | Block]:
                 else ""
             )
             out.append(Fact("Server", (f"keeps running{retrying}. Stop it: {STOP_HOW}.",)))
-    info = conn.connect() if conn.state == "ready" else None
+    ready = known_state(conn.state) == "ready"
+    info = conn.connect() if ready else None
     if info is None:
-        if conn.state == "ready":
+        if ready:
             out.append(Fact("Hint", (NO_URL_HINT,)))
         where = (
             f'conn.token in Python, or "token" in {conn.record_path}'

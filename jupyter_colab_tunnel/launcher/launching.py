@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from ..states import as_word
 from . import record as rec
 from . import server
 from .connection import Connection
@@ -129,7 +130,7 @@ def start_and_wait(
             )
             rec.save(directory, started)
             conn = Connection.from_record(started, str(directory / rec.STATE_FILE))
-            conn.state = "starting"
+            conn.state = as_word("starting")
             report.line(
                 f"Started Jupyter server (pid {conn.pid}) on {conn.local_url}; log: {conn.log_path}"
             )

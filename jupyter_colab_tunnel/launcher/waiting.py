@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..problems import Problem
+from ..states import known_state
 from . import record as rec
 from . import server
 from .errors import LaunchError
@@ -120,7 +121,7 @@ def wait_for_tunnel(
         report.line(f"Stopped waiting: the tunnel is not ready before the timeout ({conn.state}).")
     elif outcome.stop != "settled":
         report.line(f"Stopped waiting: {outcome.why}.")
-    if conn.state == "stopped" and conn.error is None:
+    if known_state(conn.state) == "stopped" and conn.error is None:
         conn.error = Problem(
             "not_started",
             "the tunnel is stopped (autostart is off)",

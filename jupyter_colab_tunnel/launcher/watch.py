@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-SETTLED = frozenset({"ready", "failed", "off", "stopped"})
+from ..states import ERRORED, SETTLED, UNKNOWN, known_state
+
 GIVE_UP_AFTER = 3
 
 StopReason = Literal["settled", "repeating", "late_retry"]
@@ -36,7 +37,7 @@ class TunnelWatch:
 
     def observe(self, body: Mapping[str, Any], deadline_epoch: float | None = None) -> Observation:
         """What this answer means. `deadline_epoch`: the wait's end on the wall clock."""
-        state = str(body.get("state") or "unknown")
+        state = str(body.get("state") or UNKNOWN)
         error = body.get("error") if isinstance(body.get("error"), dict) else None
         kind = str(error.get("kind")) if error else None
         info = body.get("connect")
@@ -44,7 +45,7 @@ class TunnelWatch:
         line = self._progress(state, url, kind)
         if state in SETTLED:
             return Observation(line, "settled")
-        if state != "backoff" or kind is None:
+        if known_state(state) != "backoff" or kind is None:
             return Observation(line)
         count = self._repeats(kind, _int(body.get("restarts")))
         if self.give_up_after is not None and count >= self.give_up_after:
@@ -61,7 +62,7 @@ class TunnelWatch:
 
     def _progress(self, state: str, url: Any, kind: str | None) -> str | None:
         # An error is news only where it is the reason for the state.
-        shown_kind = kind if state in ("backoff", "failed") else None
+        shown_kind = kind if state in ERRORED else None
         key = (state, url if isinstance(url, str) else None, shown_kind)
         if key in self._shown:
             return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from mcp.server import MCPServer
@@ -24,6 +24,7 @@ from pydantic import Field
 from .._version import __version__
 from ..client import ColabClient, JSONObject, RemoteError
 from ..problems import ColabTunnelError, Kind, Problem
+from ..states import TRANSITIONAL, TunnelAction
 from .files import tools as file_tools
 from .mcp_schemas import (
     FileListing,
@@ -39,8 +40,6 @@ MiB = 1024 * 1024
 POLL_INTERVAL = 1.0  # seconds; the remote caches a GPU sample for about a second
 TUNNEL_POLL_INTERVAL = 0.5
 MAX_WAIT_S = 600.0
-# The tunnel states that change by themselves soon.
-TRANSITIONAL = frozenset({"starting", "connecting", "stopping", "backoff"})
 
 INSTRUCTIONS = """\
 Tools for a remote Jupyter server (e.g. a Colab or cloud GPU runtime) that runs the
@@ -195,7 +194,7 @@ def build_server(
     )
     async def colab_tunnel_action(
         action: Annotated[
-            Literal["start", "stop", "restart"],
+            TunnelAction,
             Field(description="start (no-op when running) | stop | restart."),
         ],
         wait_s: Annotated[
@@ -360,7 +359,11 @@ def _cut_off(error: RemoteError) -> bool:
 
 
 async def _reach_again(
-    client: ColabClient, action: str, cut: RemoteError, deadline: float, interval: float
+    client: ColabClient,
+    action: TunnelAction,
+    cut: RemoteError,
+    deadline: float,
+    interval: float,
 ) -> JSONObject:
     """After a stop/restart cut our own connection: the snapshot once the remote answers
     again (a restart behind a stable address), else a ToolError that explains the cut."""

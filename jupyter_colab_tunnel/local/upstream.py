@@ -26,6 +26,7 @@ from ..connection_record import (
     accept_record,
     safe_origin,
 )
+from ..states import UNKNOWN, as_word
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class UpstreamTracker:
         self._last_url: str | None = None
         self.last_error: str | None = None
         self.last_error_at: float | None = None
-        self.state = "unknown"
+        self.state = UNKNOWN  # the remote's word (a TunnelState, or another version's)
         self._changed = asyncio.Event()
         self._listeners: list[Listener] = []
         # The connection file's record followed now (None with --url), and who hears of a new
@@ -83,7 +84,7 @@ class UpstreamTracker:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
-    def set_url(self, url: str | None, state: str = "ready", quiet: bool = False) -> None:
+    def set_url(self, url: str | None, state: str = as_word("ready"), quiet: bool = False) -> None:
         self.state = state
         url = url.rstrip("/") if url else None
         old = self.current
@@ -285,7 +286,7 @@ class ConnectionFileWatcher:
         self._problem = None
         self.info = info
         self.tracker.set_record(info)
-        self.tracker.set_url(info.live_url, info.state or "ready")
+        self.tracker.set_url(info.live_url, info.state or as_word("ready"))
 
     def _refuse(self, refused: RecordRefused) -> None:
         """Keep the current remote; say why once per distinct problem (never a token)."""

@@ -124,6 +124,14 @@ def _last_message(lines: Sequence[str]) -> str:
     return ""
 
 
+def signal_name(number: int) -> str:
+    """SIGTERM for 15; the number itself for a signal this platform does not name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
+
+
 def classify_exit(
     returncode: int, stderr_tail: Sequence[str], stdout_tail: Sequence[str]
 ) -> Problem:
@@ -143,11 +151,7 @@ def classify_exit(
         if failed is not None:
             return Problem("binary_unavailable", failed.strip())
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = str(-returncode)
-        return Problem("crashed", f"cloudflared was killed by signal {name}")
+        return Problem("crashed", f"cloudflared was killed by signal {signal_name(-returncode)}")
     if returncode == 255:
         token_line = next(
             (

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from ..connect import connect_info
 from ..problems import ConfigProblem
+from ..states import TunnelAction
 from .supervisor import TunnelSupervisor
-
-TunnelAction = Literal["start", "stop", "restart"]
-TUNNEL_ACTIONS: tuple[TunnelAction, ...] = ("start", "stop", "restart")
 
 
 class TunnelService:
@@ -50,5 +48,5 @@ class TunnelService:
             await self.supervisor.start()
         elif action == "stop":
             await self.supervisor.stop()
-        else:
+        elif action == "restart":
             await self.supervisor.restart()

@@ -19,6 +19,7 @@ from tornado import httputil
 
 from ...client import JSONObject, RemoteError
 from ...http1 import KeepAliveClient, UpstreamError
+from ...states import UNKNOWN
 from ..failures import no_answer
 from .answers import RESTARTING_KINDS, PutCut, answer, cut
 from .where import ConnectionFile, Where
@@ -106,7 +107,7 @@ class FilesClient:
         if where.refused is not None:
             e = where.refused
             return RemoteError(e.kind, f"connection file {where.path}: {e.message}", e.hint)
-        state = where.info.state if where.info is not None else "unknown"
+        state = where.info.state if where.info is not None else UNKNOWN
         return RemoteError(
             "no_upstream",
             f"the connection file {where.path} names no live tunnel URL (state: {state})",

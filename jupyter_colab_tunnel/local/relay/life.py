@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ...connection_record import ConnectionInfo, parse_time
 from ...http1 import UpstreamError
 from ...problems import HINTS
+from ...states import known_state
 from ...timefmt import iso_utc
 from ..failures import Failure, classify_exception, classify_status
 
@@ -163,7 +164,7 @@ class RemoteLife:
         )
 
     def _on_record(self, info: ConnectionInfo) -> None:
-        if info.state == "stopped" and info.reason:
+        if known_state(info.state) == "stopped" and info.reason:
             since = _timestamp(info.updated_at) or time.time()
             self.declare_gone(
                 since, f"its connection file says it stopped ({info.reason})", "stopped"
