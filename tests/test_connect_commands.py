@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
+from jupyter_colab_tunnel.cli import build_parser
 from jupyter_colab_tunnel.connect import (
     GATEWAY_RETRY,
     TOKEN_PLACEHOLDER,
@@ -24,7 +25,6 @@ from jupyter_colab_tunnel.connect import (
     gateway_url,
     lab_command,
 )
-from jupyter_colab_tunnel.launcher.cli import build_parser
 from jupyter_colab_tunnel.launcher.connection import Connection
 from jupyter_colab_tunnel.local import cli as relay_cli
 
