@@ -27,6 +27,7 @@ from jupyter_colab_tunnel.connect import (
 )
 from jupyter_colab_tunnel.launcher.connection import Connection
 from jupyter_colab_tunnel.local import cli as relay_cli
+from jupyter_colab_tunnel.local import connect_options
 
 URL = "https://a-b-c.trycloudflare.com"
 TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -131,8 +132,8 @@ def test_the_jupyterlab_line_is_the_one_the_relay_prints() -> None:
         assert f"--GatewayClient.{name}={value}" in lab
     printed = relay_cli.local_instructions(18888, "/home/me/.jupyter-colab-tunnel/relay_token")
     assert lab_command(18888, "/home/me/.jupyter-colab-tunnel/relay_token") in printed
-    assert relay_cli.DEFAULT_PORT == 18888
-    assert relay_cli.DEFAULT_LOCAL_TOKEN_FILE == "~/.jupyter-colab-tunnel/relay_token"
+    assert connect_options.DEFAULT_PORT == 18888
+    assert connect_options.DEFAULT_LOCAL_TOKEN_FILE == "~/.jupyter-colab-tunnel/relay_token"
 
 
 def test_the_config_reads_the_relays_token_from_its_file(
