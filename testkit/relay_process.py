@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from jupyter_colab_tunnel.local.cli import GATEWAY_RETRY, add_connect_parser, run_connect
+from jupyter_colab_tunnel.cli import build_parser
+from jupyter_colab_tunnel.local.cli import GATEWAY_RETRY, run_connect
 
 # A directory under which the stand-ins of the test write their state (any depth).
 EDGE_ROOT_ENV = "RELAY_TEST_EDGE_ROOT"
@@ -60,8 +61,5 @@ def resolve(url: str) -> str:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="jupyter colab-tunnel")
-    add_connect_parser(parser.add_subparsers(dest="command", required=True))
-    sys.exit(run_connect(parser.parse_args(sys.argv[1:]), resolve=resolve))
+    # The real command line's parser (argv starts with "connect").
+    sys.exit(run_connect(build_parser().parse_args(sys.argv[1:]), resolve=resolve))

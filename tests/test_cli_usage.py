@@ -1,11 +1,13 @@
 """`jupyter colab-tunnel` as a new user meets it: --version, typos, a port already taken.
 
-Run as the real command (`python -m jupyter_colab_tunnel.launcher`, what the
-`jupyter-colab-tunnel` script runs) in a throw-away HOME, so nothing real is started or reused.
+Run as the real command (`python -m jupyter_colab_tunnel.launcher`, which runs
+jupyter_colab_tunnel.cli as the `jupyter-colab-tunnel` script does) in a throw-away HOME, so nothing real is started or reused.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import socket
 import subprocess
@@ -16,8 +18,16 @@ from typing import Any
 
 import pytest
 
-from jupyter_colab_tunnel import __version__
-from jupyter_colab_tunnel.launcher import cli
+from jupyter_colab_tunnel import __version__, cli
+from jupyter_colab_tunnel.launcher import cli as launcher_cli
+from jupyter_colab_tunnel.launcher.launching import LaunchOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+REPO = Path(__file__).parent.parent
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,25 +79,25 @@ def test_a_mistyped_option_shows_its_subcommands_usage(
 
 
 @pytest.fixture
-def launched(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    calls: list[dict[str, Any]] = []
+def launched(monkeypatch: pytest.MonkeyPatch) -> list[LaunchOptions]:
+    calls: list[LaunchOptions] = []
 
-    def start_and_wait(**kwargs: Any) -> Any:
-        calls.append(kwargs)
+    def start_and_wait(options: LaunchOptions) -> Any:
+        calls.append(options)
 
         class Done:
             error = None
 
         return Done()
 
-    monkeypatch.setattr(cli, "start_and_wait", start_and_wait)
+    monkeypatch.setattr(launcher_cli, "start_and_wait", start_and_wait)
     return calls
 
 
-def test_jupyter_servers_own_options_still_pass_through(launched: list[dict[str, Any]]) -> None:
+def test_jupyter_servers_own_options_still_pass_through(launched: list[LaunchOptions]) -> None:
     extra = ["--ServerApp.ip=127.0.0.1", "--no-browser", "--debug", "-y", "--log-level", "DEBUG"]
     assert cli.main(["launch", "--quiet", *extra]) == 0
-    assert launched[0]["extra_args"] == extra
+    assert launched[0].extra_args == extra
 
 
 @pytest.fixture
@@ -109,3 +119,35 @@ def test_a_taken_port_is_explained_in_the_command_lines_words(
         "--port, or leave --port out to pick a free one\n"
     )
     assert "port=None" not in done.stderr
+
+
+# ----- one root ---------------------------------------------------------------------------------
+
+
+def test_the_script_runs_the_command_lines_root() -> None:
+    with (REPO / "pyproject.toml").open("rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    module, _, name = scripts["jupyter-colab-tunnel"].partition(":")
+    assert getattr(importlib.import_module(module), name) is cli.main
+
+
+def string_literals() -> list[str]:
+    """Every string literal in the package (an f-string's literal parts, each on its own)."""
+    found = []
+    for path in (REPO / "jupyter_colab_tunnel").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.append(node.value)
+    return found
+
+
+def test_each_subcommands_words_are_written_once() -> None:
+    literals = string_literals()
+    for command in cli.SUBCOMMANDS:
+        for words in (command.help, command.description):
+            if words is None:
+                continue
+            start = words[:40]  # within the first literal part of an f-string
+            assert sum(start in literal for literal in literals) == 1, (command.name, start)
+        help_text = cli.build_parser().format_help()
+        assert command.help in " ".join(help_text.split()), command.name

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
+from jupyter_colab_tunnel.cli import build_parser
 from jupyter_colab_tunnel.connect import (
     GATEWAY_RETRY,
     TOKEN_PLACEHOLDER,
@@ -24,9 +25,9 @@ from jupyter_colab_tunnel.connect import (
     gateway_url,
     lab_command,
 )
-from jupyter_colab_tunnel.launcher.cli import build_parser
 from jupyter_colab_tunnel.launcher.connection import Connection
 from jupyter_colab_tunnel.local import cli as relay_cli
+from jupyter_colab_tunnel.local import connect_options
 
 URL = "https://a-b-c.trycloudflare.com"
 TOKEN = "0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -131,8 +132,8 @@ def test_the_jupyterlab_line_is_the_one_the_relay_prints() -> None:
         assert f"--GatewayClient.{name}={value}" in lab
     printed = relay_cli.local_instructions(18888, "/home/me/.jupyter-colab-tunnel/relay_token")
     assert lab_command(18888, "/home/me/.jupyter-colab-tunnel/relay_token") in printed
-    assert relay_cli.DEFAULT_PORT == 18888
-    assert relay_cli.DEFAULT_LOCAL_TOKEN_FILE == "~/.jupyter-colab-tunnel/relay_token"
+    assert connect_options.DEFAULT_PORT == 18888
+    assert connect_options.DEFAULT_LOCAL_TOKEN_FILE == "~/.jupyter-colab-tunnel/relay_token"
 
 
 def test_the_config_reads_the_relays_token_from_its_file(

@@ -22,6 +22,7 @@ from typing import Any, get_args
 
 import pytest
 
+from jupyter_colab_tunnel.cli import main
 from jupyter_colab_tunnel.connection_record import (
     MAX_RECORD_BYTES,
     ConnectionInfo,
@@ -35,7 +36,6 @@ from jupyter_colab_tunnel.connection_record import (
     sign,
     write_connection_file,
 )
-from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.upstream import (
     ConnectionFileWatcher,
     UpstreamTracker,
@@ -360,20 +360,20 @@ def test_url_over_plain_http_to_the_network_is_a_usage_error(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
     for url in ("http://jupyter.example.com", "http://10.0.0.5:8888"):
-        code = cli.main(["connect", "--check", "--url", url, "--token-file", str(token_file)])
+        code = main(["connect", "--check", "--url", url, "--token-file", str(token_file)])
         err = capsys.readouterr().err
         assert code == 2, err
         assert "plain http://" in err
         assert "Use the remote's https:// URL" in err
         assert TOKEN not in err
     # Loopback over http is fine (a local server, a local relay): checked, not refused.
-    code = cli.main(
+    code = main(
         ["connect", "--check", "--url", "http://127.0.0.1:9", "--token-file", str(token_file)]
     )
     out = capsys.readouterr()
     assert code == 1, out
     assert "plain http://" not in out.err + out.out
-    assert cli.main(["connect", "--check", "--url", "x.example"]) == 2
+    assert main(["connect", "--check", "--url", "x.example"]) == 2
     assert "not an http(s) URL" in capsys.readouterr().err
 
 
@@ -384,7 +384,7 @@ def test_check_says_why_a_connection_file_is_refused(
     token_file.write_text(TOKEN)
     path = tmp_path / "conn.json"
     path.write_text(json.dumps({"url": "https://evil.example", "state": "ready"}))
-    code = cli.main(
+    code = main(
         ["connect", "--check", "--connection-file", str(path), "--token-file", str(token_file)]
     )
     out = capsys.readouterr().out

@@ -91,9 +91,7 @@ def test_a_listing_that_leaves_the_target_is_refused(
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "JUPYTER_COLAB_TUNNEL_TOKEN": TOKEN}
-    code = (
-        "import sys\nfrom jupyter_colab_tunnel.launcher import main\nsys.exit(main(sys.argv[1:]))"
-    )
+    code = "import sys\nfrom jupyter_colab_tunnel.cli import main\nsys.exit(main(sys.argv[1:]))"
     done = subprocess.run(
         [sys.executable, "-c", code, "cp", "--url", url, "-r", "remote:evil", "out"],
         env=env,

@@ -176,9 +176,7 @@ def run_cp(
     env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COLAB_TUNNEL_TOKEN"}
     if token:
         env["JUPYTER_COLAB_TUNNEL_TOKEN"] = token
-    code = (
-        "import sys\nfrom jupyter_colab_tunnel.launcher import main\nsys.exit(main(sys.argv[1:]))"
-    )
+    code = "import sys\nfrom jupyter_colab_tunnel.cli import main\nsys.exit(main(sys.argv[1:]))"
     return subprocess.run(
         [sys.executable, "-c", code, "cp", *args],
         env=env,

@@ -18,8 +18,8 @@ import pytest
 from jupyter_server.gateway.gateway_client import GatewayClient
 
 from jupyter_colab_tunnel.app import ColabTunnelApp
+from jupyter_colab_tunnel.cli import build_parser
 from jupyter_colab_tunnel.launcher import Connection, launch
-from jupyter_colab_tunnel.launcher.cli import build_parser
 from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
 
 DOCS = Path(__file__).parent.parent / "docs"

@@ -4,6 +4,8 @@ record's identity checks, the renderings, the ports, the CLI registry."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import json
 import os
 import socket
@@ -17,20 +19,22 @@ from typing import Any
 import psutil
 import pytest
 
+from jupyter_colab_tunnel import cli
 from jupyter_colab_tunnel.launcher import (
     RESERVED_PORTS,
     Connection,
     LaunchError,
-    cli,
     launch,
     pick_port,
     server,
 )
 from jupyter_colab_tunnel.launcher import record as rec
 from jupyter_colab_tunnel.launcher.connection import NO_URL_HINT, Block, Fact, sections
+from jupyter_colab_tunnel.launcher.launching import LaunchOptions
 from jupyter_colab_tunnel.launcher.poll import poll
-from jupyter_colab_tunnel.launcher.watch import TunnelWatch
+from jupyter_colab_tunnel.launcher.watch import GIVE_UP_AFTER, TunnelWatch
 from jupyter_colab_tunnel.problems import HINTS, Problem
+from jupyter_colab_tunnel.subcommand import Subcommand
 
 TOKEN = "t" * 48
 
@@ -483,7 +487,7 @@ def test_a_subcommand_is_one_registration(
         print(f"hello {args.name}")
         return 7
 
-    extra = cli.Subcommand("hello", "say hello", configure, run)
+    extra = Subcommand("hello", "say hello", None, configure, run)
     monkeypatch.setattr(cli, "SUBCOMMANDS", [*cli.SUBCOMMANDS, extra])
     assert cli.main(["hello", "--name", "you"]) == 7
     assert capsys.readouterr().out == "hello you\n"
@@ -492,6 +496,30 @@ def test_a_subcommand_is_one_registration(
     assert refused.value.code == 2
     names = [c.name for c in cli.SUBCOMMANDS]
     assert names[:3] == ["launch", "status", "stop"]
+
+
+def test_launch_keeps_its_signature_and_its_options_are_its_parameters() -> None:
+    # launch()'s keyword signature is public (notebooks call it): exactly these, in this order.
+    pinned = {
+        "port": None,
+        "token": None,
+        "root_dir": None,
+        "tunnel_mode": None,
+        "timeout": 120.0,
+        "log_path": None,
+        "extra_args": (),
+        "quiet": False,
+        "env": None,
+        "give_up_after": GIVE_UP_AFTER,
+        "connection_file": None,
+    }
+    parameters = inspect.signature(launch).parameters
+    assert {name: p.default for name, p in parameters.items()} == pinned
+    assert list(parameters) == list(pinned)
+    # One options object carries them on: its fields are the same names and defaults.
+    fields = dataclasses.fields(LaunchOptions)
+    assert {f.name: f.default for f in fields} == pinned
+    assert [f.name for f in fields] == list(pinned)
 
 
 def test_give_up_after_must_be_positive_or_none() -> None:
@@ -504,11 +532,9 @@ def test_give_up_after_must_be_positive_or_none() -> None:
 def test_unknown_options_are_named_without_their_values(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from jupyter_colab_tunnel.launcher.cli import main
-
     for argv in (["status", "--tok", "s3cret-value"], ["status", "--tok=s3cret-value"]):
         with pytest.raises(SystemExit) as done:
-            main(argv)
+            cli.main(argv)
         assert done.value.code == 2
         err = capsys.readouterr().err
         assert "unrecognized arguments: --tok" in err

@@ -334,7 +334,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, hide_mcp: bool =
     code = "import sys\n"
     if hide_mcp:  # as if the [mcp] extra were not installed
         code += "sys.modules['mcp'] = None\n"
-    code += "from jupyter_colab_tunnel.launcher import main\nsys.exit(main(sys.argv[1:]))\n"
+    code += "from jupyter_colab_tunnel.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     full_env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COLAB_TUNNEL_TOKEN"}
     full_env.update(env or {})
     return subprocess.run(

@@ -19,9 +19,7 @@ from jupyter_colab_tunnel.local.ports_cli import table
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> Any:
-    code = (
-        "import sys\nfrom jupyter_colab_tunnel.launcher import main\nsys.exit(main(sys.argv[1:]))\n"
-    )
+    code = "import sys\nfrom jupyter_colab_tunnel.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     full_env = {k: v for k, v in os.environ.items() if k != "JUPYTER_COLAB_TUNNEL_TOKEN"}
     full_env.update(env or {})
     return subprocess.run(

@@ -9,7 +9,6 @@ counters of /relay/status, a taken local port, no tunnel URL (503), and a URL sw
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -30,6 +29,7 @@ from relay_env import check_relay_body, relay_command
 from tornado import websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
+from jupyter_colab_tunnel.cli import build_parser
 from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.relay.forward import ForwardSpec, ForwardSpecError, parse_forwards
 
@@ -99,10 +99,8 @@ def test_forward_values_are_parsed_and_checked() -> None:
 def test_a_bad_forward_is_a_usage_error(
     values: list[str], said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parser = argparse.ArgumentParser()
-    cli.add_connect_parser(parser.add_subparsers(dest="command"))
     argv = ["connect", "--url", "http://127.0.0.1:9", *(f"--forward={v}" for v in values)]
-    assert cli.run_connect(parser.parse_args(argv)) == 2
+    assert cli.run_connect(build_parser().parse_args(argv)) == 2
     err = capsys.readouterr().err
     assert said in err
     assert "--forward" in err

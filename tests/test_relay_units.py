@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
+from jupyter_colab_tunnel.cli import main
 from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.failures import classify_exception, classify_status
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, error_body
@@ -219,13 +220,13 @@ def test_local_instructions_keep_the_token_in_its_file() -> None:
 
 
 def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["connect", "--url", "x.example", "--check"]) == 2
+    assert main(["connect", "--url", "x.example", "--check"]) == 2
     assert "--url 'x.example' is not an http(s) URL" in capsys.readouterr().err
-    assert cli.main(["connect", "--url", "https://x", "--token-file", str(tmp_path / "no")]) == 2
+    assert main(["connect", "--url", "https://x", "--token-file", str(tmp_path / "no")]) == 2
     assert "cannot read the token file" in capsys.readouterr().err
-    assert cli.main(["connect", "--url", "https://x", "--port", "70000"]) == 2
+    assert main(["connect", "--url", "https://x", "--port", "70000"]) == 2
     with pytest.raises(SystemExit):
-        cli.main(["connect"])  # --url or --connection-file is required
+        main(["connect"])  # --url or --connection-file is required
 
 
 def test_relay_spec_is_valid_and_matches_the_status() -> None:

@@ -19,14 +19,26 @@ leaves the server running (and retrying) so that ``conn.status()`` and the log c
 
 Modules, one job each: `connection` (the Connection and how it is shown), `record` (the state
 file: which server is ours), `server` (the process), `waiting` and `watch` (the waits and when
-to stop waiting), `poll` (the one wait loop), `ports`, `launching` (launch() itself), `cli`.
+to stop waiting), `poll` (the one wait loop), `ports`, `launching` (launch() itself), `cli`
+(the launch, status and stop commands; the command line's root is jupyter_colab_tunnel/cli.py).
 """
 
-from .cli import main
+from collections.abc import Sequence
+
 from .connection import Connection
 from .errors import LaunchError
 from .launching import launch, running
 from .ports import DEFAULT_PORT, RESERVED_PORTS, pick_port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`jupyter colab-tunnel ...` (jupyter_colab_tunnel.cli.main). Kept for the
+    `jupyter-colab-tunnel` scripts written before the root moved there, which import this one:
+    an editable install keeps its script until it is installed again."""
+    from ..cli import main as root_main
+
+    return root_main(argv)
+
 
 __all__ = [
     "DEFAULT_PORT",

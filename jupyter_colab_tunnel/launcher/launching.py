@@ -7,6 +7,7 @@ import os
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from ..states import as_word
 from . import record as rec
@@ -18,13 +19,33 @@ from .report import Reporter
 from .waiting import Interrupted, wait_for_tunnel, wait_interruptibly, wait_serving
 from .watch import GIVE_UP_AFTER
 
+DEFAULT_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """`launch()`'s arguments as one value: its fields are its parameters, with the same names
+    and defaults (documented there), so the command line builds one from its flags."""
+
+    port: int | None = None
+    token: str | None = None
+    root_dir: str | os.PathLike[str] | None = None
+    tunnel_mode: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    log_path: str | os.PathLike[str] | None = None
+    extra_args: Sequence[str] = ()
+    quiet: bool = False
+    env: Mapping[str, str] | None = None
+    give_up_after: int | None = GIVE_UP_AFTER
+    connection_file: str | os.PathLike[str] | None = None
+
 
 def launch(
     port: int | None = None,
     token: str | None = None,
     root_dir: str | os.PathLike[str] | None = None,
     tunnel_mode: str | None = None,
-    timeout: float = 120.0,
+    timeout: float = DEFAULT_TIMEOUT,
     log_path: str | os.PathLike[str] | None = None,
     extra_args: Sequence[str] = (),
     quiet: bool = False,
@@ -53,49 +74,29 @@ def launch(
     runs is reused, not doubled. Raises LaunchError when the server cannot run; a tunnel
     failure is in `Connection.error`. Ctrl-C stops the wait, not the server.
     """
+    # The parameters, all of them and nothing else yet (tests/test_launcher_units.py holds
+    # them equal to LaunchOptions' fields).
+    options = LaunchOptions(**locals())
     try:
-        return start_and_wait(
-            port=port,
-            token=token,
-            root_dir=root_dir,
-            tunnel_mode=tunnel_mode,
-            timeout=timeout,
-            log_path=log_path,
-            extra_args=extra_args,
-            quiet=quiet,
-            env=env,
-            give_up_after=give_up_after,
-            connection_file=connection_file,
-        )
+        return start_and_wait(options)
     except Interrupted as stopped:
         return stopped.conn
 
 
-def start_and_wait(
-    *,
-    port: int | None,
-    token: str | None,
-    root_dir: str | os.PathLike[str] | None,
-    tunnel_mode: str | None,
-    timeout: float,
-    log_path: str | os.PathLike[str] | None,
-    extra_args: Sequence[str],
-    quiet: bool,
-    env: Mapping[str, str] | None,
-    give_up_after: int | None,
-    connection_file: str | os.PathLike[str] | None = None,
-) -> Connection:
+def start_and_wait(options: LaunchOptions) -> Connection:
     """`launch()`, but Ctrl-C during the waits raises `Interrupted` (for the CLI's exit code)."""
+    tunnel_mode, give_up_after = options.tunnel_mode, options.give_up_after
     if tunnel_mode is not None and tunnel_mode not in ("quick", "named", "off"):
         raise ValueError(f"tunnel_mode must be 'quick', 'named' or 'off', not {tunnel_mode!r}")
     if give_up_after is not None and give_up_after < 1:
         raise ValueError(f"give_up_after must be at least 1 (or None), not {give_up_after}")
-    report = Reporter(quiet)
-    if connection_file is not None:
-        path = os.path.abspath(os.path.expanduser(os.fspath(connection_file)))
-        extra_args = [*extra_args, f"--ColabTunnelApp.connection_file={path}"]
+    report = Reporter(options.quiet)
+    if options.connection_file is not None:
+        path = os.path.abspath(os.path.expanduser(os.fspath(options.connection_file)))
+        extra = f"--ColabTunnelApp.connection_file={path}"
+        options = replace(options, extra_args=[*options.extra_args, extra])
     directory = rec.state_dir()
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + options.timeout
     with rec.locked(directory):
         found = rec.look_up(directory)
         if found.identity == "other_env" and found.record is not None:
@@ -114,19 +115,19 @@ def start_and_wait(
             report.line(note)
         if found.identity == "ours" and found.record is not None:
             conn = Connection.from_record(found.record, str(directory / rec.STATE_FILE))
-            _check_compatible(conn, port, token, root_dir)
+            _check_compatible(conn, options)
             conn.reused = True
             report.line(f"Reusing the Jupyter server started before (pid {conn.pid}).")
         else:
             started = server.spawn(
-                port=pick_port(port),
-                token=token or secrets.token_hex(24),
-                root_dir=os.path.abspath(os.path.expanduser(root_dir or os.getcwd())),
-                base_url=server.base_url_of(extra_args),
+                port=pick_port(options.port),
+                token=options.token or secrets.token_hex(24),
+                root_dir=os.path.abspath(os.path.expanduser(options.root_dir or os.getcwd())),
+                base_url=server.base_url_of(options.extra_args),
                 tunnel_mode=tunnel_mode,
-                log_path=str(log_path) if log_path else str(directory / "server.log"),
-                extra_args=list(extra_args),
-                env=env,
+                log_path=str(options.log_path or directory / "server.log"),
+                extra_args=list(options.extra_args),
+                env=options.env,
             )
             rec.save(directory, started)
             conn = Connection.from_record(started, str(directory / rec.STATE_FILE))
@@ -173,12 +174,8 @@ def running() -> Connection | None:
     return conn
 
 
-def _check_compatible(
-    conn: Connection,
-    port: int | None,
-    token: str | None,
-    root_dir: str | os.PathLike[str] | None,
-) -> None:
+def _check_compatible(conn: Connection, options: LaunchOptions) -> None:
+    port, token, root_dir = options.port, options.token, options.root_dir
     differences = []
     if port is not None and port != conn.port:
         differences.append(f"port {conn.port}")

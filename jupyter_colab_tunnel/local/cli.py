@@ -1,4 +1,5 @@
-"""`jupyter colab-tunnel connect`: run the local relay in the foreground."""
+"""`jupyter colab-tunnel connect`: run the local relay in the foreground (its options and words:
+connect_options.py)."""
 
 from __future__ import annotations
 
@@ -13,165 +14,32 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient
 
-from ..connect import GATEWAY_RETRY, RELAY_PORT, RELAY_TOKEN_FILE, lab_command
+from ..connect import GATEWAY_RETRY, lab_command
 from ..connection_record import RecordRefused, check_remote_url
 from ..problems import Problem
+from ..subcommand import Subcommand
 from .check import CheckResult, check_remote
+from .cli_input import TOKEN_ENV, UsageError, read_secret_file, token_from
+from .connect_options import DESCRIPTION, HEADERS_ENV, HELP, add_connect_options
 from .relay import Relay, RelaySettings
 from .relay.forward import ForwardSpecError, parse_forwards
 from .relay.kernel_socket import MAX_WS_MESSAGE
 from .relay.life import LIFE_INTERVAL
-from .secret_file import exposure_warning
 from .upstream import ConnectionFileWatcher, UpstreamTracker
 
-# The port, token file and JupyterLab command are shared with what the remote shows (connect.py).
-DEFAULT_PORT = RELAY_PORT
-TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 - the variable's name
-HEADERS_ENV = "JUPYTER_COLAB_TUNNEL_HEADERS"
-DEFAULT_LOCAL_TOKEN_FILE = RELAY_TOKEN_FILE
+PREFIX = "[colab-tunnel relay]"
 
 log = logging.getLogger("jupyter_colab_tunnel.relay")
-
-
-class UsageError(Exception):
-    """Bad input from the command line or a file it names: message says what and what to do."""
-
-
-HELP = "run a local relay (127.0.0.1) to the remote that follows its tunnel URL"
-DESCRIPTION = (
-    "Relay 127.0.0.1:PORT to the remote Jupyter server, adding its token. With "
-    "--connection-file, a new tunnel URL is followed without restarting anything. "
-    "Runs until Ctrl-C / SIGTERM."
-)
-
-
-def add_connect_parser(subparsers: Any) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "connect", help=HELP, description=DESCRIPTION
-    )
-    add_connect_options(parser)
-    return parser
-
-
-def add_connect_options(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--url", help="the remote's URL (tunnel URL plus any base_url)")
-    where.add_argument(
-        "--connection-file", help="the JSON file the remote writes (ColabTunnelApp.connection_file)"
-    )
-    parser.add_argument(
-        "--token-file",
-        help=f"file holding the remote Jupyter token (else ${TOKEN_ENV}, else the connection file)",
-    )
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"local port (default {DEFAULT_PORT})"
-    )
-    parser.add_argument(
-        "--local-token-file",
-        default=DEFAULT_LOCAL_TOKEN_FILE,
-        help=(
-            "the relay's own token: read from this file, or generated and written there (0600) "
-            f"(default {DEFAULT_LOCAL_TOKEN_FILE})"
-        ),
-    )
-    parser.add_argument(
-        "--headers-file",
-        help=(
-            "JSON object of extra headers for the remote, e.g. Cloudflare Access "
-            f"CF-Access-Client-Id/Secret (else ${HEADERS_ENV})"
-        ),
-    )
-    parser.add_argument(
-        "--allow-origin",
-        action="append",
-        default=[],
-        help="a browser origin allowed to call the relay (repeatable; default: none)",
-    )
-    parser.add_argument(
-        "--check", action="store_true", help="check the remote once, print the verdict, exit"
-    )
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=20.0,
-        help="seconds a request waits for a live remote during a switch (default 20)",
-    )
-    parser.add_argument(
-        "--resume-timeout",
-        type=float,
-        default=60.0,
-        help="seconds a kernel websocket is held open while its remote is re-dialled (default 60)",
-    )
-    parser.add_argument(
-        "--max-message-size",
-        type=int,
-        default=10 * 1024 * 1024,
-        help=(
-            "bytes: the largest kernel message the remote accepts (its "
-            "ServerApp.tornado_settings websocket_max_message_size; default 10 MiB, "
-            "jupyter_server's); a larger one is refused with a logged error"
-        ),
-    )
-    parser.add_argument(
-        "--stop-grace",
-        type=float,
-        default=10.0,
-        help=(
-            "on Ctrl-C / SIGTERM with kernel websockets open: seconds the relay still answers "
-            "the local JupyterLab's kernel shutdown (default 10; stop JupyterLab first)"
-        ),
-    )
-    parser.add_argument(
-        "--forward",
-        action="append",
-        default=[],
-        metavar="[LOCAL:]REMOTE",
-        help="the remote's 127.0.0.1:REMOTE at http://127.0.0.1:LOCAL/ here, like ssh -L "
-        "(LOCAL defaults to REMOTE; repeatable)",
-    )
-    parser.add_argument(
-        "--gone-after",
-        type=float,
-        default=60.0,
-        help=(
-            "seconds a remote may stay unreachable behind a dead tunnel (Cloudflare 530/1033, "
-            "a quick tunnel's name that no longer resolves, connection refused) before the "
-            "relay says that the runtime is gone and closes its kernel websockets (default 60)"
-        ),
-    )
-    parser.add_argument(
-        "--request-timeout",
-        type=float,
-        default=120.0,
-        help="seconds for one request to the remote (default 120)",
-    )
-
-
-def read_secret_file(path: str, what: str) -> str:
-    target = Path(path).expanduser()
-    try:
-        value = target.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise UsageError(f"cannot read the {what} file {path}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"the {what} file {path} is not text") from None
-    if not value:
-        raise UsageError(f"the {what} file {path} is empty")
-    warning = exposure_warning(str(target))
-    if warning:
-        print(f"[colab-tunnel relay] warning: {warning}", file=sys.stderr, flush=True)
-    return value
 
 
 def local_token(path: str) -> tuple[str, bool]:
     """(token, created): the file's content, or a new token written there with mode 0600."""
     target = Path(path).expanduser()
     if target.exists():
-        return read_secret_file(str(target), "local token"), False
+        return read_secret_file(str(target), "local token", PREFIX), False
     token = secrets.token_urlsafe(32)
     try:
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -179,7 +47,7 @@ def local_token(path: str) -> tuple[str, bool]:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(token + "\n")
     except FileExistsError:  # written meanwhile by another relay: use that one
-        return read_secret_file(str(target), "local token"), False
+        return read_secret_file(str(target), "local token", PREFIX), False
     except OSError as e:
         raise UsageError(f"cannot write the local token file {path}: {e.strerror}") from None
     return token, True
@@ -188,7 +56,7 @@ def local_token(path: str) -> tuple[str, bool]:
 def extra_headers(path: str | None, environ: dict[str, str]) -> dict[str, str]:
     """Headers for the remote from a JSON file or $JUPYTER_COLAB_TUNNEL_HEADERS (never argv)."""
     if path:
-        text, source = read_secret_file(path, "headers"), f"the headers file {path}"
+        text, source = read_secret_file(path, "headers", PREFIX), f"the headers file {path}"
     elif environ.get(HEADERS_ENV):
         text, source = environ[HEADERS_ENV], f"${HEADERS_ENV}"
     else:
@@ -238,12 +106,10 @@ def check_hint(result: CheckResult, url: str | None) -> str:
 
 def _print_check(result: CheckResult, url: str | None = None) -> None:
     mark = "OK" if result.ok else "PROBLEM"
-    print(
-        f"[colab-tunnel relay] remote check: {mark} ({result.kind}): {result.message}", flush=True
-    )
+    print(f"{PREFIX} remote check: {mark} ({result.kind}): {result.message}", flush=True)
     hint = check_hint(result, url)
     if hint:
-        print(f"[colab-tunnel relay] hint: {hint}", flush=True)
+        print(f"{PREFIX} hint: {hint}", flush=True)
 
 
 class _QuietTLSNoise(logging.Filter):
@@ -275,7 +141,7 @@ def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None =
     try:
         return asyncio.run(_serve(args, resolve or (lambda url: url)))
     except UsageError as e:
-        print(f"[colab-tunnel relay] error: {e}", file=sys.stderr, flush=True)
+        print(f"{PREFIX} error: {e}", file=sys.stderr, flush=True)
         return 2
 
 
@@ -293,8 +159,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         forwards = parse_forwards(args.forward, args.port)
     except ForwardSpecError as e:
         raise UsageError(str(e)) from None
-    fixed_token = read_secret_file(args.token_file, "token") if args.token_file else None
-    fixed_token = fixed_token or os.environ.get(TOKEN_ENV) or None
+    fixed_token = token_from(args.token_file, PREFIX)
     headers = extra_headers(args.headers_file, dict(os.environ))
     tracker = UpstreamTracker(log, resolve)
     watcher: ConnectionFileWatcher | None = None
@@ -394,14 +259,14 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         watcher.start()
     where = "new token written to" if created else "token in"
     print(
-        f"[colab-tunnel relay] listening on http://127.0.0.1:{port} -> "
+        f"{PREFIX} listening on http://127.0.0.1:{port} -> "
         f"{tracker.current.url if tracker.current else '(waiting for a URL)'}; "
         f"{where} {args.local_token_file}",
         flush=True,
     )
     for forward in relay.forwards:
         print(
-            f"[colab-tunnel relay] Forwarding {forward.url} -> remote port {forward.spec.remote}",
+            f"{PREFIX} Forwarding {forward.url} -> remote port {forward.spec.remote}",
             flush=True,
         )
     print(local_instructions(port, args.local_token_file), flush=True)
@@ -425,12 +290,6 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m jupyter_colab_tunnel.local.cli connect ...` (the same as the CLI subcommand)."""
-    parser = argparse.ArgumentParser(prog="jupyter colab-tunnel")
-    add_connect_parser(parser.add_subparsers(dest="command", required=True))
-    return run_connect(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+CONNECT = Subcommand(
+    "connect", HELP, DESCRIPTION, add_connect_options, lambda args, rest: run_connect(args)
+)

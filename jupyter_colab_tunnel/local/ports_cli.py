@@ -14,7 +14,8 @@ import sys
 from typing import Any
 
 from ..client import ColabClientSync, RemoteError
-from .mcp_cli import TOKEN_ENV, _UsageError, add_remote_options, remote_token
+from ..subcommand import Subcommand
+from .cli_input import TOKEN_ENV, UsageError, add_remote_options, remote_token
 
 PREFIX = "[colab-tunnel ports]"
 HELP = "list the remote's listening ports and the --forward flag that reaches each"
@@ -29,7 +30,6 @@ COMMAND_WIDTH = 60
 
 
 def configure_ports_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = DESCRIPTION
     add_remote_options(parser, "seconds for the request")
     parser.add_argument("--json", action="store_true", help="print GET /colab/ports as JSON")
 
@@ -63,8 +63,8 @@ def table(body: dict[str, Any]) -> str:
 def run_ports(args: argparse.Namespace) -> int:
     """Print the ports; 0 on success, 1 when the remote failed, 2 on a usage error."""
     try:
-        client = ColabClientSync(args.url, remote_token(args), timeout=args.timeout)
-    except (_UsageError, RemoteError) as e:
+        client = ColabClientSync(args.url, remote_token(args, PREFIX), timeout=args.timeout)
+    except (UsageError, RemoteError) as e:
         print(f"{PREFIX} {e}", file=sys.stderr)
         return 2
     try:
@@ -74,3 +74,8 @@ def run_ports(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(body, indent=2) if args.json else table(body))
     return 0
+
+
+PORTS = Subcommand(
+    "ports", HELP, DESCRIPTION, configure_ports_parser, lambda args, rest: run_ports(args)
+)

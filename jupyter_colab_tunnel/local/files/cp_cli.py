@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -22,7 +21,8 @@ from collections.abc import Callable
 
 from ...client import RemoteError
 from ...problems import ColabTunnelError
-from ..mcp_cli import TOKEN_ENV, _RefuseToken, _UsageError, read_token
+from ...subcommand import Subcommand
+from ..cli_input import TOKEN_ENV, RefuseToken, UsageError, read_token, token_from
 from .answers import fatal_reach
 from .progress import PREFIX, Reporter, describe
 from .remote import FilesClient
@@ -74,7 +74,6 @@ INPUT_KINDS = frozenset(
 
 
 def configure_cp_parser(parser: argparse.ArgumentParser) -> None:
-    parser.description = DESCRIPTION
     parser.usage = (
         "%(prog)s [-r] [--update] [-q] [--wait S] (--url URL | --connection-file PATH) "
         "[--token-file PATH] SRC... DST"
@@ -104,16 +103,16 @@ def configure_cp_parser(parser: argparse.ArgumentParser) -> None:
         "--token-file",
         help=f"a file holding the token (default: ${TOKEN_ENV}, else the connection file's)",
     )
-    parser.add_argument("--token", nargs="?", action=_RefuseToken, help=argparse.SUPPRESS)
+    parser.add_argument("--token", nargs="?", action=RefuseToken, help=argparse.SUPPRESS)
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="SRC... DST: the sources, then the target"
     )
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    if args.token_file or os.environ.get(TOKEN_ENV, "").strip() or not args.connection_file:
-        return read_token(args.token_file)
-    return None  # the connection file's own token, when it carries one
+    if args.connection_file:  # without a token here: the connection file's own, if it has one
+        return token_from(args.token_file, PREFIX)
+    return read_token(args.token_file, PREFIX)
 
 
 def run_cp(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
@@ -122,9 +121,9 @@ def run_cp(args: argparse.Namespace, resolve: Callable[[str], str] | None = None
     try:
         direction = parse_args(list(args.paths))
         if not args.wait >= 0:
-            raise _UsageError(f"--wait must be 0 or more seconds, not {args.wait}")
+            raise UsageError(f"--wait must be 0 or more seconds, not {args.wait}")
         token = _token(args)
-    except (ValueError, _UsageError) as e:
+    except (ValueError, UsageError) as e:
         print(f"{PREFIX} error: {e}", file=sys.stderr)
         return EXIT_USAGE
     dial = resolve or (lambda url: url)
@@ -268,11 +267,4 @@ def _explained(error: RemoteError, where: Where) -> RemoteError:
     return error
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jupyter colab-tunnel cp")
-    configure_cp_parser(parser)
-    return run_cp(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+CP = Subcommand("cp", HELP, DESCRIPTION, configure_cp_parser, lambda args, rest: run_cp(args))
