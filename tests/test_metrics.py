@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -119,23 +120,19 @@ async def test_a_hung_nvml_does_not_slow_api_status_during_scrapes(
     fake = install(monkeypatch, [FakeGpu.t4()] * 4)
     colab_app.metrics.collector.max_age = 0.0  # every scrape wants a fresher sample
     with fake.hung():
-        order: list[str] = []
-
-        async def scrapes() -> None:
-            for _ in range(5):
-                await scrape(jp_fetch)
-            order.append("metrics")
-
-        async def api_status() -> None:
-            await jp_fetch("api", "status")
-            order.append("api")
-
-        await asyncio.gather(scrapes(), api_status())
-        # Both finished while the first sample was stuck on the NVML thread.
-        assert sorted(order) == ["api", "metrics"]
+        first = await scrape(jp_fetch)
+        await fake.called()  # the sample that scrape asked for is stuck on the NVML thread
+        more, status = await asyncio.gather(
+            asyncio.gather(*(scrape(jp_fetch) for _ in range(4))), jp_fetch("api", "status")
+        )
+        # All answered while that sample was still stuck: none had a GPU gauge to show.
         assert colab_app.gpu.latest() is None
+        assert all("DCGM_FI_DEV_FB_USED" not in s for s in [first, *more])
+        assert status.code == 200
+        assert json.loads(status.body)["started"]
     await wait_sampled(colab_app)
-    await asyncio.sleep(0.01)
+    # A read queued behind the stuck one would run on the same NVML thread before this one.
+    await asyncio.get_running_loop().run_in_executor(colab_app.gpu.sampler._executor, lambda: None)
     assert fake.calls["nvmlDeviceGetCount"] == 1  # the scrapes shared that one sample
 
 
