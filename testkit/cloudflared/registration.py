@@ -80,6 +80,7 @@ class Registration:
             await self.forever()
         self.hostname = random_hostname()
         self.public_hostname = self.hostname
+        self.write_state()  # before anyone can read the URL: testkit/relay_process.py never waits
         url = f"https://{self.hostname}"
         rows = ascii_box(
             [
