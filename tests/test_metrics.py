@@ -212,23 +212,28 @@ def test_collector_without_sample_or_supervisor() -> None:
     assert asked == [1]
 
 
-async def test_hook_replaces_a_left_over_collector() -> None:
+async def test_hook_registers_while_the_server_runs() -> None:
+    from prometheus_client import generate_latest
+
     registry = CollectorRegistry()
 
     async def nothing() -> None:
         pass
 
-    first = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
-    second = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
-    first.register()
-    second.register()  # a server in the same process; the first never unregistered
-    from prometheus_client import generate_latest
+    def gauges() -> int:
+        return generate_latest(registry).decode().count("# TYPE colab_tunnel_up gauge")
 
-    assert generate_latest(registry).decode().count("# TYPE colab_tunnel_up gauge") == 1
-    first.unregister()  # not the active one: leaves the second alone
-    assert b"colab_tunnel_up" in generate_latest(registry)
+    first = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
+    first.register()  # the extension started
+    assert gauges() == 1
+    first.unregister()  # the extension stopped
+    first.unregister()  # a second stop changes nothing
+    assert gauges() == 0
+    second = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
+    second.register()  # a server started again in the same process
+    assert gauges() == 1
     second.unregister()
-    assert b"colab_tunnel_up" not in generate_latest(registry)
+    assert gauges() == 0
 
 
 async def test_sampler_latest_is_the_newest_cached_sample(monkeypatch: pytest.MonkeyPatch) -> None:
