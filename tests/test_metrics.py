@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_tunnel.metrics import ColabCollector, MetricsHook
 from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
+from testkit.waiting import until
 
 
 def parse(text: str) -> dict[str, list[Any]]:
@@ -33,10 +33,7 @@ async def scrape(jp_fetch: Any) -> dict[str, list[Any]]:
 
 
 async def wait_sampled(colab_app: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while colab_app.gpu.latest() is None:
-        assert time.monotonic() < deadline, "no background GPU sample"
-        await asyncio.sleep(0.01)
+    await until(lambda: colab_app.gpu.latest() is not None, "a background GPU sample", timeout)
 
 
 async def test_gpu_gauges_match_colab_gpu(
