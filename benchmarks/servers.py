@@ -2,7 +2,8 @@
 
 Requests do not go through tests/server_process.py: that helper validates every answer
 against the OpenAPI document and audits it for secrets, which is right for tests but would
-add client-side work to every measured request. Only its port and command helpers are shared.
+add client-side work to every measured request. Both start and stop the server with
+testkit/jupyter_process.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import re
 import secrets
 import signal
@@ -25,8 +25,16 @@ from typing import Any
 
 import psutil
 
-# Measured requests do not go through tests/server_process.py's checks: only these plain helpers.
-from testkit.processes import free_port, jupyter_server_command
+# Measured requests do not go through tests/server_process.py's checks: only the plain helpers.
+from testkit.jupyter_process import (
+    FOREIGN_ENV,
+    descendants,
+    server_argv,
+    server_env,
+    spawn_logged,
+    stop_server,
+)
+from testkit.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -230,10 +238,7 @@ class Server:
             self._conn = None
 
     def descendants(self) -> list[int]:
-        try:
-            return [p.pid for p in psutil.Process(self.pid).children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return []
+        return [p.pid for p in descendants(self.pid)]
 
     def sigterm_timed(self, limit: float = 60.0) -> tuple[float, float]:
         """SIGTERM; (seconds until every process is gone, until its descendants are gone)."""
@@ -255,13 +260,7 @@ class Server:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         """Stop the server and make sure nothing of it is left (kills leftovers)."""
         self.close_conn()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_server(self.proc, sig, timeout)
         self.kill_standins()
 
     def kill_standins(self) -> None:
@@ -327,47 +326,20 @@ class Fleet:
             )
         token = secrets.token_hex(16)
         port = free_port()
-        extra_env = env or {}
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("JUPYTER_", "TUNNEL_", "COLAB_", "FAKE_CLOUDFLARED_"))
-        }
-        env.update(extra_env)
-        env.update(
-            HOME=str(workdir),
-            JUPYTER_CONFIG_DIR=str(config_dir),
-            JUPYTER_DATA_DIR=str(workdir / "data"),
-            JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
-            JUPYTER_PLATFORM_DIRS="1",
-            PYTHONUNBUFFERED="1",
-            PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]),
-            FAKE_CLOUDFLARED_STATE_DIR=str(state_dir),
-        )
+        stand_in = {"FAKE_CLOUDFLARED_STATE_DIR": str(state_dir)}
         if faults:
-            env["FAKE_CLOUDFLARED_FAULT"] = faults
-        cmd = [
-            *jupyter_server_command(),
-            f"--port={port}",
-            "--port-retries=0",
-            "--ip=127.0.0.1",
-            "--no-browser",
-            f"--ServerApp.root_dir={root_dir}",
-            f"--IdentityProvider.token={token}",
-            *(["--allow-root"] if os.geteuid() == 0 else []),
-            *args,
-        ]
+            stand_in["FAKE_CLOUDFLARED_FAULT"] = faults
+        env = server_env(
+            workdir,
+            config_dir,
+            drop=(*FOREIGN_ENV, "FAKE_CLOUDFLARED_"),
+            path_prepend=[bin_dir],
+            extra={**(env or {}), **stand_in},
+        )
+        cmd = server_argv(port, token, root_dir, args=args)
         log_path = workdir / "server.log"
-        with log_path.open("wb") as log_file:
-            spawned_at = time.perf_counter()
-            proc = subprocess.Popen(
-                cmd,
-                cwd=str(workdir),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        spawned_at = time.perf_counter()
+        proc = spawn_logged(cmd, workdir, env, log_path)
         server = Server(
             name=name,
             proc=proc,

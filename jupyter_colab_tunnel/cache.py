@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from time import monotonic  # a name of its own, so tests can move the clock
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -16,12 +16,20 @@ class SharedSample(Generic[T]):
 
     Concurrent callers await the same in-flight read, so N requests cost one read; the read runs
     in `executor` (the loop's default when None) so a slow disk or driver never blocks the loop.
+    Ages are measured on `clock` (monotonic seconds).
     """
 
-    def __init__(self, read: Callable[[], T], ttl: float, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        read: Callable[[], T],
+        ttl: float,
+        executor: Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._read = read
         self.ttl = ttl
         self._executor = executor
+        self._clock = clock
         self._value: T | None = None
         self._taken_at = float("-inf")
         self._inflight: asyncio.Future[T] | None = None
@@ -32,10 +40,10 @@ class SharedSample(Generic[T]):
         return self._inflight is not None or self._fresh()
 
     def _fresh(self) -> bool:
-        return self._value is not None and monotonic() - self._taken_at < self.ttl
+        return self._value is not None and self._clock() - self._taken_at < self.ttl
 
     def latest(self) -> tuple[float, T] | None:
-        """The last value read and its `time.monotonic()` stamp, fresh or not; never reads."""
+        """The last value read and its stamp on `clock`, fresh or not; never reads."""
         return None if self._value is None else (self._taken_at, self._value)
 
     async def get(self) -> T:
@@ -50,7 +58,7 @@ class SharedSample(Generic[T]):
         try:
             loop = asyncio.get_running_loop()
             value = await loop.run_in_executor(self._executor, self._read)
-            self._value, self._taken_at = value, monotonic()
+            self._value, self._taken_at = value, self._clock()
             return value
         finally:
             self._inflight = None

@@ -9,7 +9,6 @@ scrape and returns at once; it never waits for NVML.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -200,11 +199,9 @@ class ColabCollector(Collector):
 class MetricsHook:
     """Registers a `ColabCollector` on jupyter_server's registry and runs its refreshes.
 
-    One server per process is normal, but test suites start many in one process: registering
-    replaces any collector a previous server left behind (the registry refuses duplicates).
+    Registered while the extension runs (`register` at start, `unregister` at stop): a server
+    started again in the same process registers its own collector.
     """
-
-    _active: ColabCollector | None = None
 
     def __init__(
         self,
@@ -222,6 +219,7 @@ class MetricsHook:
         self._registry = registry
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: asyncio.Future[Any] | None = None
+        self._registered = False
         self.collector = ColabCollector(
             latest, self._request_refresh, supervisor, max_age, files=files, life=life
         )
@@ -229,17 +227,13 @@ class MetricsHook:
     def register(self) -> None:
         """Call on the server's event loop (refreshes are scheduled onto it)."""
         self._loop = asyncio.get_running_loop()
-        previous = MetricsHook._active
-        if previous is not None:
-            with contextlib.suppress(KeyError):  # already gone
-                self._registry.unregister(previous)
         self._registry.register(self.collector)
-        MetricsHook._active = self.collector
+        self._registered = True
 
     def unregister(self) -> None:
-        if MetricsHook._active is self.collector:
+        if self._registered:
             self._registry.unregister(self.collector)
-            MetricsHook._active = None
+            self._registered = False
         self._loop = None
 
     def _request_refresh(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -32,12 +33,13 @@ class StatusReporter:
         tunnel: TunnelService,
         gpu: GpuService,
         life: LifeReporter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._serverapp = serverapp
         self._started_at = started_at
         self._runtime = runtime
         root_dir = serverapp.root_dir
-        self._resources = SharedSample(lambda: resources(root_dir), RESOURCES_TTL)
+        self._resources = SharedSample(lambda: resources(root_dir), RESOURCES_TTL, clock=clock)
         self._tunnel = tunnel
         self._gpu = gpu
         self._life = life

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -45,16 +44,17 @@ def edge_for(hostname: str, root: Path) -> str | None:
 
 
 def resolve(url: str) -> str:
+    """The stand-in's edge for a public tunnel URL: one look at the stand-ins' state, no wait.
+
+    The relay calls this on its event loop, so it must not block. It need not wait: a stand-in
+    writes its hostname and edge before it prints a quick tunnel's URL or registers a named one,
+    and the relay dials a URL only once the remote reports the tunnel ready.
+    """
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname:
         return url
     root = os.environ.get(EDGE_ROOT_ENV)
-    deadline = time.monotonic() + 2.0
-    while True:
-        edge = edge_for(parts.hostname, Path(root)) if root else None
-        if edge or time.monotonic() > deadline:
-            break
-        time.sleep(0.02)
+    edge = edge_for(parts.hostname, Path(root)) if root else None
     if edge is None:
         return url  # unknown to the stand-ins: dialled as is (and fails like a dead hostname)
     return edge + parts.path

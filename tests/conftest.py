@@ -72,15 +72,6 @@ def hand_clock() -> HandClock:
 
 
 @pytest.fixture
-def sample_clock(monkeypatch: pytest.MonkeyPatch, hand_clock: HandClock) -> HandClock:
-    """The clock of every cached read (`cache.SharedSample`): TTL tests need no sleeping."""
-    from jupyter_colab_tunnel import cache
-
-    monkeypatch.setattr(cache, "monotonic", hand_clock)
-    return hand_clock
-
-
-@pytest.fixture
 def jp_nbconvert_templates() -> None:
     """pytest-jupyter copies nbconvert's templates for every in-process server; nothing here
     converts notebooks, so skip the copy (about 50 files a test)."""

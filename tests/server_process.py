@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -20,7 +18,8 @@ import openapi_check
 import psutil
 import run_audit
 
-from testkit.processes import free_port, jupyter_server_command
+from testkit.jupyter_process import descendants, server_argv, server_env, spawn_logged, stop_server
+from testkit.processes import free_port
 
 HERE = Path(__file__).parent
 
@@ -114,29 +113,14 @@ class ServerProcess:
         raise AssertionError(f"timed out waiting on {path}; last: {last}\n{self.log()[-4000:]}")
 
     def descendants(self) -> list[psutil.Process]:
-        try:
-            return psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
+        return descendants(self.proc.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         """Stop the server; anything it leaves behind is killed (and is a test failure elsewhere)."""
         if self._stopped:
             return self.proc.returncode
         self._stopped = True
-        children = self.descendants()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        _, alive = psutil.wait_procs(children, timeout=3)
-        for p in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                p.kill()
-        return self.proc.returncode
+        return stop_server(self.proc, sig, timeout, children=self.descendants())
 
 
 def start_server(
@@ -165,46 +149,11 @@ def start_server(
         (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
     port = free_port()
     tok = secrets.token_hex(16) if token is None else token
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER_", "TUNNEL_", "COLAB_"))
-    }
-    full_env.update(
-        HOME=str(workdir),
-        JUPYTER_CONFIG_DIR=str(config_dir),
-        JUPYTER_DATA_DIR=str(workdir / "data"),
-        JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
-        JUPYTER_PLATFORM_DIRS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    if path_prepend:
-        full_env["PATH"] = os.pathsep.join(
-            [str(p) for p in path_prepend] + [full_env.get("PATH", "")]
-        )
-    full_env.update(env or {})
-    cmd = [
-        *(command or jupyter_server_command()),
-        f"--port={port}",
-        "--port-retries=0",
-        "--ip=127.0.0.1",
-        "--no-browser",
-        f"--ServerApp.root_dir={root_dir}",
-        f"--ServerApp.base_url={base_url}",
-        f"--IdentityProvider.token={tok}",
-        *(["--allow-root"] if os.geteuid() == 0 else []),
-        *(args or []),
-    ]
+    full_env = server_env(workdir, config_dir, path_prepend=path_prepend or (), extra=env)
+    cmd = server_argv(port, tok, root_dir, base_url=base_url, command=command, args=args or ())
     log_path = workdir / "server.log"
     run_audit.AUDIT.note_log(log_path)
-    log_file = log_path.open("wb")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=str(workdir),
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    log_file.close()
+    proc = spawn_logged(cmd, workdir, full_env, log_path)
     server = ServerProcess(
         proc=proc,
         port=port,

@@ -644,17 +644,17 @@ def test_sampler_shares_one_in_flight_sample(monkeypatch: pytest.MonkeyPatch) ->
     assert fake.shutdown_calls == 1
 
 
-def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch, sample_clock: Any) -> None:
+def test_sampler_ttl(monkeypatch: pytest.MonkeyPatch, hand_clock: Any) -> None:
     fake = install(monkeypatch, [FakeGpu()])
 
     async def main() -> list[int]:
-        sampler = GpuSampler(NvmlReader(), cache_ttl=60)
+        sampler = GpuSampler(NvmlReader(), cache_ttl=60, clock=hand_clock)
         taken = []
         first = await sampler.get()
-        sample_clock.advance(59)
+        hand_clock.advance(59)
         assert await sampler.get() is first
         taken.append(samples_read(fake))  # reused within the TTL
-        sample_clock.advance(1)
+        hand_clock.advance(1)
         third = await sampler.get()
         assert third is not first
         taken.append(samples_read(fake))  # new sample once the TTL is over

@@ -11,6 +11,7 @@ from real_nvml import assert_real_sample, real_summary
 from tornado.httpclient import HTTPClientError
 
 from testkit.fake_nvml import FakeGpu, FakeNvml, FakeProcess, install
+from testkit.waiting import until
 
 
 def samples_read(fake: FakeNvml) -> int:
@@ -81,11 +82,22 @@ async def test_concurrent_requests_share_one_sample(
     jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = install(monkeypatch, [FakeGpu.t4()] * 2)
-    colab_app.gpu.sampler.cache_ttl = 5.0
+    sampler = colab_app.gpu.sampler
+    sampler.cache_ttl = 0.0  # no reuse: only sharing the read in flight can make it one
+    waiting = 0
+    get = sampler.get
+
+    async def counted_get(processes: bool = True) -> dict[str, Any]:
+        nonlocal waiting
+        waiting += 1
+        return await get(processes)
+
+    monkeypatch.setattr(sampler, "get", counted_get)
     with fake.hung():
-        requests = [asyncio.ensure_future(get_json(jp_fetch, "colab", "gpu")) for _ in range(16)]
+        # 8: tornado's client sends at most 10 at once; more would wait in the client.
+        requests = [asyncio.ensure_future(get_json(jp_fetch, "colab", "gpu")) for _ in range(8)]
         await fake.called()  # the first request's sample is in flight
-        await asyncio.sleep(0.02)  # the other requests arrive meanwhile
+        await until(lambda: waiting == 8, "all 8 requests waiting for a sample")
         assert not any(request.done() for request in requests)
     bodies = await asyncio.gather(*requests)
     assert samples_read(fake) == 1

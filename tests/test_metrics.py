@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_tunnel.metrics import ColabCollector, MetricsHook
 from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
+from testkit.waiting import until
 
 
 def parse(text: str) -> dict[str, list[Any]]:
@@ -32,10 +33,7 @@ async def scrape(jp_fetch: Any) -> dict[str, list[Any]]:
 
 
 async def wait_sampled(colab_app: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while colab_app.gpu.latest() is None:
-        assert time.monotonic() < deadline, "no background GPU sample"
-        await asyncio.sleep(0.01)
+    await until(lambda: colab_app.gpu.latest() is not None, "a background GPU sample", timeout)
 
 
 async def test_gpu_gauges_match_colab_gpu(
@@ -119,23 +117,19 @@ async def test_a_hung_nvml_does_not_slow_api_status_during_scrapes(
     fake = install(monkeypatch, [FakeGpu.t4()] * 4)
     colab_app.metrics.collector.max_age = 0.0  # every scrape wants a fresher sample
     with fake.hung():
-        order: list[str] = []
-
-        async def scrapes() -> None:
-            for _ in range(5):
-                await scrape(jp_fetch)
-            order.append("metrics")
-
-        async def api_status() -> None:
-            await jp_fetch("api", "status")
-            order.append("api")
-
-        await asyncio.gather(scrapes(), api_status())
-        # Both finished while the first sample was stuck on the NVML thread.
-        assert sorted(order) == ["api", "metrics"]
+        first = await scrape(jp_fetch)
+        await fake.called()  # the sample that scrape asked for is stuck on the NVML thread
+        more, status = await asyncio.gather(
+            asyncio.gather(*(scrape(jp_fetch) for _ in range(4))), jp_fetch("api", "status")
+        )
+        # All answered while that sample was still stuck: none had a GPU gauge to show.
         assert colab_app.gpu.latest() is None
+        assert all("DCGM_FI_DEV_FB_USED" not in s for s in [first, *more])
+        assert status.code == 200
+        assert json.loads(status.body)["started"]
     await wait_sampled(colab_app)
-    await asyncio.sleep(0.01)
+    # A read queued behind the stuck one would run on the same NVML thread before this one.
+    await asyncio.get_running_loop().run_in_executor(colab_app.gpu.sampler._executor, lambda: None)
     assert fake.calls["nvmlDeviceGetCount"] == 1  # the scrapes shared that one sample
 
 
@@ -215,23 +209,28 @@ def test_collector_without_sample_or_supervisor() -> None:
     assert asked == [1]
 
 
-async def test_hook_replaces_a_left_over_collector() -> None:
+async def test_hook_registers_while_the_server_runs() -> None:
+    from prometheus_client import generate_latest
+
     registry = CollectorRegistry()
 
     async def nothing() -> None:
         pass
 
-    first = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
-    second = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
-    first.register()
-    second.register()  # a server in the same process; the first never unregistered
-    from prometheus_client import generate_latest
+    def gauges() -> int:
+        return generate_latest(registry).decode().count("# TYPE colab_tunnel_up gauge")
 
-    assert generate_latest(registry).decode().count("# TYPE colab_tunnel_up gauge") == 1
-    first.unregister()  # not the active one: leaves the second alone
-    assert b"colab_tunnel_up" in generate_latest(registry)
+    first = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
+    first.register()  # the extension started
+    assert gauges() == 1
+    first.unregister()  # the extension stopped
+    first.unregister()  # a second stop changes nothing
+    assert gauges() == 0
+    second = MetricsHook(lambda: None, nothing, lambda: None, 1.0, registry)
+    second.register()  # a server started again in the same process
+    assert gauges() == 1
     second.unregister()
-    assert b"colab_tunnel_up" not in generate_latest(registry)
+    assert gauges() == 0
 
 
 async def test_sampler_latest_is_the_newest_cached_sample(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ import logging
 import socket
 import ssl
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,26 @@ def test_connect_is_a_subcommand_of_the_cli() -> None:
     )  # fmt: skip
     assert done.returncode == 1, done
     assert "remote check: PROBLEM (connection_refused)" in done.stdout
+
+
+def test_the_test_edge_resolver_looks_once_and_never_sleeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """testkit/relay_process.resolve runs on the relay's event loop: it must never block it."""
+    from testkit import relay_process
+
+    def no_sleeping(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s on the event loop")
+
+    monkeypatch.setattr(time, "sleep", no_sleeping)
+    monkeypatch.setenv(relay_process.EDGE_ROOT_ENV, str(tmp_path))
+    state = tmp_path / "server" / "fake-state" / "123.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(
+        json.dumps({"hostname": "a-b.trycloudflare.com", "edge": "http://127.0.0.1:9"})
+    )
+    resolve = relay_process.resolve
+    assert resolve("https://a-b.trycloudflare.com/lab") == "http://127.0.0.1:9/lab"
+    # A hostname no stand-in serves (a dead quick tunnel) is dialled as is, at once.
+    assert resolve("https://gone.trycloudflare.com/") == "https://gone.trycloudflare.com/"
+    assert resolve("http://127.0.0.1:8888/") == "http://127.0.0.1:8888/"

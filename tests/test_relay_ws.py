@@ -24,6 +24,7 @@ from tornado.netutil import bind_sockets
 
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings
 from jupyter_colab_tunnel.local.upstream import UpstreamTracker
+from testkit.waiting import until
 
 RECEIVED: list[str] = []
 OPEN: list[websocket.WebSocketHandler] = []
@@ -90,17 +91,13 @@ async def scenario(caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
     out["before"] = await client.read_message()
 
     await stop_upstream(upstream)  # the tunnel goes away
-    for _ in range(100):
-        if relay.sockets[("k1", "s1")].conn is None:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: relay.sockets[("k1", "s1")].conn is None, "the relay saw the outage")
     for i in range(5):  # 3 fit in the hold buffer, 2 do not
         client.write_message(f"held {i}")
-    for _ in range(250):
-        if relay.stats.frames_dropped >= 2:
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.02)  # nothing more is dropped
+    stats = relay.stats
+    await until(
+        lambda: stats.frames_buffered + stats.frames_dropped == 5, "all 5 frames held or dropped"
+    )
     out["dropped"] = relay.stats.frames_dropped
     upstream = start_upstream(port)  # back, at the same address (a named tunnel)
     replies = [await asyncio.wait_for(client.read_message(), 10) for _ in range(4)]
@@ -147,10 +144,8 @@ async def give_up() -> dict[str, Any]:
     await stop_upstream(upstream)  # and it does not come back
     client.write_message("lost")
     closed = await asyncio.wait_for(client.read_message(), 10)
-    for _ in range(100):  # the relay forgets the socket once the close handshake is done
-        if not relay.sockets:
-            break
-        await asyncio.sleep(0.02)
+    # The relay forgets the socket once the close handshake is done.
+    await until(lambda: not relay.sockets, "the relay forgot the closed socket")
     out = {
         "closed": closed,
         "code": client.close_code,

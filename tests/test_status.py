@@ -73,7 +73,7 @@ async def test_status_fields(
 
 
 async def test_resources_are_read_once_per_ttl_and_again_after_it(
-    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch, sample_clock: Any
+    jp_fetch: Any, colab_app: Any, monkeypatch: pytest.MonkeyPatch, hand_clock: Any
 ) -> None:
     reads: list[str] = []
     real = status.resources
@@ -84,13 +84,13 @@ async def test_resources_are_read_once_per_ttl_and_again_after_it(
 
     monkeypatch.setattr(status, "resources", counting)
     reporter = status.StatusReporter(
-        colab_app.serverapp, time.time(), {}, colab_app.tunnel, colab_app.gpu
+        colab_app.serverapp, time.time(), {}, colab_app.tunnel, colab_app.gpu, clock=hand_clock
     )
     for _ in range(5):
         await reporter.status()
-        sample_clock.advance(status.RESOURCES_TTL / 10)
+        hand_clock.advance(status.RESOURCES_TTL / 10)
     assert len(reads) == 1
-    sample_clock.advance(status.RESOURCES_TTL)
+    hand_clock.advance(status.RESOURCES_TTL)
     await reporter.status()
     assert len(reads) == 2
 

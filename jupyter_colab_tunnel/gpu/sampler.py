@@ -8,6 +8,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,8 @@ class GpuSampler:
     NVML calls run in `executor`; when none is given the sampler owns one daemon thread, so a
     hung driver call never occupies the loop's default pool (which Jupyter uses for file I/O)
     and never holds up the server's exit. Concurrent callers share one in-flight sample, and a
-    sample is reused for `cache_ttl` seconds (0: always fresh, still shared while in flight). A
+    sample is reused for `cache_ttl` seconds on `clock` (0: always fresh, still shared while in
+    flight). A
     sample taken with processes also serves ``processes=False`` callers (their view has
     ``processes: null``); a ``False`` sample never serves ``True`` callers.
 
@@ -101,15 +103,16 @@ class GpuSampler:
         reader: NvmlReader,
         cache_ttl: float = 1.0,
         executor: concurrent.futures.Executor | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reader = reader
         self._own_executor = executor is None
         self._executor: concurrent.futures.Executor = executor or NvmlThread()
         self._with_processes = SharedSample(
-            functools.partial(self._read, True), cache_ttl, self._executor
+            functools.partial(self._read, True), cache_ttl, self._executor, clock
         )
         self._without_processes = SharedSample(
-            functools.partial(self._read, False), cache_ttl, self._executor
+            functools.partial(self._read, False), cache_ttl, self._executor, clock
         )
         self._closed = False
 
