@@ -2,8 +2,11 @@
 /colab/ports).
 
 For the local side (MCP tools, relay, launcher, scripts): it imports nothing of the extension.
-`ColabClient` is async (tornado's HTTP client, on whatever asyncio loop runs it);
-`ColabClientSync` does the same over urllib for command lines and notebooks.
+`ColabClient` is async: its requests go over http1.KeepAliveClient, the kept-alive connections
+the relay and `cp` use (one round trip a request, not a TCP and a TLS handshake each), on
+whatever asyncio loop runs it. `ColabClientSync` does the same over urllib (http_sync.py, the
+one blocking request of the package) for command lines and notebooks. httpx was measured and
+not taken: slower on both and dearer to import (docs/performance.md, "Request paths").
 
 Every failure is one exception, `RemoteError`, with a `kind`, a `message` and a `hint` a user
 can act on (the kinds of problems.py; local/failures.py names network failures and Cloudflare's
@@ -18,17 +21,16 @@ this extension (`not_found`), has no tunnel behind its hostname (`no_tunnel`, Cl
 
 from __future__ import annotations
 
+import asyncio
 import json
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.iostream import StreamClosedError
+from tornado.httputil import HTTPHeaders
 
+from . import http_sync
+from .http1 import KeepAliveClient, UpstreamError
 from .local.failures import NO_ANSWER_KINDS, edge_answer, no_answer
 from .problems import KINDS, ColabTunnelError, Kind, Problem
 
@@ -288,6 +290,8 @@ class ColabClient(_Client):
         }
         super().__init__(url, token, bounds, headers)
         self.connect_timeout = float(connect_timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kept: KeepAliveClient | None = None
 
     async def status(self) -> JSONObject:
         """GET /colab/status: server, runtime, resources, tunnel and GPU summaries."""
@@ -318,28 +322,35 @@ class ColabClient(_Client):
         body: bytes | None = None,
     ) -> JSONObject:
         url, timeout, headers = self._prepare(method, path, query, body)
-        request = HTTPRequest(
-            url,
-            method=method,
-            headers=headers,
-            body=body,
-            connect_timeout=min(self.connect_timeout, timeout),
-            request_timeout=timeout,
-            follow_redirects=False,
-            decompress_response=True,
-        )
-        # The loop's shared client: nothing to close, and it follows whichever loop runs us.
-        client = AsyncHTTPClient(max_body_size=MAX_BODY)
         try:
-            response = await client.fetch(request, raise_error=False)
-        except HTTPClientError as e:
-            if e.code == 599 and e.response is None:
-                raise error_for_exception(e, url, timeout) from None
-            raise  # pragma: no cover (raise_error=False: not raised for a status)
-        except (OSError, StreamClosedError, ssl.SSLError) as e:
-            raise error_for_exception(e, url, timeout) from None
-        headers = {k.lower(): v for k, v in response.headers.get_all()}
-        return result_or_error(response.code, headers, response.body, url, method)
+            response = await self._http().fetch(
+                url,
+                method,
+                HTTPHeaders(headers),
+                body,
+                min(self.connect_timeout, timeout),
+                timeout,
+            )
+        except UpstreamError as e:
+            raise error_for_exception(e.cause, url, timeout) from None
+        answer = {k.lower(): v for k, v in response.headers.get_all()}
+        return result_or_error(response.code, answer, response.body, url, method)
+
+    def _http(self) -> KeepAliveClient:
+        """The kept connections of the running loop: a client may serve more than one loop
+        in turn (one asyncio.run after another), and a connection belongs to its loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._kept is None:
+            if self._kept is not None and self._loop is not None and self._loop.is_closed():
+                self._kept.close()  # its loop ended: only its sockets are left to close
+            self._loop, self._kept = loop, KeepAliveClient()
+        return self._kept
+
+    async def aclose(self) -> None:
+        """Close the kept connections (a later request opens a new one)."""
+        if self._kept is not None and self._loop is asyncio.get_running_loop():
+            self._kept.close()
+        self._loop = self._kept = None
 
 
 def _bool(value: bool) -> str:
@@ -347,11 +358,6 @@ def _bool(value: bool) -> str:
 
 
 # ----- the sync client --------------------------------------------------------------------
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 class ColabClientSync(_Client):
@@ -369,7 +375,6 @@ class ColabClientSync(_Client):
         super().__init__(
             url, token, {"timeout": timeout, "action_timeout": action_timeout}, headers
         )
-        self._opener = urllib.request.build_opener(_NoRedirect)
 
     def status(self) -> JSONObject:
         return self._request("GET", "colab/status")
@@ -394,15 +399,10 @@ class ColabClientSync(_Client):
         body: bytes | None = None,
     ) -> JSONObject:
         url, timeout, headers = self._prepare(method, path, query, body)
-        # normalize_url allowed only http(s) URLs.
-        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
         try:
-            with self._opener.open(request, timeout=timeout) as r:
-                status, raw = int(r.status), r.read(MAX_BODY)
-                answer = {k.lower(): v for k, v in r.headers.items()}
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read(MAX_BODY)
-            answer = {k.lower(): v for k, v in (e.headers or {}).items()}
+            status, answer, raw = http_sync.request(
+                url, method, headers, body, timeout=timeout, max_body=MAX_BODY
+            )
         except (OSError, ValueError) as e:  # URLError is an OSError
             raise error_for_exception(e, url, timeout) from None
         return result_or_error(status, answer, raw, url, method)
