@@ -12,9 +12,9 @@ from typing import Literal
 
 from tornado.httputil import HTTPHeaders
 
-from ..client import RemoteError, result_or_error
 from ..http1 import KeepAliveClient, UpstreamError
 from ..problems import Kind, Problem
+from ..remote_error import RemoteError, result_or_error
 from .failures import no_answer
 
 # The outcomes where the relay can serve: the remote has the extension, or is a plain Jupyter
