@@ -155,8 +155,9 @@ class Reachability:
             response = await self.relay.client.fetch(
                 f"{upstream.dial}/api", "GET", headers, None, timeout, timeout
             )
-        except UpstreamError as e:
-            return self._verdict(classify_exception(e.cause, upstream.url), upstream)
+        except Exception as e:  # whatever it was, the probe goes on: "cannot tell" at worst
+            cause = e.cause if isinstance(e, UpstreamError) else e
+            return self._verdict(classify_exception(cause, upstream.url), upstream)
         edge = classify_status(response.code, response.body, upstream.url)
         if edge is None:
             return True
