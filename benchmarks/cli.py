@@ -13,7 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import endpoints, files, flood, forward, metrics, peers, relay, startup, tunnel
+from benchmarks import (
+    endpoints,
+    files,
+    flood,
+    forward,
+    metrics,
+    peers,
+    relay,
+    request_paths,
+    startup,
+    tunnel,
+)
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
@@ -33,6 +44,7 @@ SUITES: dict[str, Suite] = {
     "relay": relay.run,
     "forward": forward.run,
     "files": files.run,
+    "requests": request_paths.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -52,6 +64,7 @@ GROUPS = [
     "relay",
     "forward",
     "files",
+    "requests",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 

@@ -2,8 +2,11 @@
 /colab/ports).
 
 For the local side (MCP tools, relay, launcher, scripts): it imports nothing of the extension.
-`ColabClient` is async (tornado's HTTP client, on whatever asyncio loop runs it);
-`ColabClientSync` does the same over urllib for command lines and notebooks.
+`ColabClient` is async: its requests go over http1.KeepAliveClient, the kept-alive connections
+the relay and `cp` use (one round trip a request, not a TCP and a TLS handshake each), on
+whatever asyncio loop runs it. `ColabClientSync` does the same over urllib (http_sync.py, the
+one blocking request of the package) for command lines and notebooks. httpx was measured and
+not taken: slower on both and dearer to import (docs/performance.md, "Request paths").
 
 Every failure is one exception, `RemoteError`, with a `kind`, a `message` and a `hint` a user
 can act on (the kinds of problems.py; local/failures.py names network failures and Cloudflare's
@@ -12,66 +15,41 @@ answers, for the relay too): the remote was unreachable (`dns_error`, `connectio
 this extension (`not_found`), has no tunnel behind its hostname (`no_tunnel`, Cloudflare's
 530 / error 1033), or answered with an error of its own (its `message`, or its
 `{"error": {"kind", "message", "hint"}}` -- the local relay's `no_upstream`, `bad_local_token`,
-... -- surfaced as they are). The token travels only in the
-`Authorization` header: it is never logged nor put in an error.
+... -- surfaced as they are; remote_error.py says what an answer means). The token travels
+only in the `Authorization` header: it is never logged nor put in an error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
-from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.iostream import StreamClosedError
+from tornado.httputil import HTTPHeaders
 
-from .local.failures import NO_ANSWER_KINDS, edge_answer, no_answer
-from .problems import KINDS, ColabTunnelError, Kind, Problem
+from . import http_sync
+from .http1 import KeepAliveClient, UpstreamError
+from .remote_error import JSONObject, RemoteError, error_for_exception, result_or_error
 from .states import TUNNEL_ACTIONS, TunnelAction
 
-JSONObject = dict[str, Any]
+__all__ = [
+    "TUNNEL_ACTIONS",
+    "ColabClient",
+    "ColabClientSync",
+    "JSONObject",
+    "RemoteError",
+    "TunnelAction",
+    "error_for_exception",
+    "normalize_url",
+    "result_or_error",
+]
 
 # Seconds. A read is cheap on the remote (cached); an action waits for cloudflared to stop.
 CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 ACTION_TIMEOUT = 60.0
 MAX_BODY = 64 * 1024 * 1024
-
-
-class RemoteError(ColabTunnelError):
-    """A request to the remote REST API failed: its `problem` (kind, message, hint), the HTTP
-    `status` (None when nothing answered) and the request `url` (which never holds the token).
-    """
-
-    def __init__(
-        self,
-        kind: Kind,
-        message: str,
-        hint: str = "",
-        *,
-        status: int | None = None,
-        url: str | None = None,
-    ) -> None:
-        super().__init__(Problem(kind, message, hint))
-        self.status = status
-        self.url = url
-
-    @classmethod
-    def from_problem(
-        cls, problem: Problem, *, status: int | None = None, url: str | None = None
-    ) -> RemoteError:
-        return cls(problem.kind, problem.message, problem.hint, status=status, url=url)
-
-    @property
-    def unreachable(self) -> bool:
-        return self.kind in NO_ANSWER_KINDS
-
-    def as_dict(self) -> dict[str, str]:
-        return self.problem.as_dict()
 
 
 def normalize_url(url: str) -> str:
@@ -123,97 +101,6 @@ def _action_body(action: str) -> bytes:
     if action not in TUNNEL_ACTIONS:
         raise ValueError(f"action must be one of {', '.join(TUNNEL_ACTIONS)}, not {action!r}")
     return json.dumps({"action": action}).encode()
-
-
-# ----- classification (shared by both clients) -------------------------------------------
-
-
-def error_for_exception(exc: BaseException, url: str, timeout: float) -> RemoteError:
-    """A network failure (nothing answered) as a RemoteError: local/failures.py names it."""
-    return RemoteError.from_problem(no_answer(exc, url, timeout), url=url)
-
-
-def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-
-
-def result_or_error(
-    status: int, headers: Mapping[str, str], body: bytes, url: str, method: str = "GET"
-) -> JSONObject:
-    """The JSON object of a 200 answer, else the RemoteError that the answer means.
-
-    `headers` has lower-case names.
-    """
-    parsed = _json(body)
-    if status == 200:
-        if isinstance(parsed, dict):
-            return parsed
-        raise RemoteError(
-            "bad_response",
-            f"{method} {url} answered 200 without a JSON object "
-            f"({headers.get('content-type') or 'no Content-Type'})",
-            status=status,
-            url=url,
-        )
-    raise _http_error(status, headers, body, parsed, url, method)
-
-
-def _http_error(
-    status: int, headers: Mapping[str, str], body: bytes, parsed: Any, url: str, method: str
-) -> RemoteError:
-    said = f"{method} {url} answered {status}"
-    remote = parsed.get("error") if isinstance(parsed, dict) else None
-    if isinstance(remote, dict) and isinstance(remote.get("kind"), str):
-        # A structured error of ours (the relay, a newer server): its own kind and hint.
-        kind = remote["kind"]
-        said_there = str(remote.get("message") or said)
-        if kind not in KINDS:  # a kind this version does not know: keep its name in the text
-            said_there = f"[{kind}] {said_there}"
-        problem = Problem.from_dict({**remote, "message": said_there})
-        assert problem is not None
-        return RemoteError.from_problem(problem, status=status, url=url)
-    message = parsed.get("message") if isinstance(parsed, dict) else None
-    text = body[:200].decode("utf-8", "replace").strip()
-    detail = f"{said}: {message}" if isinstance(message, str) and message else said
-
-    def error(kind: Kind, hint: str = "", what: str = detail) -> RemoteError:
-        return RemoteError(kind, what, hint, status=status, url=url)
-
-    edge = edge_answer(status, body, url)
-    if edge is not None:
-        return error(edge.kind, edge.hint, f"{said}: {edge.message}")
-    if 300 <= status < 400:
-        location = headers.get("location") or ""
-        if "cloudflareaccess.com" in location:
-            return error(
-                "forbidden",
-                "Cloudflare Access protects this hostname: send a service token "
-                "(CF-Access-Client-Id / CF-Access-Client-Secret headers) or allow this client "
-                "in the Access policy.",
-                f"{said}: redirected to the Cloudflare Access login",
-            )
-        return error(
-            "redirected", what=f"{said}: redirected to {location.split('?')[0] or 'nowhere'}"
-        )
-    if status in (401, 403):
-        return error("forbidden", what=f"{detail} (the token is missing or wrong)")
-    if status == 404:
-        return error("not_found")
-    if status in (502, 503, 504, 520, 521, 522, 523, 524):
-        return error(
-            "bad_gateway",
-            what=f"{said}: {message or text or 'no answer from the server behind it'}",
-        )
-    if status == 400:
-        return error("bad_request")
-    if status == 409:
-        return error("conflict")
-    if status >= 500:
-        return error("server_error")
-    return error("http_error", "See the message; check the URL and the token.")
 
 
 # ----- what both clients share --------------------------------------------------------------
@@ -287,6 +174,8 @@ class ColabClient(_Client):
         }
         super().__init__(url, token, bounds, headers)
         self.connect_timeout = float(connect_timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kept: KeepAliveClient | None = None
 
     async def status(self) -> JSONObject:
         """GET /colab/status: server, runtime, resources, tunnel and GPU summaries."""
@@ -317,28 +206,35 @@ class ColabClient(_Client):
         body: bytes | None = None,
     ) -> JSONObject:
         url, timeout, headers = self._prepare(method, path, query, body)
-        request = HTTPRequest(
-            url,
-            method=method,
-            headers=headers,
-            body=body,
-            connect_timeout=min(self.connect_timeout, timeout),
-            request_timeout=timeout,
-            follow_redirects=False,
-            decompress_response=True,
-        )
-        # The loop's shared client: nothing to close, and it follows whichever loop runs us.
-        client = AsyncHTTPClient(max_body_size=MAX_BODY)
         try:
-            response = await client.fetch(request, raise_error=False)
-        except HTTPClientError as e:
-            if e.code == 599 and e.response is None:
-                raise error_for_exception(e, url, timeout) from None
-            raise  # pragma: no cover (raise_error=False: not raised for a status)
-        except (OSError, StreamClosedError, ssl.SSLError) as e:
-            raise error_for_exception(e, url, timeout) from None
-        headers = {k.lower(): v for k, v in response.headers.get_all()}
-        return result_or_error(response.code, headers, response.body, url, method)
+            response = await self._http().fetch(
+                url,
+                method,
+                HTTPHeaders(headers),
+                body,
+                min(self.connect_timeout, timeout),
+                timeout,
+            )
+        except UpstreamError as e:
+            raise error_for_exception(e.cause, url, timeout) from None
+        answer = {k.lower(): v for k, v in response.headers.get_all()}
+        return result_or_error(response.code, answer, response.body, url, method)
+
+    def _http(self) -> KeepAliveClient:
+        """The kept connections of the running loop: a client may serve more than one loop
+        in turn (one asyncio.run after another), and a connection belongs to its loop."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._kept is None:
+            if self._kept is not None and self._loop is not None and self._loop.is_closed():
+                self._kept.close()  # its loop ended: only its sockets are left to close
+            self._loop, self._kept = loop, KeepAliveClient()
+        return self._kept
+
+    async def aclose(self) -> None:
+        """Close the kept connections (a later request opens a new one)."""
+        if self._kept is not None and self._loop is asyncio.get_running_loop():
+            self._kept.close()
+        self._loop = self._kept = None
 
 
 def _bool(value: bool) -> str:
@@ -346,11 +242,6 @@ def _bool(value: bool) -> str:
 
 
 # ----- the sync client --------------------------------------------------------------------
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 class ColabClientSync(_Client):
@@ -368,7 +259,6 @@ class ColabClientSync(_Client):
         super().__init__(
             url, token, {"timeout": timeout, "action_timeout": action_timeout}, headers
         )
-        self._opener = urllib.request.build_opener(_NoRedirect)
 
     def status(self) -> JSONObject:
         return self._request("GET", "colab/status")
@@ -393,15 +283,10 @@ class ColabClientSync(_Client):
         body: bytes | None = None,
     ) -> JSONObject:
         url, timeout, headers = self._prepare(method, path, query, body)
-        # normalize_url allowed only http(s) URLs.
-        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310
         try:
-            with self._opener.open(request, timeout=timeout) as r:
-                status, raw = int(r.status), r.read(MAX_BODY)
-                answer = {k.lower(): v for k, v in r.headers.items()}
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read(MAX_BODY)
-            answer = {k.lower(): v for k, v in (e.headers or {}).items()}
+            status, answer, raw = http_sync.request(
+                url, method, headers, body, timeout=timeout, max_body=MAX_BODY
+            )
         except (OSError, ValueError) as e:  # URLError is an OSError
             raise error_for_exception(e, url, timeout) from None
         return result_or_error(status, answer, raw, url, method)

@@ -248,23 +248,12 @@ class KeepAliveClient:
         request_timeout: float,
     ) -> Response:
         """One request; raises UpstreamError when no HTTP answer came back."""
-        parts = urlsplit(url)
-        https = parts.scheme == "https"
-        host = parts.hostname or ""
-        port = parts.port or (443 if https else 80)
-        key = (parts.scheme, host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         headers = httputil.HTTPHeaders(headers)
-        if "Host" not in headers:
-            default = (https and port == 443) or (not https and port == 80)
-            headers["Host"] = host if default else f"{host}:{port}"
+        key, target, https = _where(url, headers)
         if body is not None:
             headers["Content-Length"] = str(len(body))
         while True:
-            stream = self._take(key)
-            reused = stream is not None
-            if stream is None:
-                stream = await self._connect(host, port, https, connect_timeout)
+            stream, reused = await self._stream(key, https, connect_timeout)
             try:
                 response, keep = await self._exchange(
                     stream, method, target, headers, body, request_timeout
@@ -294,22 +283,20 @@ class KeepAliveClient:
         """Start a streamed request: connected, its head written. `content_length`: the body's
         size when known; a POST, PUT or PATCH without one is sent chunked. `headers` are the
         caller's to give away (Host and Content-Length are set in them, not in a copy)."""
-        parts = urlsplit(url)
-        https = parts.scheme in ("https", "wss")
-        host = parts.hostname or ""
-        port = parts.port or (443 if https else 80)
-        key = (parts.scheme, host, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if "Host" not in headers:
-            default = (https and port == 443) or (not https and port == 80)
-            headers["Host"] = host if default else f"{host}:{port}"
+        key, target, https = _where(url, headers)
         if content_length is not None:
             headers["Content-Length"] = str(content_length)
-        stream = self._take(key)
-        reused = stream is not None
-        if stream is None:
-            stream = await self._connect(host, port, https, connect_timeout)
+        stream, reused = await self._stream(key, https, connect_timeout)
         return Exchange(self, key, stream, reused, method, target, headers)
+
+    async def _stream(
+        self, key: tuple[str, str, int], https: bool, timeout: float
+    ) -> tuple[IOStream, bool]:
+        """A kept connection to `key` (True), else a new one (False)."""
+        stream = self._take(key)
+        if stream is not None:
+            return stream, True
+        return await self._connect(key[1], key[2], https, timeout), False
 
     def _keep(self, key: tuple[str, str, int], stream: IOStream) -> None:
         self._idle[key].append((stream, time.monotonic()))
@@ -394,6 +381,20 @@ class KeepAliveClient:
                 stream.close()
         self._idle.clear()
         self._tcp.close()
+
+
+def _where(url: str, headers: httputil.HTTPHeaders) -> tuple[tuple[str, str, int], str, bool]:
+    """The connection's key (scheme, host, port), the request target, whether it is TLS; sets
+    `headers`' Host when it has none."""
+    parts = urlsplit(url)
+    https = parts.scheme in ("https", "wss")
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if "Host" not in headers:
+        default = port == (443 if https else 80)
+        headers["Host"] = host if default else f"{host}:{port}"
+    return (parts.scheme, host, port), target, https
 
 
 def connection_tokens(headers: httputil.HTTPHeaders) -> set[str]:

@@ -186,3 +186,29 @@ def test_quick_files_suite_reports_its_figures(tmp_path: Path) -> None:
     assert small["details"]["bound_ms"] == pytest.approx(
         2 * small["baseline"]["median"] + 5.0 * small["details"]["files"]
     )
+
+
+REQUEST_PATHS = [
+    "tornado",
+    "urllib",
+    "keepalive",
+    "keepalive.fresh",
+    "ColabClient",
+    "ColabClientSync",
+]
+
+
+@pytest.mark.timeout(200)
+def test_quick_requests_suite_reports_its_figures(tmp_path: Path) -> None:
+    """`--only requests` (issue 22's request paths): each path to the server and through the
+    stand-in's edge as a distribution beside the path before (tornado's client), and the
+    import cost of each library."""
+    doc, stdout = _quick(tmp_path, "requests")
+    assert doc["suites"] == ["requests"]
+    paths = [f"requests.{where}.{name}" for where in ("local", "tunnel") for name in REQUEST_PATHS]
+    imports = [f"requests.import.{name}" for name in ("tornado.httpclient", "urllib.request")]
+    _check_figures(doc, paths + imports, stdout)
+    figures = {f["key"]: f for f in doc["figures"]}
+    for key in paths:
+        assert figures[key]["value"]["n"] > 1, key
+        assert figures[key]["value"]["median"] <= figures[key]["value"]["p99"], key

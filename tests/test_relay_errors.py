@@ -27,6 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from jupyter_colab_tunnel.client import ColabClient, ColabClientSync, RemoteError
+from jupyter_colab_tunnel.http1 import KeepAliveClient
 from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.check import FORBIDDEN_HINT, CheckResult, check_remote
 from jupyter_colab_tunnel.local.mcp import build_server
@@ -181,7 +182,7 @@ async def test_one_failure_has_one_name_directly_and_through_the_relay(
 ) -> None:
     """A closed port and Cloudflare's no-tunnel answer: the client asking directly, the relay's
     start check, and the client through the relay name them the same, with the same hint."""
-    client = AsyncHTTPClient(force_instance=True)
+    client = KeepAliveClient()
     try:
         for target, kind in [
             (f"http://127.0.0.1:{closed_port}", "connection_refused"),
@@ -201,7 +202,7 @@ async def test_one_failure_has_one_name_directly_and_through_the_relay(
 
 
 async def test_the_start_check_gives_problems(remote: str, closed_port: int) -> None:
-    client = AsyncHTTPClient(force_instance=True)
+    client = KeepAliveClient()
     try:
         ok = await check_remote(client, f"{remote}/colab", {})
         assert (ok.ok, ok.kind, ok.problem, ok.hint) == (True, "ok", None, "")

@@ -9,20 +9,21 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from .. import http_sync
 from ..autostart import LAUNCHED_ENV
 from . import record as rec
 from .errors import LaunchError
 from .poll import poll
 
 STOP_TIMEOUT = 15.0
+# The server's small JSON answers (status, tunnel); a bound, not an expectation.
+MAX_ANSWER = 16 * 1024 * 1024
 
 # Servers started by this process, kept so that stop() can reap them (no zombie in a kernel).
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -106,18 +107,14 @@ def exited(pid: int, create_time: float | None, port: int) -> bool:
     return not rec.is_process(pid, create_time, port)
 
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-
-
 def get_json(url: str, token: str, timeout: float) -> tuple[int, Any]:
     """(status, JSON body) of a GET with the token; status 0 when nothing answered."""
-    # Only ever http://127.0.0.1:<port>/... built by this package.
-    req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})  # noqa: S310
+    # Only ever http://127.0.0.1:<port>/... built by this package: no proxy.
+    headers = {"Authorization": f"token {token}"}
     try:
-        with _OPENER.open(req, timeout=timeout) as r:
-            status, raw = int(r.status), r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
+        status, _, raw = http_sync.request(
+            url, headers=headers, timeout=timeout, max_body=MAX_ANSWER, direct=True
+        )
     except (OSError, ValueError):
         return 0, None
     try:

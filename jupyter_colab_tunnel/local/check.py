@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httputil import HTTPHeaders
 
-from ..client import RemoteError, result_or_error
+from ..http1 import KeepAliveClient, UpstreamError
 from ..problems import Kind, Problem
+from ..remote_error import RemoteError, result_or_error
 from .failures import no_answer
 
 # The outcomes where the relay can serve: the remote has the extension, or is a plain Jupyter
@@ -49,13 +50,13 @@ class CheckResult:
 
 
 async def check_remote(
-    client: AsyncHTTPClient,
+    client: KeepAliveClient,
     url: str | None,
     headers: dict[str, str],
     timeout: float = 15.0,
-    ca_certs: str | None = None,
 ) -> CheckResult:
-    """GET /colab/status (then /api/kernelspecs) on the remote `url` with `headers`."""
+    """GET /colab/status (then /api/kernelspecs) on the remote `url` with `headers`, over
+    `client` (the relay's kept connections: the second GET reuses the first's)."""
     if not url:
         return CheckResult.failed(
             Problem(
@@ -69,20 +70,15 @@ async def check_remote(
 
     async def get(path: str) -> None:
         """Returns when the answer is a JSON object; raises RemoteError (or the network's)."""
-        request = HTTPRequest(
-            base + path,
-            headers=headers,
-            connect_timeout=timeout,
-            request_timeout=timeout,
-            follow_redirects=False,
-            validate_cert=True,
-            ca_certs=ca_certs,
-        )
-        response = await client.fetch(request, raise_error=False)
-        if response.code == 599:
-            raise response.error or OSError("no answer")
+        target = base + path
+        try:
+            response = await client.fetch(
+                target, "GET", HTTPHeaders(headers), None, timeout, timeout
+            )
+        except UpstreamError as e:
+            raise e.cause from None  # named below, as nothing answered
         answer = {k.lower(): v for k, v in response.headers.get_all()}
-        result_or_error(response.code, answer, response.body or b"", request.url)
+        result_or_error(response.code, answer, response.body, target)
 
     try:
         try:

@@ -15,10 +15,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient
-
 from ..connect import GATEWAY_RETRY, lab_command
 from ..connection_record import RecordRefused, check_remote_url
+from ..http1 import KeepAliveClient
 from ..problems import Problem
 from ..subcommand import Subcommand
 from .check import CheckResult, check_remote
@@ -240,11 +239,9 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
             )
         )
     else:
-        client = AsyncHTTPClient(force_instance=True)
+        client = KeepAliveClient(settings.ca_certs)
         try:
-            result = await check_remote(
-                client, current.dial if current else None, check_headers, ca_certs=settings.ca_certs
-            )
+            result = await check_remote(client, current.dial if current else None, check_headers)
         finally:
             client.close()
     _print_check(result, current.url if current else None)

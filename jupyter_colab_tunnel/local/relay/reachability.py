@@ -19,8 +19,9 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httputil import HTTPHeaders
 
+from ...http1 import UpstreamError
 from ...timefmt import iso_utc
 from ..failures import CLOUDFLARE_NO_TUNNEL, Failure, classify_exception, classify_status
 from ..upstream import Upstream
@@ -67,7 +68,6 @@ class Reachability:
         self.down_since: float | None = None
         self.down_error: str | None = None
         self._probe: asyncio.Task[None] | None = None
-        self._client: AsyncHTTPClient | None = None
         self._unlisten = relay.tracker.listen(self._on_switch)
 
     @property
@@ -146,28 +146,19 @@ class Reachability:
     async def _check(self, upstream: Upstream) -> bool | None:
         """True: the remote Jupyter server answered (any status of its own); False: nothing
         answers there; None: cannot tell (a timeout, another failure)."""
-        if self._client is None:
-            self._client = AsyncHTTPClient(force_instance=True)
         timeout = self.relay.settings.connect_timeout
         # No token: any answer of the server's own (200, 403) says that it runs. The extra
         # headers (Cloudflare Access) are sent: else Access itself would answer for the server.
-        request = HTTPRequest(
-            f"{upstream.dial}/api",
-            headers=dict(self.relay.settings.extra_headers),
-            connect_timeout=timeout,
-            request_timeout=timeout,
-            follow_redirects=False,
-            validate_cert=True,
-            ca_certs=self.relay.settings.ca_certs,
-        )
+        # On the relay's kept connections: one that the remote closed is never reused.
+        headers = HTTPHeaders(dict(self.relay.settings.extra_headers))
         try:
-            response = await self._client.fetch(request, raise_error=False)
-        except Exception as e:
-            return self._verdict(classify_exception(e, upstream.url), upstream)
-        if response.code == 599:
-            failure = classify_exception(response.error or OSError("no answer"), upstream.url)
-            return self._verdict(failure, upstream)
-        edge = classify_status(response.code, response.body or b"", upstream.url)
+            response = await self.relay.client.fetch(
+                f"{upstream.dial}/api", "GET", headers, None, timeout, timeout
+            )
+        except Exception as e:  # whatever it was, the probe goes on: "cannot tell" at worst
+            cause = e.cause if isinstance(e, UpstreamError) else e
+            return self._verdict(classify_exception(cause, upstream.url), upstream)
+        edge = classify_status(response.code, response.body, upstream.url)
         if edge is None:
             return True
         return self._verdict(edge, upstream)
@@ -190,5 +181,3 @@ class Reachability:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        if self._client is not None:
-            self._client.close()
