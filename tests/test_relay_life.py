@@ -275,7 +275,7 @@ def test_a_remote_stopped_with_sigterm_is_gone_at_once_with_its_reason(
     connection_file = tmp_path / "drive" / "colab-tunnel.json"
     traits = {"connection_file": str(connection_file), "tunnel_mode": "quick"}
     remote: TunnelServer = tunnel_server(traits=traits, token=TOKEN)
-    url = remote.wait_state("ready")["url"]
+    remote.wait_state("ready")
     # --gone-after is long: only the record can say "gone" within this test.
     relay = relay_for(tmp_path, connection_file, "--gone-after=600")
     try:
