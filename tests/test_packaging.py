@@ -19,7 +19,13 @@ else:  # pragma: no cover - Python 3.10
 REPO = Path(__file__).parent.parent
 PACKAGE = REPO / "jupyter_colab_tunnel"
 # The modules that only `jupyter colab-tunnel mcp` loads: they may use the [mcp] extra.
-MCP_MODULES = {"local/mcp.py", "local/mcp_schemas.py"}
+MCP_MODULES = {
+    "local/mcp.py",
+    "local/mcp_errors.py",
+    "local/mcp_gpu.py",
+    "local/mcp_reach.py",
+    "local/mcp_schemas.py",
+}
 
 
 def declared(requirements: list[str]) -> set[str]:

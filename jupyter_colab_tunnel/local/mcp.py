@@ -23,9 +23,11 @@ from pydantic import Field
 
 from .._version import __version__
 from ..client import ColabClient, JSONObject, RemoteError
-from ..problems import ColabTunnelError, Kind, Problem
+from ..problems import ColabTunnelError
 from ..states import TRANSITIONAL, TunnelAction
 from .files import tools as file_tools
+from .mcp_gpu import best_device, fmt_mib, mib
+from .mcp_reach import cut_mid_request, reach_again
 from .mcp_schemas import (
     FileListing,
     FileTransfer,
@@ -36,7 +38,6 @@ from .mcp_schemas import (
     TunnelSnapshot,
 )
 
-MiB = 1024 * 1024
 POLL_INTERVAL = 1.0  # seconds; the remote caches a GPU sample for about a second
 TUNNEL_POLL_INTERVAL = 0.5
 MAX_WAIT_S = 600.0
@@ -206,10 +207,10 @@ def build_server(
         try:
             body = await client.tunnel_action(action)
         except RemoteError as e:
-            if action == "start" or not _cut_mid_request(e):
+            if action == "start" or not cut_mid_request(e):
                 raise ToolError(str(e)) from None
             # The request went through the very tunnel it stops: its answer is lost.
-            body = await _reach_again(client, action, e, deadline, tunnel_poll_interval)
+            body = await reach_again(client, action, e, deadline, tunnel_poll_interval)
         while body.get("state") in TRANSITIONAL and time.monotonic() < deadline:
             await anyio.sleep(min(tunnel_poll_interval, max(0.0, deadline - time.monotonic())))
             body = await _ask(client.tunnel())
@@ -243,8 +244,8 @@ def build_server(
         while True:
             sample = await _ask(client.gpu(processes=False))
             samples += 1
-            device = _best_device(sample, gpu_index)
-            free = _mib(device, "free")
+            device = best_device(sample, gpu_index)
+            free = mib(device, "free")
             waited = round(time.monotonic() - started, 3)
             met = free is not None and free >= min_free_mib
             if met or time.monotonic() >= deadline:
@@ -253,12 +254,12 @@ def build_server(
                     min_free_mib=min_free_mib,
                     gpu_index=device["index"],
                     free_mib=free,
-                    total_mib=_mib(device, "total"),
+                    total_mib=mib(device, "total"),
                     waited_s=waited,
                     samples=samples,
                     sampled_at=str(sample.get("sampled_at")),
                     message=(
-                        f"GPU {device['index']} has {_fmt(free)} MiB free"
+                        f"GPU {device['index']} has {fmt_mib(free)} MiB free"
                         + (
                             f" (>= {min_free_mib} MiB)."
                             if met
@@ -267,7 +268,7 @@ def build_server(
                     ),
                 )
             await ctx.report_progress(
-                waited, timeout_s, f"GPU {device['index']}: {_fmt(free)} MiB free"
+                waited, timeout_s, f"GPU {device['index']}: {fmt_mib(free)} MiB free"
             )
             await anyio.sleep(min(poll_interval, max(0.0, deadline - time.monotonic())))
 
@@ -338,94 +339,6 @@ def _how_to_forward(body: JSONObject) -> str:
         f"connect --url <tunnel URL> --forward {port}` (repeatable; --forward LOCAL:REMOTE "
         f"picks another local port); the app is then at http://127.0.0.1:{port}/ here."
     )
-
-
-def _tool_error(kind: Kind, message: str, hint: str = "") -> ToolError:
-    """A tool error whose text is the problem's: `kind: message` and a `Hint:` line."""
-    return ToolError(str(Problem(kind, message, hint)))
-
-
-def _cut_mid_request(error: RemoteError) -> bool:
-    """Whether the connection broke after the request was sent, as when the tunnel it went
-    through stops (refused, DNS and TLS failures happen before anything is sent); through the
-    local relay, its upstream_lost_request says the same."""
-    return error.kind in ("unreachable", "timeout", "bad_gateway", "upstream_lost_request")
-
-
-def _cut_off(error: RemoteError) -> bool:
-    """Whether a failure looks like the tunnel being away (while it restarts); through the
-    local relay, that is its no_upstream until the remote writes the new URL."""
-    return error.unreachable or error.kind in ("no_tunnel", "bad_gateway", "no_upstream")
-
-
-async def _reach_again(
-    client: ColabClient,
-    action: TunnelAction,
-    cut: RemoteError,
-    deadline: float,
-    interval: float,
-) -> JSONObject:
-    """After a stop/restart cut our own connection: the snapshot once the remote answers
-    again (a restart behind a stable address), else a ToolError that explains the cut."""
-    last = cut
-    while action == "restart" and time.monotonic() < deadline:
-        await anyio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-        try:
-            return await client.tunnel()
-        except RemoteError as e:
-            if not _cut_off(e):
-                raise ToolError(str(e)) from None
-            last = e
-    if action == "stop":
-        hint = (
-            "The tunnel is stopped, so nothing reaches the remote through it any more. Start "
-            'it again from the remote machine itself: POST {"action": "start"} to '
-            "http://127.0.0.1:<port>/colab/tunnel there with the server's token (e.g. with "
-            "curl in a notebook cell), or restart the Jupyter server."
-        )
-    else:
-        hint = (
-            "The remote restarts the tunnel anyway. A quick tunnel comes back under a NEW URL: "
-            "read it on the remote (`jupyter colab-tunnel status`) and point this MCP server "
-            "at it; the local relay follows the URL by itself, and a named tunnel keeps it."
-        )
-    raise _tool_error(
-        "tunnel_cut",
-        f"the {action} request went through the tunnel it {action}s, so its answer was lost, "
-        f"and the remote did not answer again in time ({last.kind}: {last.message})",
-        hint,
-    )
-
-
-def _best_device(sample: JSONObject, gpu_index: int | None) -> JSONObject:
-    """The asked-for GPU, or the one with the most free memory; ToolError when there is none."""
-    devices: list[JSONObject] = list(sample.get("devices") or [])
-    if not sample.get("available") or not devices:
-        # The remote's own GPU problem (kind and hint), e.g. no_library, no_devices.
-        problem = Problem.from_dict(sample.get("error")) or Problem(
-            "no_devices", "the remote lists no GPU"
-        )
-        raise _tool_error(
-            problem.kind, f"the remote has no usable GPU: {problem.message}", problem.hint
-        )
-    if gpu_index is not None:
-        devices = [d for d in devices if d.get("index") == gpu_index]
-        if not devices:
-            raise _tool_error(
-                "no_such_gpu",
-                f"the remote has no GPU {gpu_index} "
-                f"({sample.get('count', 0)} GPUs, indexes from 0)",
-            )
-    return max(devices, key=lambda d: _mib(d, "free") or -1.0)
-
-
-def _mib(device: JSONObject, key: str) -> float | None:
-    value = (device.get("memory") or {}).get(key)
-    return round(value / MiB, 1) if isinstance(value, int) else None
-
-
-def _fmt(mib: float | None) -> str:
-    return "unknown" if mib is None else f"{mib:g}"
 
 
 def serve_stdio(client: ColabClient) -> None:

@@ -12,12 +12,8 @@ HTTP answer, and the subprotocol accepted is the app's choice.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import errno
-from collections import Counter
 from http.client import responses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jupyter_server.auth.utils import HTTP_METHOD_TO_AUTH_ACTION
 from jupyter_server.base.handlers import JupyterHandler
@@ -25,111 +21,60 @@ from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import ensure_async
 from tornado import httputil, web
-from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
-from tornado.websocket import (
-    WebSocketClientConnection,
-    WebSocketClosedError,
-    WebSocketError,
-    WebSocketHandler,
-    websocket_connect,
-)
+from tornado.websocket import WebSocketHandler
 
-from .. import forwarding, http1
+from .. import forwarding
 from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin, TokenHintMixin
-from ..http1 import STREAMED_BODY_LIMIT, Exchange, KeepAliveClient, UpstreamError
-from ..problems import Kind, Problem
-from .policy import PortPolicy
-
-if TYPE_CHECKING:
-    pass
-
-# The app runs on this machine: a connection that is not made in this time never will be.
-CONNECT_TIMEOUT = 5.0
-# How long an app may think before its answer's head (a model server's whole completion may
-# come at once; Cloudflare's edge gives up after 100 s anyway). The body may take any time.
-HEADER_TIMEOUT = 300.0
-# Not passed on in either direction: they describe one hop (with Proxy-Connection, which old
-# clients send in place of Connection).
-HOP_BY_HOP = http1.HOP_BY_HOP | {"proxy-connection"}
-# Cloudflare Access's credentials of the hop: the relay's service token (CF-Access-Client-Id,
-# -Secret, from its --headers-file) and the JWT that Access adds for the origin. They open the
-# tunnel: an app is never given them.
-HOP_CREDENTIALS_PREFIX = "cf-access-"
-# The client's handshake with this route; the route makes its own with the app.
-WS_HANDSHAKE = frozenset(
-    {
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-extensions",
-        "sec-websocket-protocol",
-        "sec-websocket-accept",
-        "content-length",
-    }
+from ..http1 import STREAMED_BODY_LIMIT, Exchange, UpstreamError
+from ..problems import Kind
+from .forward_socket import WS_HANDSHAKE, ForwardSocketMixin
+from .forwarder import (
+    CONNECT_TIMEOUT,
+    HEADER_TIMEOUT,
+    HOP_BY_HOP,
+    HOP_CREDENTIALS_PREFIX,
+    Forwarder,
+    ForwardStats,
+    app_headers,
+    clip,
+    describe,
+    error_body,
+    refused_connection,
 )
+
+# Where they were before the websocket half and the shared parts had modules of their own.
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "HEADER_TIMEOUT",
+    "HOP_BY_HOP",
+    "HOP_CREDENTIALS_PREFIX",
+    "WS_HANDSHAKE",
+    "ForwardHandler",
+    "ForwardStats",
+    "Forwarder",
+    "app_headers",
+    "clip",
+    "error_body",
+    "forward_handlers",
+]
+
 # The methods whose body may come without a Content-Length (sent on chunked).
 CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-@dataclasses.dataclass
-class ForwardStats:
-    requests: int = 0
-    websockets: int = 0
-    open_websockets: int = 0
-    bytes_to_apps: int = 0
-    bytes_from_apps: int = 0
-    failures: Counter[str] = dataclasses.field(default_factory=Counter)
-
-
-class Forwarder:
-    """What the route needs: which ports it may reach, a kept-alive client to the apps, counters."""
-
-    def __init__(self, policy: PortPolicy) -> None:
-        self.policy = policy
-        self.client = KeepAliveClient()
-        self.stats = ForwardStats()
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def app_headers(
-    headers: httputil.HTTPHeaders, also: frozenset[str] = frozenset()
-) -> httputil.HTTPHeaders:
-    """Headers without the hop-by-hop ones (and those named in Connection, and `also`)."""
-    drop = HOP_BY_HOP | also | http1.connection_tokens(headers)
-    out = httputil.HTTPHeaders()
-    for name, value in headers.get_all():
-        if name.lower() not in drop:
-            out.add(name, value)
-    return out
-
-
-def _refused_connection(error: BaseException) -> bool:
-    cause = getattr(error, "cause", error)
-    cause = getattr(cause, "real_error", None) or cause
-    return isinstance(cause, ConnectionRefusedError) or (
-        isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
-    )
-
-
-def error_body(kind: Kind, message: str, hint: str = "") -> str:
-    """The relay's error shape, so that one client reads both (Problem.answer_body)."""
-    return Problem(kind, message, hint).answer_body()
 
 
 # The kind of Jupyter's own refusals (write_error).
 _STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
 
 
-def clip(path: str, limit: int = 200) -> str:
-    """A path fit for a log line or a message."""
-    return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
-
-
 @web.stream_request_body
 class ForwardHandler(
-    ColabServicesMixin, TokenHintMixin, ExtensionHandlerMixin, WebSocketHandler, JupyterHandler
+    ForwardSocketMixin,
+    ColabServicesMixin,
+    TokenHintMixin,
+    ExtensionHandlerMixin,
+    WebSocketHandler,
+    JupyterHandler,
 ):
     """`colab/forward/(port)(path)`: HTTP and websockets to 127.0.0.1:port, for token holders."""
 
@@ -140,8 +85,8 @@ class ForwardHandler(
     async def prepare(self) -> None:  # type: ignore[override]
         self._exchange: Exchange | None = None
         self._upload_error: UpstreamError | None = None
-        self._upstream_ws: WebSocketClientConnection | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._upstream_ws = None
+        self._pump = None
         self._opened = False
         self._client_gone = False
         self._port = 0
@@ -248,7 +193,7 @@ class ForwardHandler(
             await self._dial_failed(e)
 
     async def _dial_failed(self, error: BaseException) -> None:
-        if _refused_connection(error):
+        if refused_connection(error):
             listening = await self.ports.hint()
             self._refuse(
                 502,
@@ -261,7 +206,7 @@ class ForwardHandler(
             self._refuse(
                 502,
                 "forward_failed",
-                f"could not reach the app at 127.0.0.1:{self._port}: {_describe(error)}",
+                f"could not reach the app at 127.0.0.1:{self._port}: {describe(error)}",
             )
 
     # ----- errors: the relay's JSON shape, each logged once ------------------------------
@@ -330,7 +275,7 @@ class ForwardHandler(
                 502,
                 "forward_failed",
                 f"the app at 127.0.0.1:{self._port} closed the connection while the request "
-                f"body was sent ({_describe(self._upload_error)})",
+                f"body was sent ({describe(self._upload_error)})",
             )
             return
         try:
@@ -345,7 +290,7 @@ class ForwardHandler(
                 "forward_failed",
                 f"the app at 127.0.0.1:{self._port} "
                 + ("gave no answer in time" if timeout else "broke off its answer")
-                + f": {_describe(e)}",
+                + f": {describe(e)}",
             )
             return
         except (StreamClosedError, OSError):
@@ -417,123 +362,12 @@ class ForwardHandler(
 
     # ----- websockets: dial the app, then accept with its subprotocol --------------------
 
-    async def _websocket(self) -> None:
-        origin = self.request.headers.get("Origin")
-        if origin is not None and not self.check_origin(origin):
-            # Checked before the dial too, so that the app never hears of a refused page.
-            self._refuse(
-                403,
-                "forbidden",
-                f"cross-origin websocket from {origin!r} refused "
-                "(ServerApp.allow_origin allows other origins)",
-            )
-            return
-        url, headers = self._target("ws")
-        offered = [
-            s.strip()
-            for s in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-            if s.strip()
-        ]
-        request = HTTPRequest(
-            url,
-            headers=app_headers(headers, WS_HANDSHAKE),
-            connect_timeout=CONNECT_TIMEOUT,
-            request_timeout=HEADER_TIMEOUT,
-        )
-        stats = self.forwarder.stats
-        stats.websockets += 1
-        try:
-            self._upstream_ws = await websocket_connect(
-                request,
-                subprotocols=offered or None,
-                max_message_size=forwarding.FORWARD_MAX_MESSAGE,
-            )
-        except HTTPClientError as e:
-            if e.code == 599:  # no answer at all (tornado's code for a timeout or a cut)
-                await self._dial_failed(e)
-                return
-            self._refuse(
-                502,
-                "forward_failed",
-                f"the app at 127.0.0.1:{self._port} refused the websocket handshake "
-                f"({e.code} {e.message})",
-            )
-            return
-        except WebSocketError as e:
-            self._refuse(
-                502,
-                "forward_failed",
-                f"the app at 127.0.0.1:{self._port} answered the websocket handshake with plain "
-                f"HTTP: {self._app_path!r} is not one of its websocket endpoints ({e})",
-            )
-            return
-        except (OSError, StreamClosedError, asyncio.TimeoutError) as e:
-            await self._dial_failed(e)
-            return
-        upstream = self._upstream_ws
-        # The handshake (select_subprotocol, then open()); returns when the socket has closed.
-        await super().get(*self.path_args)
-        if self.get_status() != 101:
-            upstream.close()  # refused after all (a bad Connection header)
-
-    @property
-    def max_message_size(self) -> int:
-        return forwarding.FORWARD_MAX_MESSAGE
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        chosen = self._upstream_ws.selected_subprotocol if self._upstream_ws else None
-        return chosen if chosen in subprotocols else None
-
     def check_origin(self, origin_to_satisfy_tornado: str = "") -> bool:
         """Jupyter's rules: for a websocket, the Origin matches the Host or
         ServerApp.allow_origin; for HTTP (its XSRF check of a cookie-only request), its own."""
         if not self._upgrading():
             return JupyterHandler.check_origin(self, origin_to_satisfy_tornado)
         return bool(WebSocketMixin.check_origin(self, origin_to_satisfy_tornado or None))
-
-    def open(self, *args: str, **kwargs: str) -> None:
-        self._opened = True
-        self.forwarder.stats.open_websockets += 1
-        self._pump = asyncio.ensure_future(self._pump_from_app())
-
-    async def _pump_from_app(self) -> None:
-        upstream = self._upstream_ws
-        assert upstream is not None
-        while True:
-            message = await upstream.read_message()
-            if message is None:
-                break
-            try:
-                await self.write_message(message, binary=isinstance(message, bytes))
-            except WebSocketClosedError:
-                return
-            self.forwarder.stats.bytes_from_apps += len(message)
-        if self.ws_connection is not None and not self.ws_connection.is_closing():
-            self.close(forwarding.close_code_to_pass(upstream.close_code), upstream.close_reason)
-
-    async def on_message(self, message: str | bytes) -> None:
-        upstream = self._upstream_ws
-        if upstream is None:
-            return
-        try:
-            await upstream.write_message(message, binary=isinstance(message, bytes))
-        except WebSocketClosedError:
-            self.close(forwarding.close_code_to_pass(upstream.close_code), upstream.close_reason)
-            return
-        self.forwarder.stats.bytes_to_apps += len(message)
-
-    def on_close(self) -> None:
-        if self._upstream_ws is None:
-            return
-        if self._opened:
-            self.forwarder.stats.open_websockets -= 1
-        self._upstream_ws.close(forwarding.close_code_to_pass(self.close_code), self.close_reason)
-        self._upstream_ws = None
-
-
-def _describe(error: BaseException) -> str:
-    cause = getattr(error, "cause", None) or error
-    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
 
 def forward_handlers() -> list[tuple[str, type[web.RequestHandler]]]:

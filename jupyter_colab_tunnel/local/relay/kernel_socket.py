@@ -8,19 +8,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tornado import websocket
-from tornado.httpclient import HTTPClientError, HTTPRequest
 
-from ..failures import Failure, classify_exception, classify_status
+from ..failures import Failure, no_upstream
 from ..upstream import Upstream
 from .frames import TOO_BIG, HeldFrames, close_upstream, oversize, too_big_reason
+from .kernel_dial import KERNEL_REFUSED, MAX_WS_MESSAGE, dial_kernel
 from .rules import query_value, write_error
 
 if TYPE_CHECKING:
     from .server import Relay
 
-# What the relay reads from either side; a frame for the remote is checked against
-# RelaySettings.ws_max_message (what the remote accepts) before it is sent.
-MAX_WS_MESSAGE = 512 * 1024 * 1024
+# Where it was before the dial had a module of its own (the relay's server and CLI read it).
+__all__ = ["MAX_WS_MESSAGE", "KernelSocket"]
 
 
 class KernelSocket(websocket.WebSocketHandler):
@@ -257,63 +256,21 @@ class KernelSocket(websocket.WebSocketHandler):
             upstream = await relay.tracker.wait_live(deadline)
             if upstream is None:
                 break
-            url = relay.upstream_url(upstream, self.request.uri or "/", ws=True)
-            request = HTTPRequest(
-                url,
-                headers=relay.upstream_headers(self.request),
-                connect_timeout=relay.settings.connect_timeout,
-                request_timeout=relay.settings.connect_timeout,
-                validate_cert=True,
-                ca_certs=relay.settings.ca_certs,
-            )
-            protocols = [
-                p.strip()
-                for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-                if p.strip()
-            ]
-            try:
-                conn = await websocket.websocket_connect(
-                    request,
-                    subprotocols=protocols or None,
-                    ping_interval=relay.settings.ping_interval,
-                    max_message_size=MAX_WS_MESSAGE,
-                )
-            except HTTPClientError as e:
-                body = e.response.body if e.response is not None else b""
-                failure = classify_status(e.code, body or b"", upstream.url)
-                if failure is None:
-                    if e.code == 599:
-                        failure = classify_exception(e, upstream.url)
-                    else:
-                        # The remote Jupyter server itself refused (403 token, 404 kernel).
-                        return None, Failure(
-                            "remote_refused",
-                            f"the remote answered {e.code} to the kernel websocket",
-                            "403: check the remote token; 404: the kernel no longer exists.",
-                            e.code,
-                            False,
-                        )
-            except Exception as e:
-                failure = classify_exception(e, upstream.url)
-            else:
+            outcome = await dial_kernel(relay, upstream, self.request)
+            if not isinstance(outcome, Failure):
                 self.upstream = upstream
                 relay.reachability.answered()
-                return conn, None
+                return outcome, None
+            failure = outcome
+            if failure.kind == KERNEL_REFUSED:
+                return None, failure
             # A re-dial that fails tells whether the remote is still there (reachability.py).
             relay.reachability.failed(failure)
             if loop.time() >= deadline or relay.life.gone:
                 break
             await relay.tracker.wait_change(upstream, min(delay, deadline - loop.time()))
             delay = min(delay * 2, 1.0)
-        if failure is None:
-            failure = Failure(
-                "no_upstream",
-                f"the remote has no live tunnel URL (its state: {relay.tracker.state})",
-                "Wait for the remote's tunnel to become ready; see GET /relay/status.",
-                503,
-                True,
-            )
-        return None, failure
+        return None, failure or no_upstream(relay.tracker.state)
 
     def _on_switch(self, old: Upstream | None, new: Upstream | None) -> None:
         """A new URL: close the upstream on the old one; the reader re-dials the new one."""
