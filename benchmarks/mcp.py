@@ -59,7 +59,7 @@ async def _measure(server: Server, token_file: Path, quick: bool) -> list[Figure
     from mcp import Client, StdioServerParameters
     from mcp.types import CallToolResult
 
-    from jupyter_colab_tunnel.client import ColabClient
+    from jupyter_colab_tunnel.local.client import ColabClient
     from jupyter_colab_tunnel.local.mcp import build_server
 
     rounds = 2 if quick else 5

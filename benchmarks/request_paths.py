@@ -37,7 +37,7 @@ IMPORTS = {
     "tornado.httpclient": "import tornado.httpclient",
     "urllib.request": "import urllib.request",
     "httpx": "import httpx",
-    "jupyter_colab_tunnel.client": "import jupyter_colab_tunnel.client",
+    "jupyter_colab_tunnel.local.client": "import jupyter_colab_tunnel.local.client",
     "jupyter_colab_tunnel.http1": "import jupyter_colab_tunnel.http1",
 }
 
@@ -60,8 +60,8 @@ def _async_paths(base: str, token: str) -> dict[str, tuple[Call, Callable[[], Aw
     from tornado import httputil
     from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-    from jupyter_colab_tunnel.client import ColabClient
     from jupyter_colab_tunnel.http1 import KeepAliveClient
+    from jupyter_colab_tunnel.local.client import ColabClient
 
     url = f"{base}/{PATH}"
     auth = {"Authorization": f"token {token}"}
@@ -120,7 +120,7 @@ def _async_paths(base: str, token: str) -> dict[str, tuple[Call, Callable[[], Aw
 
 
 def _sync_paths(base: str, token: str) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
-    from jupyter_colab_tunnel.client import ColabClientSync
+    from jupyter_colab_tunnel.local.client import ColabClientSync
 
     url = f"{base}/{PATH}"
     auth = {"Authorization": f"token {token}"}

@@ -19,6 +19,6 @@ def __getattr__(name: str) -> Any:
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
-    from .app import ColabTunnelApp
+    from .server.app import ColabTunnelApp
 
-    return [{"module": "jupyter_colab_tunnel.app", "app": ColabTunnelApp}]
+    return [{"module": "jupyter_colab_tunnel.server.app", "app": ColabTunnelApp}]

@@ -13,7 +13,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_colab_tunnel import __version__, _jupyter_server_extension_points
-from jupyter_colab_tunnel.app import ColabTunnelApp
+from jupyter_colab_tunnel.server.app import ColabTunnelApp
 
 CONFIGURATION = Path(__file__).parent.parent / "docs" / "configuration.md"
 
@@ -31,7 +31,7 @@ def make_app(monkeypatch: pytest.MonkeyPatch, **config: Any) -> ColabTunnelApp:
 
 def test_extension_points() -> None:
     (point,) = _jupyter_server_extension_points()
-    assert point == {"module": "jupyter_colab_tunnel.app", "app": ColabTunnelApp}
+    assert point == {"module": "jupyter_colab_tunnel.server.app", "app": ColabTunnelApp}
     assert __version__.count(".") == 2
 
 
@@ -146,7 +146,7 @@ def test_invalid_token_type_is_not_echoed(monkeypatch: pytest.MonkeyPatch) -> No
 @pytest.mark.e2e
 def test_settings_help_command_prints_every_setting() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "jupyter_colab_tunnel.app"],
+        [sys.executable, "-m", "jupyter_colab_tunnel.server.app"],
         capture_output=True,
         text=True,
         check=True,
@@ -157,4 +157,4 @@ def test_settings_help_command_prints_every_setting() -> None:
         assert trait.help.split()[0] in out
     assert "answer_yes" not in out  # inherited, not ours
     doc = CONFIGURATION.read_text()
-    assert "python -m jupyter_colab_tunnel.app" in doc
+    assert "python -m jupyter_colab_tunnel.server.app" in doc

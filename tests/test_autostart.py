@@ -8,7 +8,7 @@ import pytest
 from e2e_kit import wait_until_listening
 from server_process import free_port
 
-from jupyter_colab_tunnel.autostart import (
+from jupyter_colab_tunnel.server.autostart import (
     AutostartFacts,
     decide_autostart,
     explicit_tunnel_config,
@@ -54,7 +54,7 @@ def test_explicit_config_and_kaggle() -> None:
 
 
 def test_autostart_trait_accepts_bool_and_auto() -> None:
-    from jupyter_colab_tunnel.app import ColabTunnelApp
+    from jupyter_colab_tunnel.server.app import ColabTunnelApp
 
     app = ColabTunnelApp()
     assert app.autostart == "auto"

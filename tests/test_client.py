@@ -1,4 +1,4 @@
-"""The REST client (jupyter_colab_tunnel/client.py) against a real in-process Jupyter server.
+"""The REST client (jupyter_colab_tunnel/local/client.py) against a real in-process Jupyter server.
 
 Reads are compared with jp_fetch's answers of the same moment; every failure is one RemoteError
 with a kind, the remote's own words where it said something, and a hint; the token is nowhere
@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_colab_tunnel.client import (
+from jupyter_colab_tunnel.local.client import (
     ColabClient,
     ColabClientSync,
     RemoteError,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_colab_tunnel.client import RemoteError
+from jupyter_colab_tunnel.local.client import RemoteError
 from jupyter_colab_tunnel.local.files import specs
 from jupyter_colab_tunnel.local.files.answers import cut, fatal_reach
 from jupyter_colab_tunnel.local.files.progress import Reporter, Tally, describe

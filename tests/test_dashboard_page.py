@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel.dashboard.handler import FILES, asset
+from jupyter_colab_tunnel.server.dashboard.handler import FILES, asset
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,10 @@ import nbformat
 import pytest
 from jupyter_server.gateway.gateway_client import GatewayClient
 
-from jupyter_colab_tunnel.app import ColabTunnelApp
 from jupyter_colab_tunnel.cli import build_parser
 from jupyter_colab_tunnel.launcher import Connection, launch
 from jupyter_colab_tunnel.problems import GPU_KINDS, TUNNEL_KINDS
+from jupyter_colab_tunnel.server.app import ColabTunnelApp
 
 DOCS = Path(__file__).parent.parent / "docs"
 NOTEBOOK = DOCS / "colab_setup.ipynb"
@@ -283,7 +283,7 @@ def test_agents_claude_code_commands_use_the_real_command_line() -> None:
 def test_agents_tool_table_names_every_tool() -> None:
     from mcp import Client
 
-    from jupyter_colab_tunnel.client import ColabClient
+    from jupyter_colab_tunnel.local.client import ColabClient
     from jupyter_colab_tunnel.local.mcp import build_server
 
     async def names() -> set[str]:

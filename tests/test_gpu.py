@@ -194,7 +194,7 @@ def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> No
                 new_httpserver=True,
             )
             await app._post_start()
-            assert "jupyter_colab_tunnel.app" in sys.modules
+            assert "jupyter_colab_tunnel.server.app" in sys.modules
             await app._cleanup()
 
         asyncio.run(serve())

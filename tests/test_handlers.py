@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel.handlers import NO_CREDENTIALS
 from jupyter_colab_tunnel.problems import HINTS
+from jupyter_colab_tunnel.server.handlers import NO_CREDENTIALS
 
 
 async def fetch_error(jp_fetch: Any, *path: str, **kwargs: Any) -> tuple[int, Any, bytes]:

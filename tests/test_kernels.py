@@ -11,8 +11,8 @@ from typing import Any
 import psutil
 import pytest
 
-from jupyter_colab_tunnel import kernels
-from jupyter_colab_tunnel.kernels import kernel_pids, owners, parent_chain
+from jupyter_colab_tunnel.server import kernels
+from jupyter_colab_tunnel.server.kernels import kernel_pids, owners, parent_chain
 from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
 
 NOT_A_PID = 4_000_000  # above pid_max (2**22): never a process here

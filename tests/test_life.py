@@ -23,9 +23,10 @@ import pytest
 from mcp import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from jupyter_colab_tunnel.client import ColabClient
 from jupyter_colab_tunnel.connection_record import accept_record
-from jupyter_colab_tunnel.life import (
+from jupyter_colab_tunnel.local.client import ColabClient
+from jupyter_colab_tunnel.local.mcp import build_server
+from jupyter_colab_tunnel.server.life import (
     COLAB_FAQ,
     KAGGLE_DOCS,
     life_section,
@@ -33,8 +34,7 @@ from jupyter_colab_tunnel.life import (
     platform_name,
     read_machine_start,
 )
-from jupyter_colab_tunnel.local.mcp import build_server
-from jupyter_colab_tunnel.stop_reason import API_OR_TIMEOUT, IDLE_SHUTDOWN, stop_reason
+from jupyter_colab_tunnel.server.stop_reason import API_OR_TIMEOUT, IDLE_SHUTDOWN, stop_reason
 from testkit.headless import Chromium, chromium_path
 from testkit.kernel_channel import KernelChannel, ws_url
 

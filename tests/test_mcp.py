@@ -25,7 +25,7 @@ from mcp.types import CallToolResult
 from server_process import free_port
 from tunnel_env import NAMED_HOST, TunnelServer, named_tunnel_env
 
-from jupyter_colab_tunnel.client import ColabClient
+from jupyter_colab_tunnel.local.client import ColabClient
 from jupyter_colab_tunnel.local.mcp import build_server
 from testkit.fake_nvml import FakeGpu, FakeProcess, install
 
@@ -552,7 +552,7 @@ def test_the_local_side_never_imports_the_extension() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     loaded = json.loads(run.stdout)
-    assert "jupyter_colab_tunnel.client" in loaded
+    assert "jupyter_colab_tunnel.local.client" in loaded
     assert not [m for m in loaded if m.startswith(("jupyter_server", "pynvml"))], loaded
     for extension_module in ("app", "handlers", "gpu", "tunnel", "status", "launcher"):
         assert f"jupyter_colab_tunnel.{extension_module}" not in loaded, loaded

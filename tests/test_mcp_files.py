@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult
 
-from jupyter_colab_tunnel.client import ColabClient
+from jupyter_colab_tunnel.local.client import ColabClient
 from jupyter_colab_tunnel.local.mcp import build_server
 
 FILE_TOOLS = {"colab_upload", "colab_download", "colab_list"}

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel.metrics import ColabCollector, MetricsHook
+from jupyter_colab_tunnel.server.metrics import ColabCollector, MetricsHook
 from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
 from testkit.waiting import until
 

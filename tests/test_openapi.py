@@ -19,10 +19,11 @@ from openapi_spec_validator import validate
 from server_process import ServerProcess, free_port
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import forwarding, gpu, handlers, problems, states
+from jupyter_colab_tunnel import forwarding, gpu, problems, states
 from jupyter_colab_tunnel.connect import connect_info
-from jupyter_colab_tunnel.files.handler import files_handlers
-from jupyter_colab_tunnel.ports import forward
+from jupyter_colab_tunnel.server import handlers
+from jupyter_colab_tunnel.server.files.handler import files_handlers
+from jupyter_colab_tunnel.server.ports import forward
 
 JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 

@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 import pytest
 
-from jupyter_colab_tunnel.ports.listing import (
+from jupyter_colab_tunnel.server.ports.listing import (
     MAX_CMDLINE,
     ListeningPort,
     Socket,
@@ -24,7 +24,7 @@ from jupyter_colab_tunnel.ports.listing import (
     scrub_cmdline,
     secret_name,
 )
-from jupyter_colab_tunnel.ports.service import PortsService
+from jupyter_colab_tunnel.server.ports.service import PortsService
 
 SECRET = "s3cr3t-Value_42"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_colab_tunnel.ports.policy import (
+from jupyter_colab_tunnel.server.ports.policy import (
     DEFAULT_FORWARD_PORTS,
     PortPolicy,
     metrics_port,
@@ -86,7 +86,7 @@ def test_bad_settings_name_the_bad_part(spec: str, quoted: str) -> None:
 def test_a_bad_setting_is_a_config_error_and_keeps_the_default() -> None:
     from traitlets.config import Config
 
-    from jupyter_colab_tunnel.app import ColabTunnelApp
+    from jupyter_colab_tunnel.server.app import ColabTunnelApp
 
     app: Any = ColabTunnelApp(config=Config({"ColabTunnelApp": {"forward_ports": "6006,x"}}))
     assert app.forward_ports == DEFAULT_FORWARD_PORTS

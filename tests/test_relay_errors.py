@@ -26,10 +26,10 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from jupyter_colab_tunnel.client import ColabClient, ColabClientSync, RemoteError
 from jupyter_colab_tunnel.http1 import KeepAliveClient
 from jupyter_colab_tunnel.local import cli
 from jupyter_colab_tunnel.local.check import FORBIDDEN_HINT, CheckResult, check_remote
+from jupyter_colab_tunnel.local.client import ColabClient, ColabClientSync, RemoteError
 from jupyter_colab_tunnel.local.mcp import build_server
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings
 from jupyter_colab_tunnel.local.upstream import UpstreamTracker

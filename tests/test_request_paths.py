@@ -16,10 +16,10 @@ from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from jupyter_colab_tunnel.client import ColabClient, ColabClientSync, RemoteError
 from jupyter_colab_tunnel.http1 import KeepAliveClient
 from jupyter_colab_tunnel.launcher.server import get_json
 from jupyter_colab_tunnel.local.check import check_remote
+from jupyter_colab_tunnel.local.client import ColabClient, ColabClientSync, RemoteError
 
 TOKEN = "s3cret-t0ken"
 

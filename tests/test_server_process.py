@@ -48,7 +48,7 @@ def test_wheel_ships_the_enable_file(tmp_path: Path) -> None:
     assert data + "jupyter_colab_tunnel.json" in names
     assert "jupyter_colab_tunnel/py.typed" in names
     for asset in ("index.html", "dashboard.css", "dashboard.js"):
-        assert f"jupyter_colab_tunnel/dashboard/{asset}" in names
+        assert f"jupyter_colab_tunnel/server/dashboard/{asset}" in names
     with zipfile.ZipFile(wheel).open(data + "jupyter_colab_tunnel.json") as f:
         assert json.load(f) == {
             "ServerApp": {"jpserver_extensions": {"jupyter_colab_tunnel": True}}

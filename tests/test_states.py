@@ -56,7 +56,7 @@ def test_the_mcp_tools_describe_every_state_in_order() -> None:
 
 # Each line marked `# bad` must fail mypy; its correctly spelt twin below must not.
 SNIPPET = """\
-from jupyter_colab_tunnel.client import ColabClient
+from jupyter_colab_tunnel.local.client import ColabClient
 from jupyter_colab_tunnel.connection_record import connection_record
 from jupyter_colab_tunnel.states import TunnelAction, TunnelState, as_word, known_state
 from jupyter_colab_tunnel.tunnel.service import TunnelService

@@ -12,7 +12,8 @@ import psutil
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from jupyter_colab_tunnel import __version__, status
+from jupyter_colab_tunnel import __version__
+from jupyter_colab_tunnel.server import status
 
 ENDPOINTS = ["colab/status"]
 

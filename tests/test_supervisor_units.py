@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_colab_tunnel.app import ColabTunnelApp
 from jupyter_colab_tunnel.problems import HINTS, Problem
+from jupyter_colab_tunnel.server.app import ColabTunnelApp
 from jupyter_colab_tunnel.tunnel.binary import Binary, BinaryUnavailable
 from jupyter_colab_tunnel.tunnel.child import LineSink
 from jupyter_colab_tunnel.tunnel.command import TunnelCommand, build_argv

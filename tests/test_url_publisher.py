@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_colab_tunnel.url_publisher import TunnelUrlPublisher
+from jupyter_colab_tunnel.server.url_publisher import TunnelUrlPublisher
 
 
 def publisher(**overrides: Any) -> tuple[TunnelUrlPublisher, dict[str, Any], SimpleNamespace]:

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from .. import http_sync
-from ..autostart import LAUNCHED_ENV
+from ..server.autostart import LAUNCHED_ENV
 from . import record as rec
 from .errors import LaunchError
 from .poll import poll

@@ -14,8 +14,8 @@ from tornado.httputil import HTTPHeaders
 
 from ..http1 import KeepAliveClient, UpstreamError
 from ..problems import Kind, Problem
-from ..remote_error import RemoteError, result_or_error
 from .failures import no_answer
+from .remote_error import RemoteError, result_or_error
 
 # The outcomes where the relay can serve: the remote has the extension, or is a plain Jupyter
 # server (kernels work, /colab/* does not).

@@ -12,7 +12,7 @@ import stat
 import sys
 from typing import Any
 
-from ..client import REQUEST_TIMEOUT
+from .client import REQUEST_TIMEOUT
 
 TOKEN_ENV = "JUPYTER_COLAB_TUNNEL_TOKEN"  # noqa: S105 - the variable's name
 NO_TOKEN = (

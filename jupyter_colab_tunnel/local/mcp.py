@@ -22,9 +22,9 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from .._version import __version__
-from ..client import ColabClient, JSONObject, RemoteError
 from ..problems import ColabTunnelError
 from ..states import TRANSITIONAL, TunnelAction
+from .client import ColabClient, JSONObject, RemoteError
 from .files import tools as file_tools
 from .mcp_gpu import best_device, fmt_mib, mib
 from .mcp_reach import cut_mid_request, reach_again

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..client import ColabClient, RemoteError
 from ..subcommand import Subcommand
 from .cli_input import TOKEN_ENV, UsageError, add_remote_options, remote_token
+from .client import ColabClient, RemoteError
 
 PREFIX = "[colab-tunnel mcp]"
 INSTALL_HINT = (

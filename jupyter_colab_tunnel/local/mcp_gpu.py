@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..client import JSONObject
 from ..problems import Problem
+from .client import JSONObject
 from .mcp_errors import tool_error
 
 MiB = 1024 * 1024

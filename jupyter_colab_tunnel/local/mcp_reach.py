@@ -9,8 +9,8 @@ import time
 import anyio
 from mcp.server.mcpserver.exceptions import ToolError
 
-from ..client import ColabClient, JSONObject, RemoteError
 from ..states import TunnelAction
+from .client import ColabClient, JSONObject, RemoteError
 from .mcp_errors import tool_error
 
 

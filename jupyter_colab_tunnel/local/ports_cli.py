@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any
 
-from ..client import ColabClientSync, RemoteError
 from ..subcommand import Subcommand
 from .cli_input import TOKEN_ENV, UsageError, add_remote_options, remote_token
+from .client import ColabClientSync, RemoteError
 
 PREFIX = "[colab-tunnel ports]"
 HELP = "list the remote's listening ports and the --forward flag that reaches each"

@@ -8,7 +8,7 @@ import json
 
 from tornado import httputil
 
-from ...client import JSONObject, RemoteError, result_or_error
+from ..client import JSONObject, RemoteError, result_or_error
 from ..failures import NO_ANSWER_KINDS
 
 # Answers of the local relay and Cloudflare's edge while the remote is away.

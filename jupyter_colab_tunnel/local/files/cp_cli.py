@@ -19,10 +19,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from ...client import RemoteError
 from ...problems import ColabTunnelError
 from ...subcommand import Subcommand
 from ..cli_input import TOKEN_ENV, RefuseToken, UsageError, read_token, token_from
+from ..client import RemoteError
 from .answers import fatal_reach
 from .progress import PREFIX, Reporter, describe
 from .remote import FilesClient

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ...client import RemoteError
+from ..client import RemoteError
 from .answers import cut
 from .remote import FilesClient
 from .transfer import (

@@ -10,7 +10,7 @@ import os
 import posixpath
 import stat
 
-from ...client import RemoteError
+from ..client import RemoteError
 from .remote import FilesClient
 from .specs import (
     Direction,

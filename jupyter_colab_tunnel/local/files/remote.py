@@ -17,9 +17,9 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from tornado import httputil
 
-from ...client import JSONObject, RemoteError
 from ...http1 import KeepAliveClient, UpstreamError
 from ...states import UNKNOWN
+from ..client import JSONObject, RemoteError
 from ..failures import no_answer
 from .answers import RESTARTING_KINDS, PutCut, answer, cut
 from .where import ConnectionFile, Where

@@ -11,8 +11,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
-from ...client import RemoteError
 from ...problems import ColabTunnelError
+from ..client import RemoteError
 from .answers import fatal_reach
 from .download import download
 from .plan import make_plan

@@ -9,8 +9,8 @@ import os
 import time
 from typing import Any
 
-from ...client import ColabClient, JSONObject, RemoteError
 from ...problems import ColabTunnelError
+from ..client import ColabClient, JSONObject, RemoteError
 from .remote import FilesClient
 from .runner import Run, Unreachable, execute
 from .specs import Direction, Location, remote_relative

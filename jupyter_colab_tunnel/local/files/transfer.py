@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ...client import RemoteError
+from ..client import RemoteError
 
 MiB = 1024 * 1024
 BLOCK = MiB  # one disk read or write

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from ...client import RemoteError
+from ..client import RemoteError
 from .answers import PutCut, cut
 from .remote import FilesClient
 from .transfer import (

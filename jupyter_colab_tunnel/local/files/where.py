@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ...client import RemoteError, normalize_url
 from ...connection_record import RecordRefused, accept_record, check_remote_url
+from ..client import RemoteError, normalize_url
 from ..upstream import read_record_file
 
 Resolve = Callable[[str], str]

@@ -1,7 +1,7 @@
 """ColabTunnelApp: the extension's lifecycle: config loading, services, handlers, start and stop.
 
 Its settings are in app_settings.py (ColabTunnelSettings, mixed in); what happens to the
-tunnel's URL once known is in url_publisher.py. `python -m jupyter_colab_tunnel.app` prints
+tunnel's URL once known is in url_publisher.py. `python -m jupyter_colab_tunnel.server.app` prints
 every setting with its help.
 """
 
@@ -18,6 +18,12 @@ from jupyter_server.extension.manager import ExtensionManager
 from traitlets.config import Config
 from traitlets.traitlets import TraitError
 
+from ..gpu.service import GpuService
+from ..problems import ConfigProblem, Problem
+from ..runtime import runtime_info
+from ..tunnel.service import TunnelService
+from ..tunnel.settings import SupervisorSettings
+from ..tunnel.supervisor import TunnelSupervisor
 from .app_settings import RENAMED, SECRET_TRAITS, ColabTunnelSettings, allowed_values
 from .autostart import (
     LAUNCHED_ENV,
@@ -30,7 +36,6 @@ from .autostart import (
 from .dashboard import dashboard_handlers
 from .files.handler import files_handlers
 from .files.service import FilesService
-from .gpu_service import GpuService
 from .handlers import (
     FILES_SETTING,
     FORWARD_SETTING,
@@ -47,14 +52,9 @@ from .metrics import MetricsHook
 from .ports.forward import Forwarder, forward_handlers
 from .ports.policy import PortPolicy, metrics_port
 from .ports.service import PortsService
-from .problems import ConfigProblem, Problem
-from .runtime import runtime_info
 from .serverinfo import auth_enabled, origin_url
 from .status import StatusReporter
 from .stop_reason import SignalNotes, stop_reason
-from .tunnel.service import TunnelService
-from .tunnel.settings import SupervisorSettings
-from .tunnel.supervisor import TunnelSupervisor
 from .url_publisher import TunnelUrlPublisher
 
 if TYPE_CHECKING:

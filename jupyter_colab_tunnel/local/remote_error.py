@@ -13,8 +13,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .local.failures import NO_ANSWER_KINDS, edge_answer, no_answer
-from .problems import KINDS, ColabTunnelError, Kind, Problem
+from ..problems import KINDS, ColabTunnelError, Kind, Problem
+from .failures import NO_ANSWER_KINDS, edge_answer, no_answer
 
 JSONObject = dict[str, Any]
 

@@ -10,9 +10,9 @@ from collections import Counter
 
 from tornado import httputil
 
-from .. import http1
-from ..http1 import KeepAliveClient
-from ..problems import Kind, Problem
+from ... import http1
+from ...http1 import KeepAliveClient
+from ...problems import Kind, Problem
 from .policy import PortPolicy
 
 # The app runs on this machine: a connection that is not made in this time never will be.

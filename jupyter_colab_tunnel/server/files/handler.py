@@ -27,9 +27,9 @@ from tornado import web
 from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
+from ...http1 import STREAMED_BODY_LIMIT
+from ...problems import Kind, Problem
 from ..handlers import FILES_SETTING, NO_CREDENTIALS, TokenHintMixin
-from ..http1 import STREAMED_BODY_LIMIT
-from ..problems import Kind, Problem
 from .hashes import PIECE, Hasher, size_of
 from .service import FilesService, read_key
 from .store import FilesError, shown

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from ..cache import SharedSample
+from ...cache import SharedSample
 from ..kernels import KernelOwners, kernel_pids, parent_chain
 from .listing import ListeningPort, listening_ports
 

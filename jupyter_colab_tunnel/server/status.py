@@ -6,18 +6,18 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .cache import SharedSample
-from .runtime import resources
+from .._version import __version__
+from ..cache import SharedSample
+from ..runtime import resources
+from ..timefmt import iso_utc
 from .serverinfo import server_section
-from .timefmt import iso_utc
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
-    from .gpu_service import GpuService
+    from ..gpu.service import GpuService
+    from ..tunnel.service import TunnelService
     from .life import LifeReporter
-    from .tunnel.service import TunnelService
 
 # psutil and statvfs reads are cheap but can stall on a hung network disk: read off the loop,
 # at most once a second.

@@ -28,10 +28,10 @@ from collections.abc import Mapping
 
 from tornado.httputil import HTTPHeaders
 
-from . import http_sync
-from .http1 import KeepAliveClient, UpstreamError
+from .. import http_sync
+from ..http1 import KeepAliveClient, UpstreamError
+from ..states import TUNNEL_ACTIONS, TunnelAction
 from .remote_error import JSONObject, RemoteError, error_for_exception, result_or_error
-from .states import TUNNEL_ACTIONS, TunnelAction
 
 __all__ = [
     "TUNNEL_ACTIONS",

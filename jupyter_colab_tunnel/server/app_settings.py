@@ -27,8 +27,8 @@ from traitlets import (
 )
 from traitlets.traitlets import TraitError
 
+from ..tunnel.command import split_args
 from .ports.policy import DEFAULT_FORWARD_PORTS, parse_ports
-from .tunnel.command import split_args
 
 # Deprecated setting name -> its replacement.
 RENAMED = {"extra_args": "cloudflared_args"}

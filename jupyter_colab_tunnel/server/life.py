@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .cache import SharedSample
-from .timefmt import iso_utc
+from ..cache import SharedSample
+from ..timefmt import iso_utc
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp

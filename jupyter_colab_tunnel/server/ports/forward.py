@@ -24,10 +24,10 @@ from tornado import httputil, web
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketHandler
 
-from .. import forwarding
+from ... import forwarding
+from ...http1 import STREAMED_BODY_LIMIT, Exchange, UpstreamError
+from ...problems import Kind
 from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin, TokenHintMixin
-from ..http1 import STREAMED_BODY_LIMIT, Exchange, UpstreamError
-from ..problems import Kind
 from .forward_socket import WS_HANDSHAKE, ForwardSocketMixin
 from .forwarder import (
     CONNECT_TIMEOUT,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .gpu import GpuSampler
+    from . import GpuSampler
 
 
 class GpuService:
@@ -21,7 +21,7 @@ class GpuService:
     @property
     def sampler(self) -> GpuSampler:
         if self._sampler is None:
-            from .gpu import GpuSampler, NvmlReader
+            from . import GpuSampler, NvmlReader
 
             self._sampler = GpuSampler(
                 NvmlReader(tpu_type=self._tpu_type), cache_ttl=self._cache_ttl
@@ -31,7 +31,7 @@ class GpuService:
     async def sample(self, processes: bool = True) -> dict[str, Any]:
         if self._closed and self._sampler is None:
             # Never used before shutdown: answer without starting NVML (nothing would stop it).
-            from .gpu.sampler import closed_sample
+            from .sampler import closed_sample
 
             return closed_sample()
         return await self.sampler.get(processes=processes)
@@ -42,7 +42,7 @@ class GpuService:
 
     async def summary(self) -> dict[str, Any]:
         """The `gpu` section of /colab/status."""
-        from .gpu import summary
+        from . import summary
 
         return summary(await self.sample(processes=False))
 

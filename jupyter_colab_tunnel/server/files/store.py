@@ -21,7 +21,7 @@ from typing import Any
 
 from jupyter_core.paths import is_hidden
 
-from ..problems import ColabTunnelError, Kind, Problem
+from ...problems import ColabTunnelError, Kind, Problem
 
 PARTIAL_SUFFIX = ".colab-partial"
 LONG_PARTIAL_PREFIX = ".colab-partial-"

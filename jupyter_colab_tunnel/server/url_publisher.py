@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from .connect import TOKEN_PLACEHOLDER, connect_info
-from .connection_record import ConnectionFileWriter, connection_record
+from ..connect import TOKEN_PLACEHOLDER, connect_info
+from ..connection_record import ConnectionFileWriter, connection_record
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
 
-    from .tunnel.supervisor import TunnelSupervisor
+    from ..tunnel.supervisor import TunnelSupervisor
 
 
 class TunnelUrlPublisher:

@@ -24,8 +24,8 @@ except ImportError:  # prometheus_client < 0.14: any object with collect() is a 
     Collector = object  # type: ignore[misc, assignment]
 
 if TYPE_CHECKING:
+    from ..tunnel.supervisor import TunnelSupervisor
     from .files.service import FilesStats
-    from .tunnel.supervisor import TunnelSupervisor
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
-from .states import TUNNEL_ACTIONS, TunnelAction
+from ..states import TUNNEL_ACTIONS, TunnelAction
 
 if TYPE_CHECKING:
-    from .gpu_service import GpuService
+    from ..gpu.service import GpuService
+    from ..tunnel.service import TunnelService
     from .kernels import KernelMapper
     from .ports.forward import Forwarder
     from .ports.service import PortsService
     from .status import StatusReporter
-    from .tunnel.service import TunnelService
 
 AUTH_RESOURCE = "colab"
 NO_CREDENTIALS = (

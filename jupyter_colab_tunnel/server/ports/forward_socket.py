@@ -17,8 +17,8 @@ from tornado.websocket import (
     websocket_connect,
 )
 
-from .. import forwarding
-from ..problems import Kind
+from ... import forwarding
+from ...problems import Kind
 from .forwarder import CONNECT_TIMEOUT, HEADER_TIMEOUT, app_headers
 
 if TYPE_CHECKING:
