@@ -199,8 +199,8 @@ def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> No
 
         asyncio.run(serve())
         print("start-up:", sorted(set(attempted)))
-        import jupyter_colab_tunnel.gpu  # the hook does see them: the GPU package needs both
-        print("gpu package:", sorted(set(attempted)))
+        import jupyter_colab_tunnel.gpu.reader  # the hook does see them: NVML's reader needs both
+        print("gpu reader:", sorted(set(attempted)))
         """
     )
     dirs = {name: tmp_path / name for name in ("config", "data", "runtime")}
@@ -223,7 +223,7 @@ def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines() == [
         "start-up: []",
-        "gpu package: ['psutil', 'pynvml']",
+        "gpu reader: ['psutil', 'pynvml']",
     ]
 
 

@@ -14,6 +14,7 @@ the machine's start (psutil, read off the event loop and cached), jupyter_server
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -167,7 +168,42 @@ def life_section(
 
 
 def read_machine_start() -> float | None:
-    """The later of the kernel's boot time and PID 1's start (a container's start). Blocking."""
+    """The later of the kernel's boot time and PID 1's start (a container's start). Blocking.
+
+    Read from /proc where there is one (what psutil reads too), so that psutil stays out of
+    the server's start-up, when this is first read; psutil elsewhere."""
+    boot = _proc_boot_time()
+    if boot is None:
+        return _psutil_machine_start()
+    starts = [boot]
+    pid1 = _proc_pid1_start(boot)
+    if pid1 is not None:  # hidepid, or no PID 1 in sight: the boot time alone
+        starts.append(pid1)
+    return max(starts)
+
+
+def _proc_boot_time() -> float | None:
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _proc_pid1_start(boot: float) -> float | None:
+    """PID 1's start: field 22 of /proc/1/stat, in clock ticks since boot."""
+    try:
+        with open("/proc/1/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _psutil_machine_start() -> float | None:
     import psutil  # here, not at the top: kept out of the server's start-up
 
     starts: list[float] = []
