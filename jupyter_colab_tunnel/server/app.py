@@ -7,6 +7,7 @@ every setting with its help.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from copy import deepcopy
@@ -253,12 +254,22 @@ class ColabTunnelApp(ExtensionApp, ColabTunnelSettings):
             )
         )
 
+    async def _read_life(self) -> None:
+        try:
+            await self.life.life()
+        except Exception as e:
+            self.log.warning("Could not read the machine's start time: %s", e)
+            return
+        self.publisher.write()  # the records carry it from now on
+
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Runs once the IOLoop is up. Never waits on cloudflared: the server starts at once."""
         self.metrics.register()
         self._signals.install(serverapp)
-        await self.life.life()  # reads the machine's start (off the loop) for the records
         self.publisher.write()
+        # The machine's start (for /colab/status and the records) is read off the loop in the
+        # background: the tunnel's start, and the state clients wait on, never wait for it.
+        self._life_read = asyncio.ensure_future(self._read_life())
         if self.tunnel_mode == "off":
             return
         if self.config_errors:
