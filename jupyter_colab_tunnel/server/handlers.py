@@ -14,6 +14,7 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 from tornado import web
 
+from ..problems import Kind, Problem
 from ..states import TUNNEL_ACTIONS, TunnelAction
 
 if TYPE_CHECKING:
@@ -44,6 +45,23 @@ KERNELS_SETTING = "colab_kernels"
 PORTS_SETTING = "colab_ports"
 FORWARD_SETTING = "colab_forwarder"
 FILES_SETTING = "colab_files"
+
+
+# The kind of Jupyter's own refusals, by status (a missing token, an authorizer's no, a Host).
+_REFUSAL_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
+
+
+def jupyter_refusal(status_code: int, reason: str, exc_info: Any) -> Problem:
+    """Jupyter's own refusal (raised before or around a handler of ours) as a Problem: the
+    HTTPError's message as raised (tornado keeps it as a %-format), else the reason phrase."""
+    exc = (exc_info or (None, None, None))[1]
+    message = reason
+    if isinstance(exc, web.HTTPError) and exc.log_message:
+        try:
+            message = exc.log_message % exc.args
+        except (TypeError, ValueError, KeyError):
+            message = exc.log_message
+    return Problem(_REFUSAL_KINDS.get(status_code, "server_error"), message)
 
 
 class ColabServicesMixin:

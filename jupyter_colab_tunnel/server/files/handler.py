@@ -28,8 +28,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 
 from ...http1 import STREAMED_BODY_LIMIT
-from ...problems import Kind, Problem
-from ..handlers import FILES_SETTING, NO_CREDENTIALS, TokenHintMixin
+from ..handlers import FILES_SETTING, NO_CREDENTIALS, TokenHintMixin, jupyter_refusal
 from .hashes import PIECE, Hasher, size_of
 from .service import FilesService, read_key
 from .store import FilesError, shown
@@ -41,7 +40,6 @@ AUTH_RESOURCE = "contents"  # Jupyter's: a read-only or deny-write authorizer ap
 MAX_POST_BODY = 0
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 _SHA256 = re.compile(r"[0-9a-f]{64}$")
-_STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int]:
@@ -152,17 +150,10 @@ class FilesHandler(TokenHintMixin, ExtensionHandlerMixin, JupyterHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Jupyter's own refusals (no token, not authorized, a foreign Host) in the same shape."""
-        exc = (kwargs.get("exc_info") or (None, None, None))[1]
-        message = self._reason
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            try:
-                message = exc.log_message % exc.args
-            except (TypeError, ValueError, KeyError):
-                message = exc.log_message
-        kind: Kind = _STATUS_KINDS.get(status_code, "server_error")
+        refusal = jupyter_refusal(status_code, self._reason, kwargs.get("exc_info"))
         self.clear()
         self.set_status(status_code)
-        self._json(json.loads(Problem(kind, message).answer_body()))
+        self._json(json.loads(refusal.answer_body()))
 
     def _abandon(self) -> None:
         """The answer was under way: cut the connection (a short body is the signal left)."""

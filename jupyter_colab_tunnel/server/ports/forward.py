@@ -27,7 +27,13 @@ from tornado.websocket import WebSocketHandler
 from ... import forwarding
 from ...http1 import STREAMED_BODY_LIMIT, Exchange, UpstreamError
 from ...problems import Kind
-from ..handlers import AUTH_RESOURCE, NO_CREDENTIALS, ColabServicesMixin, TokenHintMixin
+from ..handlers import (
+    AUTH_RESOURCE,
+    NO_CREDENTIALS,
+    ColabServicesMixin,
+    TokenHintMixin,
+    jupyter_refusal,
+)
 from .forward_socket import WS_HANDSHAKE, ForwardSocketMixin
 from .forwarder import (
     CONNECT_TIMEOUT,
@@ -64,7 +70,6 @@ CHUNKED_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 # The kind of Jupyter's own refusals (write_error).
-_STATUS_KINDS: dict[int, Kind] = {400: "bad_request", 403: "forbidden", 404: "not_found"}
 
 
 @web.stream_request_body
@@ -232,19 +237,12 @@ class ForwardHandler(
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Jupyter's own refusals (no token, not authorized, a foreign Host), in the same shape."""
-        exc = (kwargs.get("exc_info") or (None, None, None))[1]
-        message = self._reason
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            try:
-                message = exc.log_message % exc.args
-            except (TypeError, ValueError, KeyError):
-                message = exc.log_message
-        reason: Kind = _STATUS_KINDS.get(status_code, "server_error")
+        refusal = jupyter_refusal(status_code, self._reason, kwargs.get("exc_info"))
         self.clear()
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(error_body(reason, message) + "\n")
+        self.finish(refusal.answer_body() + "\n")
 
     def _abandon(self) -> None:
         """The answer was under way when it broke: cut the client's connection (a short body
