@@ -22,6 +22,11 @@ from typing import Any
 from urllib.parse import quote, quote_from_bytes
 from xml.etree import ElementTree
 
+# Imported here, at the top of the stack: Hypothesis imports it on first use of from_regex, deep
+# in its strategies' recursive validation, where pytest's assertion rewriting (Hypothesis is a
+# plugin) parses it with ast; CPython 3.11's parser can then fail with "AST constructor
+# recursion depth mismatch" (python/cpython#106905).
+import hypothesis.strategies._internal.regex  # noqa: F401
 import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st

@@ -295,6 +295,9 @@ class ColabTunnelApp(ExtensionApp, ColabTunnelSettings):
             self.supervisor.note(decision.reason)
 
     async def stop_extension(self) -> None:
+        life_read: asyncio.Future[None] | None = getattr(self, "_life_read", None)
+        if life_read is not None:
+            life_read.cancel()  # a server stopped at once: its last record is written below
         self.metrics.unregister()
         await self.supervisor.stop()
         self.publisher.finish(self._stop_reason)
