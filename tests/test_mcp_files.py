@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
-from mcp.types import CallToolResult
+from test_mcp import error_text, ok
 
 from jupyter_colab_tunnel.local.client import ColabClient
 from jupyter_colab_tunnel.local.mcp import build_server
@@ -34,19 +34,6 @@ def root(jp_root_dir: Path) -> Path:
 
 def tools_for(url: str, token: str | None) -> Client:
     return Client(build_server(ColabClient(url, token, timeout=10)))
-
-
-def ok(result: CallToolResult) -> Any:
-    assert not result.is_error, result.content
-    body = result.structured_content
-    assert isinstance(body, dict)
-    assert json.loads(result.content[0].text) == body  # type: ignore[union-attr]
-    return body
-
-
-def error_text(result: CallToolResult) -> str:
-    assert result.is_error, result
-    return "\n".join(block.text for block in result.content)  # type: ignore[union-attr]
 
 
 def sha(data: bytes) -> str:
