@@ -18,6 +18,7 @@ from benchmarks import (
     files,
     flood,
     forward,
+    lab,
     metrics,
     peers,
     relay,
@@ -45,6 +46,7 @@ SUITES: dict[str, Suite] = {
     "forward": forward.run,
     "files": files.run,
     "requests": request_paths.run,
+    "lab": lab.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -65,6 +67,7 @@ GROUPS = [
     "forward",
     "files",
     "requests",
+    "lab",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 
