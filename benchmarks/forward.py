@@ -98,15 +98,16 @@ class DirectTunnel:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.edge_port = self._wait_edge()
+        self.state = self._wait_edge()
+        self.edge_port = int(str(self.state["edge"]).rsplit(":", 1)[1])
 
-    def _wait_edge(self, timeout: float = 30.0) -> int:
+    def _wait_edge(self, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError):
                 state = json.loads((self.state_dir / f"{self.proc.pid}.json").read_text())
                 if state.get("ready") and state.get("edge"):
-                    return int(str(state["edge"]).rsplit(":", 1)[1])
+                    return dict(state)
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
