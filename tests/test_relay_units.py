@@ -256,6 +256,25 @@ def test_connect_is_a_subcommand_of_the_cli() -> None:
     assert "remote check: PROBLEM (connection_refused)" in done.stdout
 
 
+def test_the_shipped_commands_have_no_test_seam() -> None:
+    """The relay and cp dial the URL they are given, as on a user's machine: tests reach the
+    stand-in by its public name (testkit/edge_dns.py, testkit/edge_tls.py), not through a
+    parameter of the product that maps one URL to another."""
+    import dataclasses
+    import inspect
+
+    from jupyter_colab_tunnel.local.files import cp_cli, where
+    from jupyter_colab_tunnel.local.upstream import Upstream
+
+    assert list(inspect.signature(cli.run_connect).parameters) == ["args"]
+    assert list(inspect.signature(cp_cli.run_cp).parameters) == ["args"]
+    assert list(inspect.signature(UpstreamTracker).parameters) == ["log"]
+    assert [f.name for f in dataclasses.fields(Upstream)] == ["url"]
+    for kind in (where.FixedURL, where.ConnectionFile):
+        assert "resolve" not in inspect.signature(kind).parameters
+    assert not hasattr(where.Where, "dial")
+
+
 def test_the_stand_in_resolver_reads_off_the_loop_and_passes_other_names_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
