@@ -150,8 +150,8 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
         )
         # The REST baseline goes over TLS to the edge by the public name, as the relay does.
         tls_port = int(_edge(remote, first["pid"], "edge_tls").rsplit(":", 1)[1])
-        direct = Connection(tls_port, remote.token, tls_name=urlsplit(first["url"]).hostname)
-        figures = [_rest(relay, direct, quick)]
+        straight = Connection(tls_port, remote.token, tls_name=urlsplit(first["url"]).hostname)
+        figures = [_rest(relay, straight, quick)]
         kernel_id = start_kernel(via_relay)
         # A gateway server knows the kernels it started: one kernel each, on the same remote.
         direct_kernel = start_kernel(direct)
