@@ -3,8 +3,9 @@
 cloudflared stand-in's public names.
 
 The same as testkit/relay_process.py for the relay: with $RELAY_TEST_EDGE_ROOT set, the
-session's test CA is trusted (SSL_CERT_FILE) and a public tunnel URL (`https://<words>.trycloudflare.com`,
-from --url or the connection file) is looked up at the stand-in's TLS edge; the rest is the real cp.
+session's test CA is trusted (SSL_CERT_FILE) and the name of a public tunnel URL
+(`https://<words>.trycloudflare.com`, from --url or the connection file) is looked up at the
+stand-in's TLS edge; the rest is the real cp, dialling that URL with TLS verified.
 """
 
 from __future__ import annotations
