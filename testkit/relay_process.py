@@ -20,7 +20,7 @@ from pathlib import Path
 # through it (an installed, not editable, package has no testkit).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jupyter_colab_tunnel.local.cli import GATEWAY_RETRY
+from jupyter_colab_tunnel.local.connect_cli import GATEWAY_RETRY
 from testkit import edge_dns
 
 # A directory under which the stand-ins of the test write their state (any depth).
@@ -43,7 +43,7 @@ def reach_the_stand_ins() -> None:
 
 if __name__ == "__main__":
     from jupyter_colab_tunnel.cli import build_parser
-    from jupyter_colab_tunnel.local.cli import run_connect
+    from jupyter_colab_tunnel.local.connect_cli import run_connect
 
     reach_the_stand_ins()
     # The real command line's parser (argv starts with "connect").

@@ -14,7 +14,7 @@ import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from jupyter_colab_tunnel.cli import main
-from jupyter_colab_tunnel.local import cli
+from jupyter_colab_tunnel.local import connect_cli as cli
 from jupyter_colab_tunnel.local.failures import classify_exception, classify_status
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, error_body
 from jupyter_colab_tunnel.local.relay.rules import hostname as _hostname
