@@ -53,6 +53,7 @@ FIGURES = [
     "mcp.stdio.tunnel",
     "metrics.scrape.c1",
     "metrics.gpu_series",
+    "metrics.extension_added",
     "dashboard.first_gpu",
     "dashboard.transfer",
     "relay.rest_overhead",
