@@ -7,15 +7,14 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from extension_start import run_started
 
 from jupyter_colab_tunnel.server.ports.listing import (
     MAX_CMDLINE,
@@ -28,8 +27,6 @@ from jupyter_colab_tunnel.server.ports.listing import (
     secret_name,
 )
 from jupyter_colab_tunnel.server.ports.service import PortsService
-
-REPO = Path(__file__).resolve().parent.parent
 
 SECRET = "s3cr3t-Value_42"
 
@@ -352,45 +349,10 @@ def test_listing_never_blocks_on_a_gone_process() -> None:
 def test_the_listing_is_loaded_at_the_first_read_not_with_the_server(tmp_path: Path) -> None:
     """Start-up cost: a real ServerApp loads and starts the extension without the listing's
     module (its parsers and patterns); the first ports read loads it and answers."""
-    code = textwrap.dedent(
+    after = """
+        listing = "jupyter_colab_tunnel.server.ports.listing"
+        print("started:", listing in sys.modules)
+        report = await app.web_app.settings["colab_ports"].report()
+        print("read:", listing in sys.modules, isinstance(report["ports"], list))
         """
-        import asyncio, sys
-        from jupyter_server.serverapp import ServerApp
-
-        LISTING = "jupyter_colab_tunnel.server.ports.listing"
-
-        async def serve():
-            app = ServerApp()
-            app.initialize(
-                argv=[
-                    "--ServerApp.jpserver_extensions={'jupyter_colab_tunnel': True}",
-                    "--ColabTunnelApp.tunnel_mode=off",
-                    "--port=0",
-                    "--no-browser",
-                ],
-                new_httpserver=True,
-            )
-            await app._post_start()
-            assert "jupyter_colab_tunnel.server.app" in sys.modules
-            print("started:", LISTING in sys.modules)
-            report = await app.web_app.settings["colab_ports"].report()
-            print("read:", LISTING in sys.modules, isinstance(report["ports"], list))
-            await app._cleanup()
-
-        asyncio.run(serve())
-        """
-    )
-    dirs = {name: tmp_path / name for name in ("config", "data", "runtime")}
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "HOME": str(tmp_path),
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.splitlines() == ["started: False", "read: True True"]
+    assert run_started(tmp_path, after=after) == ["started: False", "read: True True"]
