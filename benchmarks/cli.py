@@ -28,7 +28,7 @@ from benchmarks import (
 )
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
-from benchmarks.servers import REPO, Fleet
+from benchmarks.servers import REPO, Fleet, compile_package
 from testkit import edge_tls
 
 Suite = Callable[[Fleet, bool, dict[str, Any]], list[Figure]]
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown suites: {', '.join(unknown)}; known: {', '.join(SUITES)}", file=sys.stderr)
         return 2
+    compile_package()  # servers load the extension from bytecode, as an installed one does
     workdir = Path(tempfile.mkdtemp(prefix="jct-bench-"))
     # The stand-ins' edges serve TLS, as Cloudflare's does; the relay and cp verify it.
     edge_ca = edge_tls.setup()

@@ -3,7 +3,8 @@
 Scrape: one server (tunnel ready, NVML patched with 8 fake T4s, default gpu_cache_ttl 1 s).
 Blocks of /api/status (the baseline) and /metrics alternate at concurrency 1. /metrics holds
 jupyter_server's own series too; ours come from the cached GPU sample, so a scrape's cost must
-stay close to Jupyter's cheapest handler.
+stay close to Jupyter's cheapest handler. The /metrics of a server without the extension, in
+the same alternation, says what Jupyter's own series cost and what the extension adds.
 
 Dashboard: the 8-GPU server, a fresh Chromium profile per load (nothing cached). Time
 to the first rendered GPU value is the page's own `colab:first-gpu` performance mark (from
@@ -48,10 +49,14 @@ TRANSFER = """JSON.stringify((() => {
 })())"""
 
 
-def scrape(gpus: Server, plain: Server, quick: bool) -> list[Figure]:
+def scrape(gpus: Server, plain: Server, jupyter: Server, quick: bool) -> list[Figure]:
     rounds = 1 if quick else 5
     n = 60 if quick else 400
-    conns = {"gpus": gpus.connection(), "plain": plain.connection()}
+    conns = {
+        "gpus": gpus.connection(),
+        "plain": plain.connection(),
+        "jupyter": jupyter.connection(),
+    }
     sequential(conns["gpus"], "/colab/gpu", 5)  # the first sample (the collector reads the cache)
     sequential(conns["plain"], "/colab/gpu", 5)
     status, body = conns["gpus"].get("/metrics")
@@ -62,12 +67,14 @@ def scrape(gpus: Server, plain: Server, quick: bool) -> list[Figure]:
         ("api", "gpus", "/api/status"),
         ("metrics", "gpus", "/metrics"),
         ("nogpu", "plain", "/metrics"),
+        ("jupyter", "jupyter", "/metrics"),
     ]
     for _, conn, path in plan:
         sequential(conns[conn], path, 30)
     blocks: dict[str, list[Block]] = {name: [] for name, _, _ in plan}
-    for i in range(rounds * 3):
-        name, conn, path = plan[i % 3] if i // 3 % 2 == 0 else plan[2 - i % 3]
+    k = len(plan)
+    for i in range(rounds * k):
+        name, conn, path = plan[i % k] if i // k % 2 == 0 else plan[k - 1 - i % k]
         blocks[name].append(sequential(conns[conn], path, n))
     for c in conns.values():
         c.close()
@@ -76,6 +83,7 @@ def scrape(gpus: Server, plain: Server, quick: bool) -> list[Figure]:
     lat = {name: Summary.of([x for b in bs for x in b.latencies_ms]) for name, bs in blocks.items()}
     r = ratio(lat["metrics"].median, lat["api"].median)
     own = lat["metrics"].median - lat["nogpu"].median
+    added = lat["metrics"].median - lat["jupyter"].median
     return [
         Figure(
             key="metrics.scrape.c1",
@@ -104,6 +112,22 @@ def scrape(gpus: Server, plain: Server, quick: bool) -> list[Figure]:
             target="none (what the GPU series cost)",
             met=None,
             compare=f"{own:+.2f} ms",
+        ),
+        Figure(
+            key="metrics.extension_added",
+            group="metrics",
+            title=f"/metrics scrape latency, {GPUS} GPUs vs Jupyter without the extension",
+            unit="ms",
+            value=lat["metrics"],
+            baseline=lat["jupyter"],
+            baseline_label="/metrics of a server without the extension (Jupyter's own series)",
+            target="none (what the extension adds to a scrape)",
+            met=None,
+            compare=f"{added:+.2f} ms, {ratio(lat['metrics'].median, lat['jupyter'].median):.2f}x",
+            notes=(
+                "Jupyter's own /metrics is "
+                f"{ratio(lat['jupyter'].median, lat['api'].median):.2f}x /api/status"
+            ),
         ),
     ]
 
@@ -179,10 +203,12 @@ def statistics_median(values: list[float]) -> float:
 def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
     gpus = fleet.start("metrics", nvml=(GPUS, 0.0))
     plain = fleet.start("metrics-nogpu")  # this machine's real no-GPU path: no DCGM series
+    jupyter = fleet.start("metrics-jupyter", extension=False)  # Jupyter's own series alone
     gpus.wait_ready()
     plain.wait_ready()
-    figures = scrape(gpus, plain, quick)
+    figures = scrape(gpus, plain, jupyter, quick)
     figures += dashboard(gpus, quick, ctx)
     fleet.sigkill(gpus)
     fleet.sigkill(plain)
+    jupyter.stop()
     return figures

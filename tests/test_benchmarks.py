@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,7 @@ FIGURES = [
     "mcp.stdio.tunnel",
     "metrics.scrape.c1",
     "metrics.gpu_series",
+    "metrics.extension_added",
     "dashboard.first_gpu",
     "dashboard.transfer",
     "relay.rest_overhead",
@@ -214,3 +216,29 @@ def test_quick_requests_suite_reports_its_figures(tmp_path: Path) -> None:
     for key in paths:
         assert figures[key]["value"]["n"] > 1, key
         assert figures[key]["value"]["median"] <= figures[key]["value"]["p99"], key
+
+
+def test_the_servers_load_the_extension_from_bytecode() -> None:
+    """Start-up compares the extension's side with Jupyter's, which starts from the bytecode
+    pip wrote: after `compile_package` a server's interpreter compiles none of the extension's
+    modules from source, even with PYTHONDONTWRITEBYTECODE set (as in some dev shells)."""
+    from benchmarks.servers import compile_package
+
+    package = compile_package()
+    run = subprocess.run(
+        [sys.executable, "-v", "-c", "import jupyter_colab_tunnel.server.app"],
+        cwd=package.parent,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(package.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    loaded = [
+        line.split("code object from ", 1)[1].strip("'")
+        for line in run.stderr.splitlines()
+        if line.startswith("# code object from ") and str(package) in line
+    ]
+    assert len(loaded) > 20, loaded  # the extension's modules were seen loading
+    compiled = [path for path in loaded if path.endswith(".py")]
+    assert compiled == [], f"compiled from source at start: {compiled}"

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from extension_start import run_started
 from real_nvml import DEVICE_KEYS, REAL, SAMPLE_KEYS, assert_real_sample, real_summary
 
 from jupyter_colab_tunnel.gpu import GpuSampler, NvmlReader, NvmlThread, summary
@@ -167,9 +167,7 @@ def test_real_summary() -> None:
 @pytest.mark.e2e
 def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> None:
     """A meta-path hook sees every import attempted while a real ServerApp loads the extension."""
-    code = textwrap.dedent(
-        """
-        import asyncio, sys
+    before = """
         attempted = []
 
         class Watch:
@@ -180,48 +178,13 @@ def test_server_start_up_imports_neither_pynvml_nor_psutil(tmp_path: Path) -> No
                 return None
 
         sys.meta_path.insert(0, Watch())
-        from jupyter_server.serverapp import ServerApp
-
-        async def serve():
-            app = ServerApp()
-            app.initialize(
-                argv=[
-                    "--ServerApp.jpserver_extensions={'jupyter_colab_tunnel': True}",
-                    "--ColabTunnelApp.tunnel_mode=off",
-                    "--port=0",
-                    "--no-browser",
-                ],
-                new_httpserver=True,
-            )
-            await app._post_start()
-            assert "jupyter_colab_tunnel.server.app" in sys.modules
-            await app._cleanup()
-
-        asyncio.run(serve())
+        """
+    after = """
         print("start-up:", sorted(set(attempted)))
         import jupyter_colab_tunnel.gpu.reader  # the hook does see them: NVML's reader needs both
         print("gpu reader:", sorted(set(attempted)))
         """
-    )
-    dirs = {name: tmp_path / name for name in ("config", "data", "runtime")}
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "HOME": str(tmp_path),
-        "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-        "JUPYTER_DATA_DIR": str(dirs["data"]),
-        "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.splitlines() == [
+    assert run_started(tmp_path, before, after) == [
         "start-up: []",
         "gpu reader: ['psutil', 'pynvml']",
     ]

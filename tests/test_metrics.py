@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 from tornado.httpclient import HTTPClientError
 
+from jupyter_colab_tunnel.server.files.service import FilesStats
 from jupyter_colab_tunnel.server.metrics import ColabCollector, MetricsHook
 from testkit.fake_nvml import FakeGpu, FakeProcess, MiB, install
 from testkit.waiting import until
@@ -207,6 +209,62 @@ def test_collector_without_sample_or_supervisor() -> None:
     assert set(metrics) == {"colab_tunnel_up", "colab_tunnel_restarts"}
     assert metrics["colab_tunnel_up"][0].value == 0
     assert asked == [1]
+
+
+def test_a_series_whose_value_did_not_change_is_not_built_again() -> None:
+    # A scrape runs on the event loop: unchanged series are the same family objects.
+    sup = Sup("ready", 2)
+    stats = FilesStats()
+    life = {"uptime_seconds": 50.0, "idle_seconds": 3.0}
+    collector = ColabCollector(
+        gpu_latest=lambda: None,
+        refresh=lambda: None,
+        supervisor=lambda: sup,  # type: ignore[arg-type, return-value]
+        max_age=1.0,
+        files=lambda: stats,
+        life=lambda: life,
+    )
+    first = {f.name: f for f in collector.collect()}
+    second = {f.name: f for f in collector.collect()}
+    assert set(first) == {
+        "colab_tunnel_up",
+        "colab_tunnel_restarts",
+        "colab_uptime_seconds",
+        "colab_idle_seconds",
+        "colab_files_received_bytes",
+        "colab_files_sent_bytes",
+        "colab_files_uploads",
+    }
+    assert all(second[name] is first[name] for name in first)
+    # A changed value is a new family with the new value; the others stay as they were.
+    sup.restarts_total = 3
+    stats.bytes_sent = 10
+    life = {"uptime_seconds": 51.0, "idle_seconds": 3.0}
+    third = {f.name: f for f in collector.collect()}
+    changed = {name for name in first if third[name] is not first[name]}
+    assert changed == {"colab_tunnel_restarts", "colab_files_sent_bytes", "colab_uptime_seconds"}
+    assert third["colab_tunnel_restarts"].samples[0].value == 3
+    assert third["colab_files_sent_bytes"].samples[0].value == 10
+    assert third["colab_uptime_seconds"].samples[0].value == 51
+    metrics = collect(collector)  # and what a scrape renders reads the same
+    assert [(s.name, s.value) for s in metrics["colab_tunnel_restarts"]] == [
+        ("colab_tunnel_restarts_total", 3)
+    ]
+    assert metrics["colab_idle_seconds"][0].value == 3
+
+
+async def test_the_life_series_are_the_status_life_values(colab_app: Any) -> None:
+    # /metrics reads only the two figures it shows, not the whole `life` section.
+    for now in (time.time(), time.time() + 12.34):
+        life = colab_app.life.snapshot(now)
+        assert colab_app.life.seconds(now) == {
+            "uptime_seconds": life["uptime_seconds"],
+            "idle_seconds": life["idle_seconds"],
+        }
+    await colab_app.life.life()  # the machine's start read: uptime is a number from now on
+    now = time.time()
+    seconds = colab_app.life.seconds(now)
+    assert seconds["uptime_seconds"] == colab_app.life.snapshot(now)["uptime_seconds"] > 0
 
 
 async def test_hook_registers_while_the_server_runs() -> None:

@@ -9,10 +9,12 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from extension_start import run_started
 
 from jupyter_colab_tunnel.server.ports.listing import (
     MAX_CMDLINE,
@@ -341,3 +343,16 @@ def test_listing_never_blocks_on_a_gone_process() -> None:
     # A pid that exits between the socket table and the description: nulls, no error.
     found = collect([Socket("127.0.0.1", 5, 4_000_000)], describe_process)
     assert found == [ListeningPort(5, "127.0.0.1", 4_000_000, None, None)]
+
+
+@pytest.mark.e2e
+def test_the_listing_is_loaded_at_the_first_read_not_with_the_server(tmp_path: Path) -> None:
+    """Start-up cost: a real ServerApp loads and starts the extension without the listing's
+    module (its parsers and patterns); the first ports read loads it and answers."""
+    after = """
+        listing = "jupyter_colab_tunnel.server.ports.listing"
+        print("started:", listing in sys.modules)
+        report = await app.web_app.settings["colab_ports"].report()
+        print("read:", listing in sys.modules, isinstance(report["ports"], list))
+        """
+    assert run_started(tmp_path, after=after) == ["started: False", "read: True True"]

@@ -201,7 +201,7 @@ class ColabTunnelApp(ExtensionApp, ColabTunnelSettings):
             supervisor=lambda: self.supervisor,
             max_age=self.gpu_cache_ttl,
             files=lambda: self.files.stats,
-            life=self.life.snapshot,
+            life=self.life.seconds,
         )
         if not hasattr(ExtensionManager, "start_all_extensions"):
             # jupyter_server < 2.16 (Colab's 2026.01 runtime ships 2.14) has no start hook:

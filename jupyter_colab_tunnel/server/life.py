@@ -130,6 +130,19 @@ def _setting(value: float | None, platform_figure: float | None) -> float | None
     return value or None
 
 
+def idle_for(now: float, last_activity_at: float, busy_kernels: int) -> float:
+    """Seconds without activity; a running cell is activity: nothing is idle while a kernel is
+    busy."""
+    return 0.0 if busy_kernels else max(0.0, now - last_activity_at)
+
+
+def uptime(now: float, machine_started_at: float | None) -> float | None:
+    """Seconds since the machine started, to a tenth (None: not read yet)."""
+    if machine_started_at is None:
+        return None
+    return round(max(0.0, now - machine_started_at), 1)
+
+
 def life_section(
     now: float,
     machine_started_at: float | None,
@@ -139,8 +152,7 @@ def life_section(
     limits: Limits | None,
 ) -> dict[str, Any]:
     """The `life` section of /colab/status (all times POSIX seconds)."""
-    # A running cell is activity: nothing is idle while a kernel is busy.
-    idle = 0.0 if busy_kernels else max(0.0, now - last_activity_at)
+    idle = idle_for(now, last_activity_at, busy_kernels)
     ends: list[tuple[float, str]] = []
     if limits is not None:
         if limits.max_lifetime_seconds and machine_started_at is not None:
@@ -152,9 +164,7 @@ def life_section(
         "machine_started_at": iso_utc(round(machine_started_at))
         if machine_started_at is not None
         else None,
-        "uptime_seconds": round(max(0.0, now - machine_started_at), 1)
-        if machine_started_at is not None
-        else None,
+        "uptime_seconds": uptime(now, machine_started_at),
         "last_activity_at": iso_utc(last_activity_at),
         "idle_seconds": round(idle, 1),
         "busy_kernels": busy_kernels,
@@ -261,6 +271,19 @@ class LifeReporter:
         """Reads the machine's start off the loop when its cache is stale."""
         await self._machine_start.get()
         return self.snapshot()
+
+    def seconds(self, now: float | None = None) -> dict[str, float | None]:
+        """`uptime_seconds` and `idle_seconds` of `snapshot`, without the rest of the section
+        (its timestamps and limits): what each /metrics scrape reads."""
+        now = time.time() if now is None else now
+        cached = self._machine_start.latest()
+        busy = busy_kernels(self._serverapp)
+        # jupyter_server's last activity is read only when it counts (no kernel busy).
+        idle = idle_for(now, last_activity(self._serverapp) if not busy else now, busy)
+        return {
+            "uptime_seconds": uptime(now, cached[1] if cached is not None else None),
+            "idle_seconds": round(idle, 1),
+        }
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
         """From the cached machine start (null before the first read) and in-memory state."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY
@@ -71,8 +71,50 @@ GPU_GAUGES: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
 ]
 
 
+# The scalar series (no labels): (name, help, type, key in what its reader returns).
+LIFE_SERIES = [
+    (
+        "colab_uptime_seconds",
+        "Seconds since the machine (or its container) started.",
+        "gauge",
+        "uptime_seconds",
+    ),
+    (
+        "colab_idle_seconds",
+        "Seconds since jupyter_server last saw activity; 0 while a kernel is busy.",
+        "gauge",
+        "idle_seconds",
+    ),
+]
+TRANSFER_SERIES = [
+    (
+        "colab_files_received_bytes",
+        "Bytes received by /colab/files uploads.",
+        "counter",
+        "bytes_received",
+    ),
+    ("colab_files_sent_bytes", "Bytes sent by /colab/files downloads.", "counter", "bytes_sent"),
+    ("colab_files_uploads", "Uploads committed whole and verified.", "counter", "uploads"),
+]
+TUNNEL_UP = ("colab_tunnel_up", "1 when the cloudflared tunnel is ready, else 0.", "gauge")
+TUNNEL_RESTARTS = (
+    "colab_tunnel_restarts",
+    "Automatic restarts of cloudflared since the server started.",
+    "counter",
+)
+SAMPLE_AGE = (
+    "colab_gpu_sample_age_seconds",
+    "Age of the GPU sample the DCGM_* values come from (seconds).",
+    "gauge",
+)
+
+
 class ColabCollector(Collector):
-    """Reads cached state only; `refresh` is asked (never awaited) for a newer GPU sample."""
+    """Reads cached state only; `refresh` is asked (never awaited) for a newer GPU sample.
+
+    A scrape runs on the event loop: a series whose value did not change since the last
+    scrape is yielded as the same family object, not built again.
+    """
 
     def __init__(
         self,
@@ -82,7 +124,7 @@ class ColabCollector(Collector):
         max_age: float,
         clock: Callable[[], float] = time.monotonic,
         files: Callable[[], FilesStats | None] = lambda: None,
-        life: Callable[[], dict[str, Any]] | None = None,
+        life: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self._gpu_latest = gpu_latest
         self._life = life
@@ -92,6 +134,7 @@ class ColabCollector(Collector):
         self.max_age = max_age
         self._clock = clock
         self._families: tuple[float, list[Metric]] | None = None
+        self._scalars: dict[str, tuple[float, Metric]] = {}
 
     def describe(self) -> list[Metric]:
         # Without describe() the registry would call collect() at registration.
@@ -103,6 +146,20 @@ class ColabCollector(Collector):
         yield from self._transfers()
         yield from self._gpus()
 
+    def _scalar(self, series: tuple[str, str, str], value: float) -> Metric:
+        """The family of one unlabelled series holding `value`: the last one if unchanged."""
+        name, help_text, kind = series
+        kept = self._scalars.get(name)
+        if kept is not None and kept[0] == value:
+            return kept[1]
+        family: Metric
+        if kind == "counter":
+            family = CounterMetricFamily(name, help_text, value=value)
+        else:
+            family = GaugeMetricFamily(name, help_text, value=value)
+        self._scalars[name] = (value, family)
+        return family
+
     def _runtime_life(self) -> Iterator[Metric]:
         # From the cached machine start and jupyter_server's in-memory activity: no read here.
         if self._life is None:
@@ -112,53 +169,22 @@ class ColabCollector(Collector):
         except Exception as e:  # a scrape never fails for this: say so in the log instead
             log.warning("runtime life for /metrics failed: %s", e)
             return
-        for name, help_text, key in (
-            (
-                "colab_uptime_seconds",
-                "Seconds since the machine (or its container) started.",
-                "uptime_seconds",
-            ),
-            (
-                "colab_idle_seconds",
-                "Seconds since jupyter_server last saw activity; 0 while a kernel is busy.",
-                "idle_seconds",
-            ),
-        ):
+        for name, help_text, kind, key in LIFE_SERIES:
             value = life.get(key)
-            if value is None:
-                continue
-            family = GaugeMetricFamily(name, help_text)
-            family.add_metric([], float(value))
-            yield family
+            if value is not None:
+                yield self._scalar((name, help_text, kind), float(value))
 
     def _transfers(self) -> Iterator[Metric]:
         stats = self._files()
         if stats is None:
             return
-        for name, help_text, value in (
-            (
-                "colab_files_received_bytes",
-                "Bytes received by /colab/files uploads.",
-                stats.bytes_received,
-            ),
-            ("colab_files_sent_bytes", "Bytes sent by /colab/files downloads.", stats.bytes_sent),
-            ("colab_files_uploads", "Uploads committed whole and verified.", stats.uploads),
-        ):
-            family = CounterMetricFamily(name, help_text)
-            family.add_metric([], float(value))
-            yield family
+        for name, help_text, kind, attribute in TRANSFER_SERIES:
+            yield self._scalar((name, help_text, kind), float(getattr(stats, attribute)))
 
     def _tunnel(self) -> Iterator[Metric]:
         sup = self._supervisor()
-        up = GaugeMetricFamily("colab_tunnel_up", "1 when the cloudflared tunnel is ready, else 0.")
-        up.add_metric([], 1.0 if sup is not None and sup.state == "ready" else 0.0)
-        yield up
-        restarts = CounterMetricFamily(
-            "colab_tunnel_restarts",
-            "Automatic restarts of cloudflared since the server started.",
-        )
-        restarts.add_metric([], float(sup.restarts_total if sup is not None else 0))
-        yield restarts
+        yield self._scalar(TUNNEL_UP, 1.0 if sup is not None and sup.state == "ready" else 0.0)
+        yield self._scalar(TUNNEL_RESTARTS, float(sup.restarts_total if sup is not None else 0))
 
     def _gpus(self) -> Iterator[Metric]:
         hit = self._gpu_latest()
@@ -168,12 +194,7 @@ class ColabCollector(Collector):
         if hit is None:
             return
         taken, sample = hit
-        age = GaugeMetricFamily(
-            "colab_gpu_sample_age_seconds",
-            "Age of the GPU sample the DCGM_* values come from (seconds).",
-        )
-        age.add_metric([], max(0.0, now - taken))
-        yield age
+        yield self._scalar(SAMPLE_AGE, max(0.0, now - taken))
         # Scrapes between two samples reuse the families built from the first.
         if self._families is None or self._families[0] != taken:
             self._families = (taken, self._gpu_families(sample))
@@ -211,10 +232,11 @@ class MetricsHook:
         max_age: float,
         registry: CollectorRegistry = REGISTRY,
         files: Callable[[], FilesStats | None] = lambda: None,
-        life: Callable[[], dict[str, Any]] | None = None,
+        life: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         """`latest`: the newest GPU sample without reading; `sample`: take one (awaitable);
-        `files`: the transfer counters; `life`: /colab/status `life` from cached values."""
+        `files`: the transfer counters; `life`: /colab/status `life`'s `uptime_seconds` and
+        `idle_seconds` from cached values."""
         self._sample = sample
         self._registry = registry
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...cache import SharedSample
 from ..kernels import KernelOwners, kernel_pids, parent_chain
-from .listing import ListeningPort, listening_ports
+
+if TYPE_CHECKING:
+    from .listing import ListeningPort
 
 PORTS_TTL = 2.0
 
 # A port's refusal (why it may not be forwarded), or None when it may.
 PortCheck = Callable[[int], "str | None"]
+
+
+def read_listening() -> list[ListeningPort]:
+    """The machine's listening ports. Blocking. `listing` (its parsers and patterns) is loaded
+    at the first read, not with the server."""
+    from .listing import listening_ports
+
+    return listening_ports()
 
 
 def allow_all(port: int) -> str | None:
@@ -31,7 +41,7 @@ class PortsService:
 
     def __init__(
         self,
-        read: Callable[[], list[ListeningPort]] = listening_ports,
+        read: Callable[[], list[ListeningPort]] = read_listening,
         ttl: float = PORTS_TTL,
         *,
         kernel_manager: Any = None,
