@@ -22,3 +22,10 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import ColabTunnelApp
 
     return [{"module": "jupyter_colab_tunnel.server.app", "app": ColabTunnelApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # The prebuilt JupyterLab extension (the status-bar item; built from src/ by the wheel's
+    # build hook). The wheel installs it to share/jupyter/labextensions/ too; this is what
+    # `jupyter labextension develop .` reads.
+    return [{"src": "labextension", "dest": "jupyter-colab-tunnel"}]
