@@ -21,7 +21,11 @@ def __getattr__(name: str) -> Any:
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from .server.app import ColabTunnelApp
 
-    return [{"module": "jupyter_colab_tunnel.server.app", "app": ColabTunnelApp}]
+    return [
+        {"module": "jupyter_colab_tunnel.server.app", "app": ColabTunnelApp},
+        # The local JupyterLab's /colab/remote/* (gateway mode): the remote in its status bar.
+        {"module": "jupyter_colab_tunnel.local.lab"},
+    ]
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -306,4 +306,17 @@ HINTS: dict[Kind, str] = {
         "An older record than the one in use (a replay, or a sync conflict): the relay keeps the "
         "newer. Keep the connection file in a folder only you can write."
     ),
+    # --- the local JupyterLab's view of the remote (/colab/remote/*) ---
+    "not_gateway_mode": (
+        "Start JupyterLab with the command `jupyter colab-tunnel connect` prints (--gateway-url "
+        "pointing at the relay) to see the remote here; this JupyterLab runs its kernels locally."
+    ),
+    "no_extension": (
+        "Install jupyter-colab-tunnel on the remote and restart its Jupyter server (in Colab, run "
+        "launch()), and point --gateway-url at `jupyter colab-tunnel connect`'s relay."
+    ),
+    "not_a_relay": (
+        "Point --gateway-url at the relay that `jupyter colab-tunnel connect` runs on this "
+        "machine to see its state here."
+    ),
 }

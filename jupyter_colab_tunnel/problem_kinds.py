@@ -118,6 +118,9 @@ FilesKind = Literal[
     "local_error",
 ]
 
+# The local JupyterLab's /colab/remote/* (local/lab/): why it has nothing of the remote to show.
+LabKind = Literal["not_gateway_mode", "no_extension", "not_a_relay"]
+
 # Why the relay does not follow what a connection file says (connection_record.py).
 RecordKind = Literal[
     "unreadable",  # cannot stat/open/read the file (missing, permissions)
@@ -144,6 +147,7 @@ Kind = Literal[
     ForwardKind,
     FilesKind,
     RecordKind,
+    LabKind,
 ]
 
 TUNNEL_KINDS: tuple[TunnelKind, ...] = get_args(TunnelKind)
@@ -154,6 +158,7 @@ RELAY_KINDS: tuple[RelayKind, ...] = get_args(RelayKind)
 FORWARD_KINDS: tuple[ForwardKind, ...] = get_args(ForwardKind)
 FILES_KINDS: tuple[FilesKind, ...] = get_args(FilesKind)
 RECORD_KINDS: tuple[RecordKind, ...] = get_args(RecordKind)
+LAB_KINDS: tuple[LabKind, ...] = get_args(LabKind)
 KINDS: tuple[Kind, ...] = (
     *TUNNEL_KINDS,
     *GPU_KINDS,
@@ -164,4 +169,5 @@ KINDS: tuple[Kind, ...] = (
     *FORWARD_KINDS,
     *FILES_KINDS,
     *RECORD_KINDS,
+    *LAB_KINDS,
 )

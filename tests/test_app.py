@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import subprocess
 import sys
@@ -30,8 +31,11 @@ def make_app(monkeypatch: pytest.MonkeyPatch, **config: Any) -> ColabTunnelApp:
 
 
 def test_extension_points() -> None:
-    (point,) = _jupyter_server_extension_points()
+    point, lab = _jupyter_server_extension_points()
     assert point == {"module": "jupyter_colab_tunnel.server.app", "app": ColabTunnelApp}
+    # The local JupyterLab's /colab/remote/*: a plain module point, loaded by its function.
+    assert lab == {"module": "jupyter_colab_tunnel.local.lab"}
+    assert callable(importlib.import_module(lab["module"])._load_jupyter_server_extension)
     assert __version__.count(".") == 2
 
 

@@ -21,6 +21,8 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_colab_tunnel import forwarding, gpu, problems, states
 from jupyter_colab_tunnel.connect import connect_info
+from jupyter_colab_tunnel.local.lab.gateway_reader import GATEWAY_PATHS
+from jupyter_colab_tunnel.local.lab.handlers import remote_handlers
 from jupyter_colab_tunnel.server import handlers
 from jupyter_colab_tunnel.server.files.handler import files_handlers
 from jupyter_colab_tunnel.server.ports import forward
@@ -66,6 +68,11 @@ def test_spec_has_exactly_the_routes_and_methods_of_the_code() -> None:
     in_code |= {
         ("/colab/files/{path}", method.lower()) for method in files_handler.SUPPORTED_METHODS
     }
+    # The local JupyterLab's view of the remote (gateway mode): one GET route over four names.
+    ((remote_route, remote_handler, _),) = remote_handlers("/")
+    assert remote_route == "/colab/remote/(status|gpu|tunnel|relay)"
+    in_code |= {(f"/colab/remote/{name}", "get") for name in GATEWAY_PATHS}
+    assert remote_handler.get is not handlers.APIHandler.get
     in_spec = {
         (path, method)
         for path, item in openapi_check.spec()["paths"].items()
