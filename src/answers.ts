@@ -73,7 +73,10 @@ export function remoteLabel(reason: string | null): string {
     case 'timeout':
       return 'Remote not answering';
     case 'no_tunnel':
+    case 'no_upstream':
       return 'No tunnel';
+    case 'forbidden':
+      return 'Gateway refused the token';
     default:
       return 'Remote unreachable';
   }

@@ -67,7 +67,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
   requires: [IStatusBar],
   optional: [ILabShell],
   activate: (app: JupyterFrontEnd, statusBar: IStatusBar, labShell: ILabShell | null) => {
-    const activeStateChanged = new Signal<RemotePoller, void>(null as unknown as RemotePoller);
     let popup: Popup | null = null;
     // Shown from the first answer that says there is a remote (no flash where there is none).
     let shown = false;
@@ -97,6 +96,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       poller.refresh(); // status and relay now, not at the next slow poll
     };
     const item = new RemoteItem(toggle);
+    const activeStateChanged = new Signal<RemoteItem, void>(item);
     const poller = new RemotePoller({
       get: getter(ServerConnection.makeSettings()),
       visibility: {
@@ -107,6 +107,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       },
       onUpdate: state => {
+        // What the item knows, for people debugging it and for the browser test.
+        item.node.dataset.remote = state.hidden ? 'hidden' : (state.problem?.kind ?? 'ok');
         if (state.hidden) {
           popup?.dispose();
           activeStateChanged.emit();

@@ -72,16 +72,42 @@ export function lifeText(life: ILife | null | undefined, readAt: number | null, 
   return '';
 }
 
+/**
+ * The words for a failed poll. The relay (asked in the same poll) knows best: a remote it found
+ * gone or stopped; no answer from the relay either means the relay itself is down.
+ */
+export function problemLabel(state: IRemoteState): string {
+  const problem = state.problem;
+  if (!problem) {
+    return '';
+  }
+  if (problem.kind !== 'remote') {
+    return problem.label;
+  }
+  const relay = state.relay;
+  if (relay && relay.kind === 'ok' && relay.body) {
+    if (relay.body.remote_gone) {
+      return 'Remote gone';
+    }
+    if (relay.body.remote_state === 'stopped') {
+      return 'Remote tunnel stopped';
+    }
+    if (relay.body.remote_unreachable) {
+      return 'Remote unreachable';
+    }
+  } else if (relay && relay.kind === 'remote') {
+    return 'Relay unreachable';
+  }
+  return problem.label;
+}
+
 export function itemView(state: IRemoteState, context: IContext): IItemView {
   if (state.hidden) {
     return { hidden: true, text: '', title: '', tone: 'none' };
   }
   const problem = state.problem;
   if (problem) {
-    const relay = state.relay?.kind === 'ok' ? state.relay.body : null;
-    // The relay's own finding is the clearer one where it has it.
-    const label =
-      relay?.remote_gone && problem.kind === 'remote' ? 'Remote gone' : problem.label;
+    const label = problemLabel(state);
     const detail = [problem.message, problem.hint].filter(Boolean).join(' ');
     return {
       hidden: false,
@@ -142,7 +168,7 @@ export function panelView(state: IRemoteState, context: IContext): ISection[] {
     sections.push({
       title: 'Remote',
       rows: [
-        { label: 'State', value: p.label, tone: 'bad' },
+        { label: 'State', value: problemLabel(state), tone: 'bad' },
         { label: 'Why', value: p.message },
         ...(p.hint ? [{ label: 'Hint', value: p.hint }] : [])
       ]

@@ -115,6 +115,24 @@ describe('itemView', () => {
     expect(itemView(state({ problem, relay: gone }), ctx()).text).toBe('Remote: Remote gone');
   });
 
+  it('says the tunnel stopped, or the relay is down, where the relay says so', () => {
+    const problem = interpret(503, { message: 'x', reason: 'no_upstream' });
+    expect(itemView(state({ problem, relay: null }), ctx()).text).toBe('Remote: No tunnel');
+    const stopped = interpret<IRelayStatus>(200, relay({ remote_state: 'stopped', upstream: null }));
+    expect(itemView(state({ problem, relay: stopped }), ctx()).text).toBe(
+      'Remote: Remote tunnel stopped'
+    );
+    const refused = interpret(502, { message: 'x', reason: 'connection_refused' });
+    const down = interpret<IRelayStatus>(502, { message: 'x', reason: 'connection_refused' });
+    expect(itemView(state({ problem: refused, relay: down }), ctx()).text).toBe(
+      'Remote: Relay unreachable'
+    );
+    const auth = interpret(403, { message: 'Forbidden', reason: null });
+    expect(itemView(state({ problem: auth, relay: down }), ctx()).text).toBe(
+      'Remote: Not authorized'
+    );
+  });
+
   it('is hidden when the state is', () => {
     expect(itemView(state({ hidden: true }), ctx()).hidden).toBe(true);
   });
