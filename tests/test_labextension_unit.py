@@ -8,6 +8,7 @@ missing Node.js is a failure: CI builds the extension, so it must test it too.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parent.parent
+from jupyter_colab_tunnel import __version__
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+REPO = Path(__file__).parent.parent
 
 
 def npm() -> str:
@@ -30,10 +31,14 @@ def npm() -> str:
     return found
 
 
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
 def test_the_extensions_jest_suite_passes() -> None:
     npm_path = npm()
     if not (REPO / "node_modules" / ".bin" / "jest").exists():
-        subprocess.run([npm_path, "ci", "--no-audit", "--no-fund"], cwd=REPO, check=True, timeout=540)
+        subprocess.run(
+            [npm_path, "ci", "--no-audit", "--no-fund"], cwd=REPO, check=True, timeout=540
+        )
     run = subprocess.run(
         [npm_path, "test", "--", "--ci"],
         cwd=REPO,
@@ -45,7 +50,37 @@ def test_the_extensions_jest_suite_passes() -> None:
     assert run.returncode == 0, output
     # jest's summary: "Tests:       76 passed, 76 total"; every spec file ran.
     summary = re.search(r"^Tests:\s+(\d+) passed, (\d+) total", output, re.M)
-    assert summary and summary[1] == summary[2], output
+    assert summary, output
+    assert summary[1] == summary[2], output
     assert int(summary[1]) >= 60, output
     specs = {p.name for p in (REPO / "src" / "__tests__").glob("*.spec.ts")}
-    assert specs and all(f"PASS src/__tests__/{name}" in output for name in specs), output
+    assert specs
+    assert all(f"PASS src/__tests__/{name}" in output for name in specs), output
+
+
+def npm_version(python_version: str) -> str:
+    """The npm (semver) spelling of a PEP 440 version: 0.2.0a1 -> 0.2.0-alpha.1."""
+    found = re.fullmatch(r"(\d+\.\d+\.\d+)(?:(a|b|rc)(\d+))?(?:\.dev(\d+))?", python_version)
+    assert found, f"{python_version} has no npm spelling here: extend npm_version"
+    release, pre, number, dev = found.groups()
+    tags = {"a": "alpha", "b": "beta", "rc": "rc"}
+    suffix = f"-{tags[pre]}.{number}" if pre else ""
+    if dev is not None:
+        suffix += f"{'.' if suffix else '-'}dev.{dev}"
+    return release + suffix
+
+
+def test_package_json_carries_the_packages_version() -> None:
+    """jupyter_colab_tunnel/_version.py is the version; package.json (what `jupyter labextension
+    list` shows) spells the same one the npm way."""
+    assert npm_version("0.2.0a1") == "0.2.0-alpha.1"
+    assert npm_version("1.0.0rc2.dev3") == "1.0.0-rc.2.dev.3"
+    package = json.loads((REPO / "package.json").read_text(encoding="utf-8"))
+    lock = json.loads((REPO / "package-lock.json").read_text(encoding="utf-8"))
+    assert package["version"] == npm_version(__version__), (
+        f"package.json has {package['version']}, _version.py {__version__}: set package.json's "
+        f"version to {npm_version(__version__)} and run `npm install`"
+    )
+    assert lock["version"] == lock["packages"][""]["version"] == package["version"]
+    assert package["name"] == "jupyter-colab-tunnel"
+    assert package["jupyterlab"]["outputDir"] == "jupyter_colab_tunnel/labextension"
