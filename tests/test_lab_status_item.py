@@ -150,6 +150,8 @@ def test_status_item_shows_the_remote_follows_a_switch_and_says_when_it_stops(
             assert secret not in html
         shot = os.environ.get("COLAB_LAB_SCREENSHOT")
         if shot:
+            # JupyterLab's own toasts (the news question) would cover part of the page.
+            browser.eval("document.querySelectorAll('.Toastify').forEach(t => t.remove())")
             browser.screenshot(Path(shot), full_page=False)
 
         # A tunnel switch: the item keeps polling through the relay; the open panel shows the
