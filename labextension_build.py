@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,12 @@ def build(target_name: str, version: str, **kwargs: Any) -> None:
         return
     from hatch_jupyter_builder import npm_builder
 
+    # `npm run build:prod` calls `jupyter-builder` (a build requirement: pip's isolated build puts
+    # it on PATH). Without isolation, in a venv that is not activated (`.venv/bin/pip wheel
+    # --no-build-isolation .`), it is the one beside this Python.
+    if shutil.which("jupyter-builder") is None:
+        here = str(Path(sys.executable).parent)
+        os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), here])
     npm_builder(target_name, version, **kwargs)
     missing = [str(p) for p in ENSURED if not p.exists()]
     if missing and (required or version == "standard"):
