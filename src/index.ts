@@ -67,11 +67,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
   requires: [IStatusBar],
   optional: [ILabShell],
   activate: (app: JupyterFrontEnd, statusBar: IStatusBar, labShell: ILabShell | null) => {
+    // A popup disposes of its body when it closes: each opening gets a new panel.
     let popup: Popup | null = null;
+    let panel: RemotePanel | null = null;
     // Shown from the first answer that says there is a remote (no flash where there is none).
     let shown = false;
-    const panel = new RemotePanel();
-
     const context = (): IContext => ({
       kernelId: currentKernelId(app),
       paths: sessionPaths(app),
@@ -80,7 +80,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const render = (state: IRemoteState): void => {
       const ctx = context();
       item.render(itemView(state, ctx));
-      if (popup && !popup.isDisposed) {
+      if (popup && panel && !popup.isDisposed) {
         panel.render(panelView(state, ctx));
         popup.update();
       }
@@ -91,6 +91,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         popup = null;
         return;
       }
+      panel = new RemotePanel();
       panel.render(panelView(poller.state, context()));
       popup = showPopup({ body: panel, anchor: item, align: 'left', hasDynamicSize: true });
       poller.refresh(); // status and relay now, not at the next slow poll

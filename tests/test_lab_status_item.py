@@ -154,6 +154,12 @@ def test_status_item_shows_the_remote_follows_a_switch_and_says_when_it_stops(
             browser.eval("document.querySelectorAll('.Toastify').forEach(t => t.remove())")
             browser.screenshot(Path(shot), full_page=False)
 
+        # The item closes the panel and opens a new one (a closed popup disposes of its body).
+        click(browser, f"{ITEM}")
+        browser.wait_for(f"!{PANEL}", 10)
+        click(browser, f"{ITEM}")
+        browser.wait_for(f"{PANEL_TEXT}.includes('train.ipynb (this notebook)')", 30)
+
         # A tunnel switch: the item keeps polling through the relay; the open panel shows the
         # new URL.
         assert remote.post("restart").status == 200
