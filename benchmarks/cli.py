@@ -18,6 +18,7 @@ from benchmarks import (
     files,
     flood,
     forward,
+    lab,
     metrics,
     peers,
     relay,
@@ -28,6 +29,7 @@ from benchmarks import (
 from benchmarks import mcp as mcp_tools
 from benchmarks.report import Figure, document, loadavg, machine, markdown, table
 from benchmarks.servers import REPO, Fleet
+from testkit import edge_tls
 
 Suite = Callable[[Fleet, bool, dict[str, Any]], list[Figure]]
 
@@ -45,6 +47,7 @@ SUITES: dict[str, Suite] = {
     "forward": forward.run,
     "files": files.run,
     "requests": request_paths.run,
+    "lab": lab.run,
 }
 # The table's order (the sort is stable: within a group, the order the suites made them).
 GROUPS = [
@@ -65,6 +68,7 @@ GROUPS = [
     "forward",
     "files",
     "requests",
+    "lab",
 ]
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
 
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown suites: {', '.join(unknown)}; known: {', '.join(SUITES)}", file=sys.stderr)
         return 2
     workdir = Path(tempfile.mkdtemp(prefix="jct-bench-"))
+    # The stand-ins' edges serve TLS, as Cloudflare's does; the relay and cp verify it.
+    edge_ca = edge_tls.setup()
     fleet = Fleet(workdir)
     ctx: dict[str, Any] = {}
     figures: list[Figure] = []
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {name}: {timings[name]} s", flush=True)
     finally:
         fleet.close()
+        edge_tls.teardown(edge_ca)
         if args.keep:
             print(f"kept {workdir}")
         else:

@@ -3,13 +3,13 @@
 Ours: the cp command's own code (`run_cp`, the parsed command line, run in this process on its
 own asyncio loop, so Python's start-up is not timed) copying to and from a real `jupyter server`
 with the extension, through its cloudflared stand-in quick tunnel: the public
-`https://<words>.trycloudflare.com` URL is dialled at the stand-in's edge, as
-testkit/relay_process.py `resolve` does. cp hashes every byte, writes uploads to a partial file
+`https://<words>.trycloudflare.com` URL, whose name testkit/edge_dns.py looks up at the
+stand-in's TLS edge (the test CA trusted, as for the relay in testkit/relay_process.py). cp hashes every byte, writes uploads to a partial file
 on the remote and commits them, and writes downloads to a local partial that it fsyncs and
 renames.
 
 The baseline, in the same run: a second cloudflared stand-in pointed straight at
-testkit/forward_app.py, its edge dialled directly with `http.client` (the same stand-in program;
+testkit/forward_app.py, its TLS edge dialled directly with `http.client` (the same stand-in program;
 no Jupyter, no route, no disk on the far side, no hashing on this side): a streamed `PUT /upload`
 of the same file (the app hashes and discards it) and a streamed `GET /download?size=N` of the same number of
 bytes, read in 1 MiB reads and discarded. Ours and the baseline alternate transfer by transfer;
@@ -32,23 +32,20 @@ import http.client
 import json
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
 
 from benchmarks.forward import DirectTunnel, wait_answering
-from benchmarks.relay import _edge
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import Fleet, Server
 from jupyter_colab_tunnel.local.files.cp_cli import configure_cp_parser, run_cp
-from testkit import forward_app
+from testkit import edge_dns, edge_tls, forward_app
 
 MiB = 1024 * 1024
 MB = 1_000_000
@@ -126,9 +123,9 @@ class Bench:
 
     remote: Server
     url: str  # the remote's public tunnel URL
-    edge: str  # its stand-in's edge, http://127.0.0.1:PORT
     token_file: Path
-    direct: int  # the edge port of the stand-in pointed straight at the app
+    direct: int  # the TLS edge port of the stand-in pointed straight at the app
+    direct_host: str  # that stand-in's public hostname (the certificate's name)
     work: Path
     parser: argparse.ArgumentParser = field(default_factory=argparse.ArgumentParser)
 
@@ -139,29 +136,22 @@ class Bench:
     def root(self) -> Path:
         return self.remote.workdir / "root"
 
-    def resolve(self, url: str) -> str:
-        """The public tunnel URL dialled at the stand-in's edge (testkit/relay_process.py)."""
-        parts = urlsplit(url)
-        if parts.hostname != urlsplit(self.url).hostname:
-            return url
-        return self.edge + parts.path
-
     def cp(self, *paths: str, recursive: bool = False) -> float:
         """One `jupyter colab-tunnel cp -q ...` in this process; seconds."""
         argv = ["-q", "--url", self.url, "--token-file", str(self.token_file)]
         args = self.parser.parse_args([*argv, *(["-r"] if recursive else []), *paths])
-        t0 = time.perf_counter()
-        code = run_cp(args, resolve=self.resolve)
-        elapsed = time.perf_counter() - t0
+        with edge_dns.reaching(self.remote.workdir):
+            t0 = time.perf_counter()
+            code = run_cp(args)
+            elapsed = time.perf_counter() - t0
         if code != 0:
             raise RuntimeError(f"cp {' '.join(paths)} exited {code}")
         return elapsed
 
     def _connect(self) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection("127.0.0.1", self.direct, timeout=120)
-        conn.connect()
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        """A TLS connection to the direct stand-in's edge, verified as cp's is."""
+        conn = http.client.HTTPConnection(self.direct_host, timeout=120)
+        conn.sock = edge_tls.connect(self.direct, self.direct_host, 120)
         return conn
 
     def raw_put(self, path: Path) -> float:
@@ -231,13 +221,14 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
     try:
         remote = fleet.start("files-remote")
         tunnel = remote.wait_ready()
-        edge = _edge(remote, tunnel["pid"])
         token_file = work / "remote_token"
         token_file.write_text(remote.token)
         token_file.chmod(0o600)
         direct = DirectTunnel(work / "direct", app.url)
         wait_answering(direct.edge_port)
-        bench = Bench(remote, str(tunnel["url"]), edge, token_file, direct.edge_port, work)
+        tls_port = int(str(direct.state["edge_tls"]).rsplit(":", 1)[1])
+        host = str(direct.state["hostname"])
+        bench = Bench(remote, str(tunnel["url"]), token_file, tls_port, host, work)
         (bench.root / "bench").mkdir()
         pids = {
             "local": os.getpid(),  # the cp engine runs here; so does the raw client

@@ -4,7 +4,8 @@ The app is testkit/forward_app.py. The forward path: a local client -> the relay
 port (`--forward LOCAL:APP`) -> the remote's stand-in tunnel edge -> the remote server's route
 `/colab/forward/APP/...` -> the app. The baseline, in the same run: a second cloudflared
 stand-in pointed straight at the app (`cloudflared tunnel --url http://127.0.0.1:APP`), its
-edge fetched directly: the same tunnel hop with no relay and no route. Both sides are measured
+TLS edge fetched directly by its public name (the relay reaches the remote's so too): the same
+tunnel hop with no relay and no route. Both sides are measured
 in alternated blocks, each on one keep-alive connection.
 
 - Request overhead: `GET /echo` (a small JSON answer).
@@ -31,26 +32,34 @@ from typing import Any
 from benchmarks.relay import RelayProc, _edge
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import Fleet, install_standin
-from testkit import forward_app
+from testkit import edge_tls, forward_app
 from testkit.processes import free_port, stop_process
 
 MB = 1_000_000
+# A stand-in's TLS edge port and the public name its certificate is checked for.
+Edge = tuple[int, str]
 
 
 class KeepAlive:
-    """One keep-alive HTTP/1.1 connection with no credentials (a forwarded port needs none)."""
+    """One keep-alive HTTP/1.1 connection with no credentials (a forwarded port needs none);
+    with `tls_name`, over TLS to a stand-in's TLS edge, verified for that name."""
 
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
+    def __init__(self, port: int, timeout: float = 60.0, tls_name: str | None = None) -> None:
         self.port = port
         self.timeout = timeout
+        self.tls_name = tls_name
         self.conn: http.client.HTTPConnection | None = None
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            conn.connect()
-            assert conn.sock is not None
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls_name:
+                conn = http.client.HTTPConnection(self.tls_name, timeout=self.timeout)
+                conn.sock = edge_tls.connect(self.port, self.tls_name, self.timeout)
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                conn.connect()
+                assert conn.sock is not None
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.conn = conn
         return self.conn
 
@@ -98,15 +107,21 @@ class DirectTunnel:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.edge_port = self._wait_edge()
+        self.state = self._wait_edge()
+        self.edge_port = int(str(self.state["edge"]).rsplit(":", 1)[1])
+        # Its TLS edge and public name: the baseline goes as the relay does (testkit/edge_tls.py).
+        self.tls_edge: Edge = (
+            int(str(self.state["edge_tls"]).rsplit(":", 1)[1]),
+            str(self.state["hostname"]),
+        )
 
-    def _wait_edge(self, timeout: float = 30.0) -> int:
+    def _wait_edge(self, timeout: float = 30.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError):
                 state = json.loads((self.state_dir / f"{self.proc.pid}.json").read_text())
                 if state.get("ready") and state.get("edge"):
-                    return int(str(state["edge"]).rsplit(":", 1)[1])
+                    return dict(state)
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
@@ -162,9 +177,9 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
         wait_answering(local)
         wait_answering(direct.edge_port)
         return [
-            _requests(local, direct.edge_port, quick),
-            _download(local, direct.edge_port, quick),
-            _first_event(local, direct.edge_port, app.port, quick),
+            _requests(local, direct.tls_edge, quick),
+            _download(local, direct.tls_edge, quick),
+            _first_event(local, direct.tls_edge, app.port, quick),
         ]
     finally:
         for part in (relay, direct, app):
@@ -174,12 +189,12 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
 
 
 def _alternate(
-    local: int, edge: int, once: Callable[[KeepAlive], float], rounds: int, n: int, warm: int = 0
+    local: int, edge: Edge, once: Callable[[KeepAlive], float], rounds: int, n: int, warm: int = 0
 ) -> tuple[Summary, Summary]:
     """`once` through the forward (local) and straight through the edge, in blocks of `n`
     alternated `rounds` times, each side on its own keep-alive connection (after `warm`
     unmeasured calls); the two summaries."""
-    via, straight = KeepAlive(local), KeepAlive(edge)
+    via, straight = KeepAlive(local), KeepAlive(edge[0], tls_name=edge[1])
     through: list[float] = []
     baseline: list[float] = []
     try:
@@ -197,7 +212,7 @@ def _alternate(
     return Summary.of(through), Summary.of(baseline)
 
 
-def _requests(local: int, edge: int, quick: bool) -> Figure:
+def _requests(local: int, edge: Edge, quick: bool) -> Figure:
     rounds, n = (3, 20) if quick else (10, 100)
 
     def once(conn: KeepAlive) -> float:
@@ -222,7 +237,7 @@ def _requests(local: int, edge: int, quick: bool) -> Figure:
     )
 
 
-def _download(local: int, edge: int, quick: bool) -> Figure:
+def _download(local: int, edge: Edge, quick: bool) -> Figure:
     size = (32 if quick else 200) * 1024 * 1024
     rounds = 2 if quick else 6
 
@@ -252,7 +267,7 @@ def _download(local: int, edge: int, quick: bool) -> Figure:
     )
 
 
-def _first_event(local: int, edge: int, app_port: int, quick: bool) -> Figure:
+def _first_event(local: int, edge: Edge, app_port: int, quick: bool) -> Figure:
     rounds, n = (2, 5) if quick else (6, 20)
     release = KeepAlive(app_port)
 

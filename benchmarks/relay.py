@@ -1,12 +1,13 @@
 """The local relay against the direct path, in the same run.
 
 One remote server (quick tunnel through the stand-in, writing a connection file), one relay
-process following that file (testkit/relay_process.py: the shipped relay with the stand-in's edge
-in place of DNS), and two local gateway-mode servers: one through the relay, one straight to the
-stand-in's edge (the direct path every figure is compared with).
+process following that file (testkit/relay_process.py: the shipped relay, dialling the public
+https URL, whose name is looked up at the stand-in's TLS edge), and two local gateway-mode
+servers: one through the relay, one straight to the stand-in's plain edge (the direct path the
+kernel figure is compared with).
 
-- REST overhead: GET /api/kernelspecs through the relay vs straight to the edge, alternated in
-  blocks, one keep-alive connection each.
+- REST overhead: GET /api/kernelspecs through the relay vs straight to the edge over TLS by the
+  public name (as the relay goes), alternated in blocks, one keep-alive connection each.
 - Kernel execute round trip: `pass` on a remote kernel through each local server's kernel
   websocket (one kernel each, on the same remote), alternated.
 - Switch: a second relay follows a hand-written (signed) connection file that alternates between two
@@ -26,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import REPO, Connection, Fleet, Server, parse_iso
@@ -102,14 +104,15 @@ class RelayProc:
                 self.proc.wait()
 
 
-def _edge(server: Server, pid: int) -> str:
+def _edge(server: Server, pid: int, field: str = "edge") -> str:
+    """The stand-in's plain `edge` (http://127.0.0.1:PORT), or its `edge_tls`."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        edge = server.standin_state(pid).get("edge")
+        edge = server.standin_state(pid).get(field)
         if edge:
             return str(edge)
         time.sleep(0.01)
-    raise RuntimeError(f"stand-in {pid} has no edge")
+    raise RuntimeError(f"stand-in {pid} has no {field}")
 
 
 def _timed(fn: Any) -> float:
@@ -145,7 +148,10 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
             args=[f"--gateway-url={edge}", *GATEWAY_ARGS],
             env={"JUPYTER_GATEWAY_AUTH_TOKEN": remote.token},
         )
-        figures = [_rest(relay, edge, remote.token, quick)]
+        # The REST baseline goes over TLS to the edge by the public name, as the relay does.
+        tls_port = int(_edge(remote, first["pid"], "edge_tls").rsplit(":", 1)[1])
+        straight = Connection(tls_port, remote.token, tls_name=urlsplit(first["url"]).hostname)
+        figures = [_rest(relay, straight, quick)]
         kernel_id = start_kernel(via_relay)
         # A gateway server knows the kernels it started: one kernel each, on the same remote.
         direct_kernel = start_kernel(direct)
@@ -180,11 +186,10 @@ def kernel_channel(server: Server, kernel_id: str) -> KernelChannel:
     )
 
 
-def _rest(relay: RelayProc, edge: str, remote_token: str, quick: bool) -> Figure:
+def _rest(relay: RelayProc, direct: Connection, quick: bool) -> Figure:
     rounds, n = (3, 20) if quick else (10, 100)
     path = "/api/kernelspecs"
     via = relay.connection()
-    direct = Connection(int(edge.rsplit(":", 1)[1]), remote_token)
     through: list[float] = []
     straight: list[float] = []
     try:
@@ -207,7 +212,7 @@ def _rest(relay: RelayProc, edge: str, remote_token: str, quick: bool) -> Figure
         unit="ms",
         value=value,
         baseline=base,
-        baseline_label="the same request straight to the tunnel's edge",
+        baseline_label="the same request straight to the tunnel's edge (TLS, kept)",
         target="p50 <= 1.15x direct + 1 ms",
         met=value.median <= limit,
         compare=f"+{value.median - base.median:.2f} ms",

@@ -25,6 +25,8 @@ from typing import Any
 
 import psutil
 
+from testkit import edge_tls
+
 # Measured requests do not go through tests/server_process.py's checks: only the plain helpers.
 from testkit.jupyter_process import (
     FOREIGN_ENV,
@@ -68,20 +70,28 @@ LOG_TIME_RE = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) [^\]]*\
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection to a server (not thread-safe: one per thread)."""
+    """One keep-alive HTTP/1.1 connection to a server (not thread-safe: one per thread); with
+    `tls_name`, over TLS to a stand-in's TLS edge, verified for that name (testkit/edge_tls.py)."""
 
-    def __init__(self, port: int, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, port: int, token: str, timeout: float = 30.0, tls_name: str | None = None
+    ) -> None:
         self.port = port
+        self.tls_name = tls_name
         self.headers = {"Authorization": f"token {token}"}
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            conn.connect()
-            assert conn.sock is not None
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls_name:
+                conn = http.client.HTTPConnection(self.tls_name, timeout=self.timeout)
+                conn.sock = edge_tls.connect(self.port, self.tls_name, self.timeout)
+            else:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                conn.connect()
+                assert conn.sock is not None
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conn = conn
         return self._conn
 

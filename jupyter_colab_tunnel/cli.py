@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from ._version import __version__
 from .launcher.cli import LAUNCH, STATUS, STOP
-from .local.cli import CONNECT
+from .local.connect_cli import CONNECT
 from .local.files.cp_cli import CP
 from .local.mcp_cli import MCP
 from .local.ports_cli import PORTS

@@ -4,7 +4,7 @@ The user's machine keeps the remote token in a private file, runs the relay
 (`jupyter colab-tunnel connect`, which follows the tunnel's URL) and points JupyterLab and the
 MCP tools at the relay, with the relay's own token read from its file. The same text is shown
 by /colab/tunnel's `connect`, the dashboard, `launch()`/`status` and the relay itself
-(local/cli.py builds its JupyterLab command here).
+(local/connect_cli.py builds its JupyterLab command here).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""`jupyter colab-tunnel cp` for tests, with the stand-in's edge in place of DNS.
+"""`jupyter colab-tunnel cp` for tests: the shipped command, in a process that can reach the
+cloudflared stand-in's public names.
 
-The same as testkit/relay_process.py for the relay: the real cp command, except that a public
-tunnel URL (`https://<words>.trycloudflare.com`, from --url or the connection file) is dialled
-at the cloudflared stand-in's edge (found under $RELAY_TEST_EDGE_ROOT).
+The same as testkit/relay_process.py for the relay: with $RELAY_TEST_EDGE_ROOT set, the
+session's test CA is trusted (SSL_CERT_FILE) and the name of a public tunnel URL
+(`https://<words>.trycloudflare.com`, from --url or the connection file) is looked up at the
+stand-in's TLS edge; the rest is the real cp, dialling that URL with TLS verified.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jupyter_colab_tunnel.local.files.cp_cli import configure_cp_parser, run_cp
-from testkit.relay_process import resolve
+from testkit.relay_process import reach_the_stand_ins
 
 if __name__ == "__main__":
+    reach_the_stand_ins()
     parser = argparse.ArgumentParser(prog="jupyter colab-tunnel cp")
     configure_cp_parser(parser)
-    sys.exit(run_cp(parser.parse_args(sys.argv[1:]), resolve=resolve))
+    sys.exit(run_cp(parser.parse_args(sys.argv[1:])))

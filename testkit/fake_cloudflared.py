@@ -11,14 +11,20 @@ Test controls, all through the environment:
     comma-separated ``name`` or ``name=value`` items, see ``FAULT_NAMES``.
 ``FAKE_CLOUDFLARED_STATE_DIR``
     write ``<pid>.json`` there (atomically, rewritten on every change): ``pid argv mode
-    hostname url edge metrics token_seen url_printed_at registered_at ready``, see
-    ``Tunnel.write_state``. Tests use ``edge`` (``http://127.0.0.1:<port>``) in place of DNS.
+    hostname url edge edge_tls metrics token_seen url_printed_at registered_at ready``, see
+    ``Tunnel.write_state``. Tests use ``edge`` (``http://127.0.0.1:<port>``) in place of DNS;
+    relays and ``cp`` that tests start reach ``edge_tls`` by the public name
+    (testkit/edge_dns.py).
 ``FAKE_CLOUDFLARED_ORIGIN``
     origin of a named tunnel when no ``--url`` is given.
 ``FAKE_CLOUDFLARED_HOSTNAME``
     public hostname of a named tunnel (default ``tunnel.example.com``).
 ``FAKE_CLOUDFLARED_EDGE_PORT``
     port of the local edge listener (default 0: random).
+``TESTKIT_EDGE_TLS_DIR``
+    a directory with ``edge.pem`` and ``edge-key.pem`` (testkit/edge_tls.py, made once per test
+    session): the edge also serves TLS on a second port (``edge_tls``), as Cloudflare's does
+    for the public name.
 ``FAKE_CLOUDFLARED_DEBUG``
     non-empty: let Python/aiohttp tracebacks through to stderr (normally silenced).
 

@@ -21,8 +21,24 @@ if TYPE_CHECKING:
     from server_process import ServerProcess
     from tunnel_env import TunnelServer
 
+EDGE_TLS_KEY = pytest.StashKey[Path | None]()
+
 # Fixtures that start real processes: a test that uses one is an end-to-end test.
 REAL_PROCESS_FIXTURES = frozenset({"server_factory", "tunnel_server", "live"})
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The stand-in's edge serves TLS with a certificate of this session's test CA
+    (testkit/edge_tls.py): made before any process starts, named in the inherited environment."""
+    from testkit import edge_tls
+
+    config.stash[EDGE_TLS_KEY] = edge_tls.setup()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from testkit import edge_tls
+
+    edge_tls.teardown(config.stash.get(EDGE_TLS_KEY, None))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -63,6 +63,7 @@ FIGURES = [
     "forward.download",
     "forward.sse_first_event",
     *FILES_FIGURES,
+    "lab.remote_status",
 ]
 MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
@@ -85,6 +86,7 @@ DISTRIBUTIONS = [
     "forward.sse_first_event",
     "files.upload",
     "files.download",
+    "lab.remote_status",
 ]
 
 

@@ -26,7 +26,7 @@ from jupyter_colab_tunnel.connect import (
     lab_command,
 )
 from jupyter_colab_tunnel.launcher.connection import Connection
-from jupyter_colab_tunnel.local import cli as relay_cli
+from jupyter_colab_tunnel.local import connect_cli as relay_cli
 from jupyter_colab_tunnel.local import connect_options
 
 URL = "https://a-b-c.trycloudflare.com"

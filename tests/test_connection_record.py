@@ -276,10 +276,10 @@ async def _watch(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> tuple[list[tuple[str | None, str | None]], list[Any], UpstreamTracker]:
     path = tmp_path / "conn.json"
-    tracker = UpstreamTracker(LOG, resolve=lambda url: url.replace("https://", "http://"))
+    tracker = UpstreamTracker(LOG)
     seen: list[tuple[str | None, str | None]] = []
     tracker.listen(
-        lambda old, new: seen.append((old.url if old else None, new.dial if new else None))
+        lambda old, new: seen.append((old.url if old else None, new.url if new else None))
     )
     watcher = ConnectionFileWatcher(str(path), tracker, LOG, interval=0.01, token=TOKEN)
     statuses: list[Any] = []
@@ -331,9 +331,9 @@ def test_watcher_follows_genuine_records_and_refuses_the_rest(
     caplog.set_level(logging.INFO, LOG.name)
     seen, statuses, _ = asyncio.run(_watch(tmp_path, caplog))
     assert seen == [
-        (None, "http://one.example"),
+        (None, "https://one.example"),
         ("https://one.example", None),
-        (None, "http://two.example"),
+        (None, "https://two.example"),
     ]
     assert [s["refused"]["kind"] for s in statuses] == [
         "unsigned",

@@ -2,9 +2,9 @@
 
 Remote side: a real `jupyter server` with the extension, a quick tunnel through the cloudflared
 stand-in, and the connection file it writes. Local side: the real `cp` command as a subprocess
-(testkit/cp_process.py: the stand-in's edge in place of DNS) and a real relay process. Sizes are
-the issue's: 200 MiB up and back, 500 small files, a 300 MiB upload cut by a tunnel restart
-(straight through the tunnel, and through the relay).
+(testkit/cp_process.py: the stand-in's TLS edge reached by its public name) and a real relay
+process. Sizes are the issue's: 200 MiB up and back, 500 small files, a 300 MiB upload cut by a
+tunnel restart (straight through the tunnel, and through the relay).
 """
 
 from __future__ import annotations

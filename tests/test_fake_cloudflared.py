@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -29,7 +30,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from testkit import fake_cloudflared
+from testkit import edge_tls, fake_cloudflared
 
 pytestmark = pytest.mark.e2e
 
@@ -714,6 +715,36 @@ def test_named_dns_failure(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------------------------
 # Forwarding
+
+
+def test_the_edge_answers_the_public_name_over_verified_tls(
+    cloudflared: StartFn, origin: Origin
+) -> None:
+    """As Cloudflare's edge does, the stand-in's answers https for its public name with a
+    certificate a client can verify (of the session's test CA, testkit/edge_tls.py); a name the
+    certificate does not carry fails the check, as it should."""
+    quick = start_quick(cloudflared, url=origin.url)
+    quick.wait_line("Registered tunnel connection")
+    state = quick.state()
+    assert state["edge_tls"].startswith("https://127.0.0.1:")
+    conn = HTTPConnection(state["hostname"], timeout=10)
+    conn.sock = edge_tls.connect(int(state["edge_tls"].rsplit(":", 1)[1]), state["hostname"], 10)
+    try:
+        conn.request("GET", "/echo")
+        reply = conn.getresponse()
+        assert reply.status == 200
+        assert seen_headers(json.loads(reply.read()))["host"] == state["hostname"]
+    finally:
+        conn.close()
+    named = cloudflared(
+        "tunnel", "--no-autoupdate", "--metrics", "127.0.0.1:0", "run",
+        env={"TUNNEL_TOKEN": TOKEN, "FAKE_CLOUDFLARED_ORIGIN": origin.url,
+             "FAKE_CLOUDFLARED_HOSTNAME": "jupyter.internal"},
+    )  # fmt: skip
+    named.wait_line("Registered tunnel connection")
+    port = int(named.state()["edge_tls"].rsplit(":", 1)[1])
+    with pytest.raises(ssl.SSLCertVerificationError, match=r"jupyter\.internal"):
+        edge_tls.connect(port, "jupyter.internal", 10)
 
 
 def test_http_forwarding(cloudflared: StartFn, origin: Origin) -> None:

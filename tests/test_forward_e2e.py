@@ -3,7 +3,8 @@
 Remote side: a real `jupyter server` with the extension and the cloudflared stand-in (a quick
 tunnel), a real TensorBoard with scalars of ours, and testkit/forward_app.py (server-sent events,
 big downloads and uploads, a websocket echo). Local side: a real relay process
-(`jupyter colab-tunnel connect --forward LOCAL:REMOTE`, the stand-in's edge in place of DNS),
+(`jupyter colab-tunnel connect --forward LOCAL:REMOTE`, reaching the stand-in's TLS edge by its
+public name: testkit/relay_process.py),
 headless Chromium, curl, plain HTTP and websocket clients. One stack for the module: each test
 leaves it serving (the tunnel restart and the outage put it back).
 """

@@ -1,9 +1,9 @@
 """The relay end to end: remote server + stand-in tunnel -> relay process -> local gateway server.
 
 Real processes throughout: the remote `jupyter server` with the extension and the cloudflared
-stand-in writing a connection file, the relay (`jupyter colab-tunnel connect`, with the
-stand-in's edge in place of DNS: testkit/relay_process.py) and a local `jupyter server` in gateway
-mode whose kernel websocket must survive tunnel switches.
+stand-in writing a connection file, the relay (`jupyter colab-tunnel connect`, reaching the
+stand-in's TLS edge by its public name: testkit/relay_process.py) and a local `jupyter server` in
+gateway mode whose kernel websocket must survive tunnel switches.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
 from jupyter_colab_tunnel.http1 import KeepAliveClient
-from jupyter_colab_tunnel.local import cli
+from jupyter_colab_tunnel.local import connect_cli as cli
 from jupyter_colab_tunnel.local.check import FORBIDDEN_HINT, CheckResult, check_remote
 from jupyter_colab_tunnel.local.client import ColabClient, ColabClientSync, RemoteError
 from jupyter_colab_tunnel.local.mcp import build_server

@@ -30,7 +30,7 @@ from tornado import websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from jupyter_colab_tunnel.cli import build_parser
-from jupyter_colab_tunnel.local import cli
+from jupyter_colab_tunnel.local import connect_cli as cli
 from jupyter_colab_tunnel.local.relay.forward import ForwardSpec, ForwardSpecError, parse_forwards
 
 pytestmark = pytest.mark.e2e

@@ -8,14 +8,13 @@ import logging
 import socket
 import ssl
 import stat
-import time
 from pathlib import Path
 
 import pytest
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from jupyter_colab_tunnel.cli import main
-from jupyter_colab_tunnel.local import cli
+from jupyter_colab_tunnel.local import connect_cli as cli
 from jupyter_colab_tunnel.local.failures import classify_exception, classify_status
 from jupyter_colab_tunnel.local.relay import Relay, RelaySettings, error_body
 from jupyter_colab_tunnel.local.relay.rules import hostname as _hostname
@@ -164,11 +163,11 @@ def test_upstream_headers_and_url() -> None:
         assert dropped not in headers
     from jupyter_colab_tunnel.local.upstream import Upstream
 
-    up = Upstream("https://x.example/base", "http://127.0.0.1:9/base")
+    up = Upstream("https://x.example/base")
     assert relay.upstream_url(
         up, "/api/kernels/k/channels?session_id=s&token=local-secret", ws=True
-    ) == ("ws://127.0.0.1:9/base/api/kernels/k/channels?session_id=s")
-    assert relay.upstream_url(up, "/api/kernels") == "http://127.0.0.1:9/base/api/kernels"
+    ) == ("wss://x.example/base/api/kernels/k/channels?session_id=s")
+    assert relay.upstream_url(up, "/api/kernels") == "https://x.example/base/api/kernels"
 
 
 def test_hostname() -> None:
@@ -257,24 +256,61 @@ def test_connect_is_a_subcommand_of_the_cli() -> None:
     assert "remote check: PROBLEM (connection_refused)" in done.stdout
 
 
-def test_the_test_edge_resolver_looks_once_and_never_sleeps(
+def test_the_shipped_commands_have_no_test_seam() -> None:
+    """The relay and cp dial the URL they are given, as on a user's machine: tests reach the
+    stand-in by its public name (testkit/edge_dns.py, testkit/edge_tls.py), not through a
+    parameter of the product that maps one URL to another."""
+    import dataclasses
+    import inspect
+
+    from jupyter_colab_tunnel.local.files import cp_cli, where
+    from jupyter_colab_tunnel.local.upstream import Upstream
+
+    assert list(inspect.signature(cli.run_connect).parameters) == ["args"]
+    assert list(inspect.signature(cp_cli.run_cp).parameters) == ["args"]
+    assert list(inspect.signature(UpstreamTracker).parameters) == ["log"]
+    assert [f.name for f in dataclasses.fields(Upstream)] == ["url"]
+    for kind in (where.FixedURL, where.ConnectionFile):
+        assert "resolve" not in inspect.signature(kind).parameters
+    assert not hasattr(where.Where, "dial")
+
+
+def test_the_stand_in_resolver_reads_off_the_loop_and_passes_other_names_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """testkit/relay_process.resolve runs on the relay's event loop: it must never block it."""
-    from testkit import relay_process
+    """testkit/edge_dns.StandInResolver answers for the relay's event loop: the stand-ins'
+    state files are read on another thread, never on the loop."""
+    import threading
 
-    def no_sleeping(seconds: float) -> None:
-        raise AssertionError(f"slept {seconds} s on the event loop")
+    from testkit import edge_dns
 
-    monkeypatch.setattr(time, "sleep", no_sleeping)
-    monkeypatch.setenv(relay_process.EDGE_ROOT_ENV, str(tmp_path))
     state = tmp_path / "server" / "fake-state" / "123.json"
     state.parent.mkdir(parents=True)
     state.write_text(
-        json.dumps({"hostname": "a-b.trycloudflare.com", "edge": "http://127.0.0.1:9"})
+        json.dumps({"hostname": "a-b.trycloudflare.com", "edge_tls": "https://127.0.0.1:9"})
     )
-    resolve = relay_process.resolve
-    assert resolve("https://a-b.trycloudflare.com/lab") == "http://127.0.0.1:9/lab"
-    # A hostname no stand-in serves (a dead quick tunnel) is dialled as is, at once.
-    assert resolve("https://gone.trycloudflare.com/") == "https://gone.trycloudflare.com/"
-    assert resolve("http://127.0.0.1:8888/") == "http://127.0.0.1:8888/"
+    readers: list[threading.Thread] = []
+    read = edge_dns.edge_for
+
+    def edge_for(hostname: str, root: Path) -> tuple[str, int] | None:
+        readers.append(threading.current_thread())
+        return read(hostname, root)
+
+    monkeypatch.setattr(edge_dns, "edge_for", edge_for)
+
+    async def look() -> tuple[object, object]:
+        resolver = edge_dns.StandInResolver(root=tmp_path)
+        try:
+            return (
+                await resolver.resolve("A-B.trycloudflare.com.", 443),
+                # Not a stand-in's name: the system's own lookup.
+                await resolver.resolve("localhost", 443, socket.AF_INET),
+            )
+        finally:
+            resolver.close()
+
+    edge, other = asyncio.run(look())
+    assert edge == [(socket.AF_INET, ("127.0.0.1", 9))]
+    assert other == [(socket.AF_INET, ("127.0.0.1", 443))]
+    assert len(readers) == 2
+    assert all(reader is not threading.main_thread() for reader in readers)

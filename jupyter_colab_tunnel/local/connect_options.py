@@ -1,4 +1,4 @@
-"""`jupyter colab-tunnel connect`'s words and options (the relay that runs them: local/cli.py)."""
+"""`jupyter colab-tunnel connect`'s words and options (the relay that runs them: local/connect_cli.py)."""
 
 from __future__ import annotations
 

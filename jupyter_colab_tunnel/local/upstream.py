@@ -33,11 +33,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Upstream:
-    """The remote in use: its public URL and the URL actually dialled (they differ only when a
-    resolver maps one to the other, e.g. a test's stand-in edge)."""
+    """The remote in use: its public URL (no trailing slash), dialled as it is."""
 
     url: str
-    dial: str
 
 
 Listener = Callable[["Upstream | None", "Upstream | None"], None]
@@ -46,13 +44,8 @@ Listener = Callable[["Upstream | None", "Upstream | None"], None]
 class UpstreamTracker:
     """The current upstream, who waits for one, and who hears of a switch."""
 
-    def __init__(
-        self,
-        log: logging.Logger,
-        resolve: Callable[[str], str] = lambda url: url,
-    ) -> None:
+    def __init__(self, log: logging.Logger) -> None:
         self.log = log
-        self._resolve = resolve
         self.current: Upstream | None = None
         self.since = time.time()
         self.switches = 0
@@ -90,7 +83,7 @@ class UpstreamTracker:
         old = self.current
         if (old.url if old else None) == url:
             return
-        new = Upstream(url, self._resolve(url)) if url else None
+        new = Upstream(url) if url else None
         self.current = new
         self.since = time.time()
         if new is not None:

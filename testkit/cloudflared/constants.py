@@ -18,6 +18,10 @@ STATE_DIR_ENV = "FAKE_CLOUDFLARED_STATE_DIR"
 ORIGIN_ENV = "FAKE_CLOUDFLARED_ORIGIN"
 HOSTNAME_ENV = "FAKE_CLOUDFLARED_HOSTNAME"
 EDGE_PORT_ENV = "FAKE_CLOUDFLARED_EDGE_PORT"
+# A directory with the edge's certificate (edge.pem, edge-key.pem; testkit/edge_tls.py): the edge
+# also serves TLS, as Cloudflare's does. Not FAKE_CLOUDFLARED_*: set once for a whole session,
+# it must pass the harnesses that drop the per-test stand-in settings.
+EDGE_TLS_ENV = "TESTKIT_EDGE_TLS_DIR"
 
 FAULT_NAMES = frozenset(
     {

@@ -20,13 +20,25 @@ from aiohttp import web
 from yarl import URL
 
 from .cli import Invocation, fault_seconds
-from .constants import EDGE_PORT_ENV, STATE_DIR_ENV
+from .constants import EDGE_PORT_ENV, EDGE_TLS_ENV, STATE_DIR_ENV
 from .edge import Edge, Origin
 from .golang import parse_go_duration
 from .listeners import bind_listener
 from .metrics_server import MetricsServer
 from .output import Logger, die_by_signal
 from .registration import Registration
+
+
+def edge_tls_context() -> ssl.SSLContext | None:
+    """The edge's TLS side, when the session made it a certificate (testkit/edge_tls.py)."""
+    directory = os.environ.get(EDGE_TLS_ENV)
+    if not directory:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(
+        pathlib.Path(directory) / "edge.pem", pathlib.Path(directory) / "edge-key.pem"
+    )
+    return context
 
 
 class Tunnel(Registration, MetricsServer, Edge):
@@ -53,6 +65,7 @@ class Tunnel(Registration, MetricsServer, Edge):
         self.metrics_started_at: float | None = None
         self.metrics_address: str | None = None
         self.edge_port: int | None = None
+        self.edge_tls_port: int | None = None
         self.registered = False
         self.ready = False
         self.stalled = False
@@ -95,6 +108,9 @@ class Tunnel(Registration, MetricsServer, Edge):
             "hostname": self.hostname,
             "url": f"https://{self.hostname}" if self.hostname else None,
             "edge": f"http://127.0.0.1:{self.edge_port}" if self.edge_port else None,
+            # The same edge over TLS with a certificate for the public names (testkit/edge_tls.py):
+            # where testkit/edge_dns.py sends those names.
+            "edge_tls": f"https://127.0.0.1:{self.edge_tls_port}" if self.edge_tls_port else None,
             "metrics": self.metrics_address,
             "token_seen": self.token_seen,
             "url_printed_at": self.url_printed_at,
@@ -198,6 +214,11 @@ class Tunnel(Registration, MetricsServer, Edge):
         sock = bind_listener(f"127.0.0.1:{port}")
         self.edge_port = sock.getsockname()[1]
         await web.SockSite(runner, sock).start()
+        tls = await asyncio.to_thread(edge_tls_context)  # files: off the loop
+        if tls is not None:
+            tls_sock = bind_listener("127.0.0.1:0")
+            self.edge_tls_port = tls_sock.getsockname()[1]
+            await web.SockSite(runner, tls_sock, ssl_context=tls).start()
 
     def install_signal_handlers(self) -> None:
         if "ignore_sigterm" in self.faults:

@@ -17,7 +17,6 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
 
 from ...problems import ColabTunnelError
 from ...subcommand import Subcommand
@@ -115,9 +114,8 @@ def _token(args: argparse.Namespace) -> str | None:
     return read_token(args.token_file, PREFIX)
 
 
-def run_cp(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
-    """Copy; the exit status as documented above. `resolve` maps a public URL to the URL
-    dialled (tests: the cloudflared stand-in's edge)."""
+def run_cp(args: argparse.Namespace) -> int:
+    """Copy; the exit status as documented above."""
     try:
         direction = parse_args(list(args.paths))
         if not args.wait >= 0:
@@ -126,12 +124,11 @@ def run_cp(args: argparse.Namespace, resolve: Callable[[str], str] | None = None
     except (ValueError, UsageError) as e:
         print(f"{PREFIX} error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    dial = resolve or (lambda url: url)
     try:
         where: Where = (
-            ConnectionFile(args.connection_file, token, dial)
+            ConnectionFile(args.connection_file, token)
             if args.connection_file
-            else FixedURL(args.url, token, dial)
+            else FixedURL(args.url, token)
         )
     except RemoteError as e:
         print(describe(e, "--url"), file=sys.stderr)

@@ -137,9 +137,8 @@ class FilesClient:
 
     # ----- requests ----------------------------------------------------------------------
 
-    def _url(self, path: str, query: dict[str, str] | None, public: bool = False) -> str:
-        base = self.where.base if public else self.where.dial
-        url = base + ROUTE + quote_path(path)
+    def _url(self, path: str, query: dict[str, str] | None) -> str:
+        url = self.where.base + ROUTE + quote_path(path)
         return url + ("?" + urllib.parse.urlencode(query) if query else "")
 
     def _headers(self, extra: dict[str, str] | None = None) -> httputil.HTTPHeaders:
@@ -156,10 +155,10 @@ class FilesClient:
         timeout: float = REQUEST_TIMEOUT,
     ) -> JSONObject:
         self._check()
-        shown = self._url(path, query, public=True)
+        url = self._url(path, query)
         try:
             response = await self.http.fetch(
-                self._url(path, query),
+                url,
                 method,
                 self._headers(),
                 b"" if method in ("POST", "PUT") else None,
@@ -167,8 +166,8 @@ class FilesClient:
                 timeout,
             )
         except UpstreamError as e:
-            raise RemoteError.from_problem(no_answer(e, shown, timeout), url=shown) from None
-        return answer(response.code, response.headers, response.body, shown, method)
+            raise RemoteError.from_problem(no_answer(e, url, timeout), url=url) from None
+        return answer(response.code, response.headers, response.body, url, method)
 
     async def stat(self, path: str, sha256: bool = False, prefix: int | None = None) -> JSONObject:
         query = {"op": "stat"}
@@ -200,13 +199,13 @@ class FilesClient:
         """PUT ?offset= with a body of `length` bytes taken from `pieces` as they come."""
         self._check()
         query = {"offset": str(offset)}
-        shown = self._url(path, query, public=True)
+        url = self._url(path, query)
         headers = self._headers({"Content-Type": "application/octet-stream"})
         sink = _Sink(_ignore, ())  # the whole answer is kept as error_body (a small JSON)
         sending = True
         try:
             exchange = await self.http.open(
-                self._url(path, query), "PUT", headers, CONNECT_TIMEOUT, content_length=length
+                url, "PUT", headers, CONNECT_TIMEOUT, content_length=length
             )
             async with contextlib.aclosing(pieces):  # its read ahead ends before the file
                 async for piece in pieces:
@@ -214,40 +213,40 @@ class FilesClient:
             sending = False
             await exchange.respond(sink, PUT_ANSWER_TIMEOUT)
         except UpstreamError as e:
-            error = RemoteError.from_problem(no_answer(e, shown), url=shown)
+            error = RemoteError.from_problem(no_answer(e, url), url=url)
             # Cut while the body was going out: maybe a cut, maybe the remote's refusal (it
             # answers before reading the body, then closes): PutCut lets the caller ask.
             raise (PutCut.of(error) if sending else error) from None
-        return answer(sink.code, sink.headers, bytes(sink.error_body), shown, "PUT")
+        return answer(sink.code, sink.headers, bytes(sink.error_body), url, "PUT")
 
     async def put_bytes(self, path: str, data: bytes) -> JSONObject:
         """PUT ?offset=0 with a small body given whole (a small file's one request)."""
         self._check()
         query = {"offset": "0"}
-        shown = self._url(path, query, public=True)
+        url = self._url(path, query)
         headers = self._headers({"Content-Type": "application/octet-stream"})
         try:
             response = await self.http.fetch(
-                self._url(path, query), "PUT", headers, data, CONNECT_TIMEOUT, PUT_ANSWER_TIMEOUT
+                url, "PUT", headers, data, CONNECT_TIMEOUT, PUT_ANSWER_TIMEOUT
             )
         except UpstreamError as e:
-            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
-        return answer(response.code, response.headers, response.body, shown, "PUT")
+            raise RemoteError.from_problem(no_answer(e, url), url=url) from None
+        return answer(response.code, response.headers, response.body, url, "PUT")
 
     async def get_whole(self, path: str) -> tuple[bytes, str | None]:
         """A small file's bytes and ETag in one GET (held whole: the caller knows it is small)."""
         self._check()
-        shown = self._url(path, None, public=True)
+        url = self._url(path, None)
         headers = self._headers({"Accept": "application/octet-stream"})
         try:
             response = await self.http.fetch(
-                self._url(path, None), "GET", headers, None, CONNECT_TIMEOUT, REQUEST_TIMEOUT
+                url, "GET", headers, None, CONNECT_TIMEOUT, REQUEST_TIMEOUT
             )
         except UpstreamError as e:
-            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+            raise RemoteError.from_problem(no_answer(e, url), url=url) from None
         if response.code != 200:
-            answer(response.code, response.headers, response.body, shown, "GET")
-            raise RemoteError("bad_response", f"GET {shown} answered {response.code}", url=shown)
+            answer(response.code, response.headers, response.body, url, "GET")
+            raise RemoteError("bad_response", f"GET {url} answered {response.code}", url=url)
         return response.body, response.headers.get("ETag")
 
     async def refusal(self, path: str) -> RemoteError | None:
@@ -271,23 +270,21 @@ class FilesClient:
     ) -> None:
         """GET bytes start..end (inclusive) with If-Match; each piece goes to `write`."""
         self._check()
-        shown = self._url(path, None, public=True)
+        url = self._url(path, None)
         extra = {"Range": f"bytes={start}-{end}", "Accept": "application/octet-stream"}
         if etag:
             extra["If-Match"] = etag
         sink = _Sink(write, (200, 206))
         try:
-            exchange = await self.http.open(
-                self._url(path, None), "GET", self._headers(extra), CONNECT_TIMEOUT
-            )
+            exchange = await self.http.open(url, "GET", self._headers(extra), CONNECT_TIMEOUT)
             await exchange.respond(sink, REQUEST_TIMEOUT)
         except UpstreamError as e:
-            raise RemoteError.from_problem(no_answer(e, shown), url=shown) from None
+            raise RemoteError.from_problem(no_answer(e, url), url=url) from None
         if sink.code not in (200, 206):
-            answer(sink.code, sink.headers, bytes(sink.error_body), shown, "GET")
+            answer(sink.code, sink.headers, bytes(sink.error_body), url, "GET")
         if sink.code == 200 and start != 0:  # a server that ignored the Range
             raise RemoteError(
-                "bad_response", f"GET {shown} ignored the Range header", status=200, url=shown
+                "bad_response", f"GET {url} ignored the Range header", status=200, url=url
             )
 
 

@@ -22,7 +22,7 @@ WAIT = 120.0
 
 def files_client(client: ColabClient) -> FilesClient:
     """A /colab/files client for the same remote and token as the REST client."""
-    return FilesClient(FixedURL(client.url, client.token, lambda url: url))
+    return FilesClient(FixedURL(client.url, client.token))
 
 
 async def copy(client: ColabClient, local_path: str, remote_path: str, upload: bool) -> JSONObject:

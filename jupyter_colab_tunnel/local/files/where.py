@@ -6,7 +6,6 @@ the token it carries."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,19 +13,16 @@ from ...connection_record import RecordRefused, accept_record, check_remote_url
 from ..client import RemoteError, normalize_url
 from ..upstream import read_record_file
 
-Resolve = Callable[[str], str]
-
 MiB = 1024 * 1024
 TUNNEL_PIECE = 32 * MiB
 RELAY_PIECE = 4 * MiB
 
 
 class Where:
-    """Where the remote is: `base` (public, for messages), `dial` (what is dialled) and the
-    token. `refresh()` reads again where it is (a connection file); False when nothing new."""
+    """Where the remote is: `base` (its URL, with one trailing slash) and the token.
+    `refresh()` reads again where it is (a connection file); False when nothing new."""
 
     base: str = ""
-    dial: str = ""
     token: str | None = None
     # The most one request carries. Through the tunnel, large pieces keep the pauses between
     # requests rare; the local relay holds a whole piece before it sends it on, and re-sends it
@@ -38,13 +34,12 @@ class Where:
 
 
 class FixedURL(Where):
-    def __init__(self, url: str, token: str | None, resolve: Resolve) -> None:
+    def __init__(self, url: str, token: str | None) -> None:
         self.base = normalize_url(url)
         try:
             check_remote_url(self.base)
         except RecordRefused as e:
             raise RemoteError("invalid_url", e.message, e.hint) from None
-        self.dial = _dial(self.base, resolve)
         self.token = token
         # Plain http:// is allowed to loopback only: the local relay (or a server on this
         # machine, where the piece size costs little).
@@ -56,10 +51,9 @@ class ConnectionFile(Where):
     """The remote the connection file names (a record accepted as the relay accepts it: signed
     with the token, or whole under the token it carries)."""
 
-    def __init__(self, path: str, token: str | None, resolve: Resolve) -> None:
+    def __init__(self, path: str, token: str | None) -> None:
         self.path = path
         self.fixed_token = token
-        self.resolve = resolve
         self.info: Any = None
         self.refused: RecordRefused | None = None
 
@@ -75,12 +69,6 @@ class ConnectionFile(Where):
         url = info.live_url
         if not url:
             return False
-        base = normalize_url(url)
-        self.base, self.dial = base, _dial(base, self.resolve)
+        self.base = normalize_url(url)
         self.token = self.fixed_token or info.token
         return True
-
-
-def _dial(base: str, resolve: Resolve) -> str:
-    dialled = resolve(base)
-    return dialled if dialled.endswith("/") else dialled + "/"

@@ -215,9 +215,9 @@ class Forward:
         )
         rules.write_error(handler, status, reason, message, hint)
 
-    def route_url(self, dial: str, path: str, ws: bool = False) -> str:
+    def route_url(self, base: str, path: str, ws: bool = False) -> str:
         """The remote route's URL for a local path (no query: it travels enveloped)."""
-        url = dial + forwarding.route_path(self.spec.remote, path)
+        url = base + forwarding.route_path(self.spec.remote, path)
         return "ws" + url.removeprefix("http") if ws else url
 
     def hop_headers(self, request: httputil.HTTPServerRequest) -> httputil.HTTPHeaders:

@@ -131,7 +131,7 @@ class ForwardHandler(web.RequestHandler):
                 break
             try:
                 exchange = await relay.client.open(
-                    forward.route_url(upstream.dial, self.request.path),
+                    forward.route_url(upstream.url, self.request.path),
                     self.request.method or "GET",
                     forward.hop_headers(self.request),
                     relay.settings.connect_timeout,

@@ -107,7 +107,7 @@ class ForwardSocket(websocket.WebSocketHandler):
             if upstream is None:
                 break
             request = HTTPRequest(
-                forward.route_url(upstream.dial, self.request.path, ws=True),
+                forward.route_url(upstream.url, self.request.path, ws=True),
                 headers=forward.hop_headers(self.request),
                 connect_timeout=settings.connect_timeout,
                 request_timeout=settings.connect_timeout,

@@ -240,7 +240,7 @@ class RemoteLife:
         relay = self.relay
         try:
             response = await relay.client.fetch(
-                f"{upstream.dial}/colab/status",
+                f"{upstream.url}/colab/status",
                 "GET",
                 relay.upstream_headers(),
                 None,

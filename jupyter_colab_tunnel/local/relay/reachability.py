@@ -153,7 +153,7 @@ class Reachability:
         headers = HTTPHeaders(dict(self.relay.settings.extra_headers))
         try:
             response = await self.relay.client.fetch(
-                f"{upstream.dial}/api", "GET", headers, None, timeout, timeout
+                f"{upstream.url}/api", "GET", headers, None, timeout, timeout
             )
         except Exception as e:  # whatever it was, the probe goes on: "cannot tell" at worst
             cause = e.cause if isinstance(e, UpstreamError) else e

@@ -227,11 +227,11 @@ def remote_headers(
     return headers
 
 
-def upstream_url(dial: str, uri: str, ws: bool = False) -> str:
+def upstream_url(base: str, uri: str, ws: bool = False) -> str:
     """The remote URL for a local path+query, without the local token."""
     parts = urlsplit(uri)
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, True) if k != "token"])
-    url = dial + parts.path + (f"?{query}" if query else "")
+    url = base + parts.path + (f"?{query}" if query else "")
     if ws:
         url = "ws" + url.removeprefix("http")
     return url

@@ -232,7 +232,7 @@ class Relay:
         """How many websockets the remote counts on a kernel (GET /api/kernels/<id>), or None."""
         try:
             response = await self.client.fetch(
-                f"{upstream.dial}/api/kernels/{kernel_id}",
+                f"{upstream.url}/api/kernels/{kernel_id}",
                 "GET",
                 self.upstream_headers(),
                 None,
@@ -245,7 +245,7 @@ class Relay:
         return count if isinstance(count, int) else None
 
     def upstream_url(self, upstream: Upstream, uri: str, ws: bool = False) -> str:
-        return rules.upstream_url(upstream.dial, uri, ws)
+        return rules.upstream_url(upstream.url, uri, ws)
 
     def fail(self, failure: Failure) -> None:
         self.stats.errors += 1

@@ -197,11 +197,8 @@ class FileStore:
         norm, path = self.locate(rel)
         try:
             os.makedirs(path, exist_ok=True)
-        except FileExistsError:
-            raise FilesError(
-                409, "not_a_directory", f"a file is in the way of the directory {shown(norm)}"
-            ) from None
-        except NotADirectoryError:
+        except (FileExistsError, NotADirectoryError):
+            # A file at the path itself, or at one of its parents.
             raise FilesError(
                 409, "not_a_directory", f"a file is in the way of the directory {shown(norm)}"
             ) from None

@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from ..connect import GATEWAY_RETRY, lab_command
@@ -133,18 +132,17 @@ def configure_logging() -> None:
         tornado_log.addFilter(_QuietTLSNoise())
 
 
-def run_connect(args: argparse.Namespace, resolve: Callable[[str], str] | None = None) -> int:
-    """Run the relay (or only the check with --check). `resolve` maps a public URL to the URL
-    dialled (tests use it in place of DNS for the cloudflared stand-in's edge)."""
+def run_connect(args: argparse.Namespace) -> int:
+    """Run the relay (or only the check with --check)."""
     configure_logging()
     try:
-        return asyncio.run(_serve(args, resolve or (lambda url: url)))
+        return asyncio.run(_serve(args))
     except UsageError as e:
         print(f"{PREFIX} error: {e}", file=sys.stderr, flush=True)
         return 2
 
 
-async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int:
+async def _serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port < 65536:
         raise UsageError(f"--port must be between 0 and 65535, not {args.port}")
     if not 0 < args.max_message_size <= MAX_WS_MESSAGE:
@@ -160,7 +158,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
         raise UsageError(str(e)) from None
     fixed_token = token_from(args.token_file, PREFIX)
     headers = extra_headers(args.headers_file, dict(os.environ))
-    tracker = UpstreamTracker(log, resolve)
+    tracker = UpstreamTracker(log)
     watcher: ConnectionFileWatcher | None = None
     if args.connection_file:
         # Only a record signed with fixed_token moves the relay (or, without one, a record
@@ -241,7 +239,7 @@ async def _serve(args: argparse.Namespace, resolve: Callable[[str], str]) -> int
     else:
         client = KeepAliveClient(settings.ca_certs)
         try:
-            result = await check_remote(client, current.dial if current else None, check_headers)
+            result = await check_remote(client, current.url if current else None, check_headers)
         finally:
             client.close()
     _print_check(result, current.url if current else None)
