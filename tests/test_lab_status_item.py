@@ -207,15 +207,26 @@ def test_status_item_shows_the_remote_follows_a_switch_and_says_when_it_stops(
         remote.server.stop()
 
 
-def test_status_item_hides_on_a_jupyterlab_not_in_gateway_mode(
-    server_factory: Any, tmp_path: Path
+@pytest.mark.parametrize("where", ["not_gateway_mode", "no_extension"])
+def test_status_item_hides_where_there_is_no_remote_of_ours(
+    where: str, server_factory: Any, tmp_path: Path
 ) -> None:
-    plain = server_factory(args=["--ColabTunnelApp.tunnel_mode=off"])
+    if where == "not_gateway_mode":  # kernels run on this JupyterLab's own server
+        lab = server_factory(args=["--ColabTunnelApp.tunnel_mode=off"])
+    else:  # a plain Jupyter server as the gateway: nothing of ours behind it
+        gateway = server_factory(
+            config={"ServerApp": {"jpserver_extensions": {"jupyter_colab_tunnel": False}}}
+        )
+        lab = server_factory(
+            args=[f"--gateway-url={gateway.url.rstrip('/')}", *GATEWAY_ARGS],
+            env={"JUPYTER_GATEWAY_AUTH_TOKEN": gateway.token},
+        )
     with Chromium(tmp_path / "chromium") as browser:
-        open_lab(browser, f"{plain.url}lab?token={plain.token}")
-        # One answer (404 not_gateway_mode), and the item is not shown; polling has stopped.
+        open_lab(browser, f"{lab.url}lab?token={lab.token}")
+        # One answer (404 with that reason), and the item hides; polling has stopped.
         browser.wait_for(f"{ITEM}?.dataset.remote === 'hidden'", 60)
         assert browser.eval(f"({REMOTE_REQUESTS}).map(r => r.name)") == ["gpu"]
+        assert lab.request("GET", "colab/remote/gpu").json()["reason"] == where
         assert not item_visible(browser)
         # The status bar itself is there (the item hid, not the bar).
         assert browser.eval("document.querySelector('#jp-main-statusbar').innerText.length > 0")
