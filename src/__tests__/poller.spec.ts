@@ -143,6 +143,29 @@ describe('RemotePoller', () => {
     poller.stop();
   });
 
+  it('costs 28 requests a minute with its defaults (docs/jupyterlab.md)', async () => {
+    const server = new FakeServer();
+    const timers = new ManualTimers();
+    const poller = new RemotePoller({
+      get: server.get,
+      visibility: new Page().visibility,
+      timers,
+      onUpdate: () => undefined
+    });
+    poller.start();
+    await flush();
+    let elapsed = 0;
+    while (elapsed + (timers.delay() as number) < 60000) {
+      elapsed += timers.delay() as number;
+      timers.fire();
+      await flush();
+    }
+    expect(timers.delay()).toBe(5000);
+    expect(server.requests).toHaveLength(28); // 12 polls: 12 x (gpu, tunnel) + 2 x (status, relay)
+    expect(server.requests.filter(r => r === 'status')).toHaveLength(2);
+    poller.stop();
+  });
+
   it('never has two requests in flight, even when the panel asks for a poll', async () => {
     const { server, timers, poller } = setup();
     let release!: () => void;
