@@ -26,3 +26,10 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
         # The local JupyterLab's /colab/remote/* (gateway mode): the remote in its status bar.
         {"module": "jupyter_colab_tunnel.local.lab"},
     ]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # The prebuilt JupyterLab extension (the status-bar item; built from src/ by the wheel's
+    # build hook). The wheel installs it to share/jupyter/labextensions/ too; this is what
+    # `jupyter labextension develop .` reads.
+    return [{"src": "labextension", "dest": "jupyter-colab-tunnel"}]
