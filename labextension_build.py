@@ -21,7 +21,7 @@ from typing import Any
 
 REQUIRE_ENV = "JUPYTER_COLAB_TUNNEL_REQUIRE_LABEXTENSION"
 BUILT = Path("jupyter_colab_tunnel/labextension")
-ENSURED = [BUILT / "package.json", BUILT / "static" / "style.js"]
+ENSURED = [BUILT / "package.json", BUILT / "install.json", BUILT / "static" / "style.js"]
 
 
 def node_problem() -> str | None:
