@@ -66,7 +66,10 @@ FIGURES = [
     "forward.sse_first_event",
     *FILES_FIGURES,
     "lab.remote_status",
+    "lab.item_requests",
+    "lab.item_poll_bytes",
 ]
+LAB_BROWSER_FIGURES = ("lab.item_requests", "lab.item_poll_bytes")
 MCP_FIGURES = ["mcp.tool.tunnel", "mcp.tool.gpu", "mcp.stdio.tunnel"]
 # Figures that are distributions in any mode (several samples): they must carry a p99.
 DISTRIBUTIONS = [
@@ -167,7 +170,7 @@ def test_quick_benchmarks_report_every_figure(tmp_path: Path) -> None:
             expected.remove(key)
             assert key in doc["skipped_figures"]
     if shutil.which("chromium") is None:  # Debian's chromium: .ci/run installs it
-        for key in ("dashboard.first_gpu", "dashboard.transfer"):
+        for key in ("dashboard.first_gpu", "dashboard.transfer", *LAB_BROWSER_FIGURES):
             expected.remove(key)
             assert key in doc["skipped_figures"]
     _check_figures(doc, expected, stdout)
