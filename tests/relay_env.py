@@ -19,9 +19,9 @@ import jsonschema
 import run_audit
 import yaml
 from e2e_kit import http
-from server_process import Response, free_port
+from server_process import Response, ServerProcess, free_port
 
-from testkit.relay_process import EDGE_ROOT_ENV
+from testkit.relay_process import EDGE_ROOT_ENV, GATEWAY_ARGS
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -177,3 +177,33 @@ def wait_listening(relay: RelayProcess, timeout: float = 30.0) -> None:
         time.sleep(0.05)
     relay.stop()
     raise AssertionError(f"relay did not listen in {timeout}s:\n{relay.output()}\n{relay.log()}")
+
+
+def write_secret(path: Path, value: str) -> Path:
+    """A secret in a file only its owner reads, as the relay wants its token files."""
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def start_following_relay(workdir: Path, remote_token: str, connection_file: Path) -> RelayProcess:
+    """A relay following a remote's connection file, its token in a file (as users run it);
+    the stand-ins' edges are looked for under `workdir`."""
+    token_file = write_secret(workdir / "remote_token", remote_token)
+    return start_relay(
+        workdir / "relay",
+        ["--connection-file", str(connection_file), "--token-file", str(token_file)],
+        edge_root=workdir,
+    )
+
+
+def start_local(server_factory: Any, relay: RelayProcess, wait: bool = True) -> ServerProcess:
+    """A local gateway-mode server through `relay` (stopped before it, by `relay.stop()`)."""
+    local: ServerProcess = server_factory(
+        args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
+        # The relay's token, as the printed command passes it (not on the command line).
+        env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
+        wait=wait,
+    )
+    relay.clients.append(local)
+    return local

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from e2e_kit import kernel_channel, start_kernel
-from relay_env import RelayProcess, check_relay_body, start_relay
-from test_relay_e2e import Stack, restart_tunnel, start_local, write_secret
+from relay_env import RelayProcess, check_relay_body, start_local, start_relay, write_secret
+from test_relay_e2e import Stack, restart_tunnel
 from tunnel_env import TunnelServer
 
 from jupyter_colab_tunnel.connection_record import connection_record, sign, write_connection_file

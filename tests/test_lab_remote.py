@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from dashboard_kit import start_gpu_tunnel_server
 from e2e_kit import http
-from relay_env import start_relay
-from test_relay_e2e import write_secret
+from relay_env import start_following_relay, start_local
 
 from jupyter_colab_tunnel.local.lab.gateway_reader import gateway_url, refusal_for
 from jupyter_colab_tunnel.local.remote_error import RemoteError
@@ -48,21 +47,8 @@ def test_the_remote_through_the_relay_under_the_local_servers_own_auth(
     relay = None
     try:
         first = remote.wait_state("ready")
-        relay = start_relay(
-            tmp_path / "relay",
-            [
-                "--connection-file",
-                str(connection_file),
-                "--token-file",
-                str(write_secret(tmp_path / "remote_token", remote.server.token)),
-            ],
-            edge_root=tmp_path,
-        )
-        local = server_factory(
-            args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
-            env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
-        )
-        relay.clients.append(local)
+        relay = start_following_relay(tmp_path, remote.server.token, connection_file)
+        local = start_local(server_factory, relay)
 
         # Each name answers what the remote (or the relay) itself answers.
         status = local.get_json("colab/remote/status")

@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 from dashboard_kit import start_gpu_tunnel_server
-from relay_env import start_relay
+from relay_env import start_following_relay, start_local
 from test_relay_browser import SELECT_KERNEL, cell, click
-from test_relay_e2e import write_secret
 
 from testkit.headless import Chromium, chromium_path
 from testkit.relay_process import GATEWAY_ARGS
@@ -82,21 +81,8 @@ def test_status_item_shows_the_remote_follows_a_switch_and_says_when_it_stops(
     browser = None
     try:
         first = remote.wait_state("ready")
-        relay = start_relay(
-            tmp_path / "relay",
-            [
-                "--connection-file",
-                str(connection_file),
-                "--token-file",
-                str(write_secret(tmp_path / "remote_token", remote.server.token)),
-            ],
-            edge_root=tmp_path,
-        )
-        local = server_factory(
-            args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
-            env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
-        )
-        relay.clients.append(local)
+        relay = start_following_relay(tmp_path, remote.server.token, connection_file)
+        local = start_local(server_factory, relay)
         notebook = {
             "cells": [{"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {},
                        "outputs": [], "source": "print('hi')"}],

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from relay_env import start_relay
-from test_relay_e2e import write_secret
+from relay_env import start_following_relay, start_local
 from tunnel_env import TunnelServer
 
 from testkit.headless import Chromium, chromium_path
-from testkit.relay_process import GATEWAY_ARGS
 
 pytestmark = [
     pytest.mark.e2e,
@@ -86,23 +84,10 @@ def test_jupyterlab_tab_survives_a_tunnel_switch(
         traits={"connection_file": str(connection_file), "tunnel_mode": "quick"}
     )
     remote.wait_state("ready")
-    relay = start_relay(
-        tmp_path / "relay",
-        [
-            "--connection-file",
-            str(connection_file),
-            "--token-file",
-            str(write_secret(tmp_path / "remote_token", remote.server.token)),
-        ],
-        edge_root=tmp_path,
-    )
+    relay = start_following_relay(tmp_path, remote.server.token, connection_file)
     browser = None
     try:
-        local = server_factory(
-            args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
-            env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
-        )
-        relay.clients.append(local)
+        local = start_local(server_factory, relay)
         notebook = {
             "cells": [
                 {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},

@@ -21,11 +21,16 @@ import psutil
 import pytest
 import websocket
 from e2e_kit import KernelChannel, fixed_port, kernel_channel, start_kernel, ws_url
-from relay_env import RelayProcess, relay_command, start_relay
+from relay_env import (
+    RelayProcess,
+    relay_command,
+    start_following_relay,
+    start_local,
+    start_relay,
+    write_secret,
+)
 from server_process import ServerProcess, free_port
 from tunnel_env import NAMED_HOST, TunnelServer, named_tunnel_env
-
-from testkit.relay_process import GATEWAY_ARGS
 
 pytestmark = pytest.mark.e2e
 
@@ -38,23 +43,6 @@ class Stack:
     connection_file: Path
 
 
-def write_secret(path: Path, value: str) -> Path:
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return path
-
-
-def start_local(server_factory: Any, relay: RelayProcess, wait: bool = True) -> ServerProcess:
-    local: ServerProcess = server_factory(
-        args=[f"--gateway-url={relay.url}", *GATEWAY_ARGS],
-        # The relay's token, as the printed command passes it (not on the command line).
-        env={"JUPYTER_GATEWAY_AUTH_TOKEN": relay.token},
-        wait=wait,
-    )
-    relay.clients.append(local)
-    return local
-
-
 @pytest.fixture
 def stack(tunnel_server: Any, server_factory: Any, tmp_path: Path) -> Iterator[Stack]:
     connection_file = tmp_path / "drive" / "colab-tunnel.json"
@@ -62,12 +50,7 @@ def stack(tunnel_server: Any, server_factory: Any, tmp_path: Path) -> Iterator[S
         traits={"connection_file": str(connection_file), "tunnel_mode": "quick"}
     )
     remote.wait_state("ready")
-    token_file = write_secret(tmp_path / "remote_token", remote.server.token)
-    relay = start_relay(
-        tmp_path / "relay",
-        ["--connection-file", str(connection_file), "--token-file", str(token_file)],
-        edge_root=tmp_path,
-    )
+    relay = start_following_relay(tmp_path, remote.server.token, connection_file)
     try:
         local = start_local(server_factory, relay)
         yield Stack(remote, relay, local, connection_file)

@@ -24,8 +24,7 @@ from typing import Any, ClassVar
 import pytest
 import websocket
 from e2e_kit import KernelChannel, kernel_channel, start_kernel, ws_url
-from relay_env import RelayProcess, check_relay_body, start_relay
-from test_relay_e2e import start_local, write_secret
+from relay_env import RelayProcess, check_relay_body, start_local, start_relay, write_secret
 from test_relay_reachability import until
 from test_relay_ws import free_port
 from tornado import web

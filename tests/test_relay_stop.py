@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 from e2e_kit import kernel_channel, start_kernel
-from relay_env import start_relay
+from relay_env import start_local, start_relay
 from server_process import ServerProcess
-from test_relay_e2e import start_local
 
 pytestmark = pytest.mark.e2e
 
