@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.alternate import alternated
 from benchmarks.relay import RelayProc, _edge
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import Fleet, install_standin
@@ -195,17 +196,11 @@ def _alternate(
     alternated `rounds` times, each side on its own keep-alive connection (after `warm`
     unmeasured calls); the two summaries."""
     via, straight = KeepAlive(local), KeepAlive(edge[0], tls_name=edge[1])
-    through: list[float] = []
-    baseline: list[float] = []
     try:
         for conn in (via, straight):
             for _ in range(warm):
                 once(conn)
-        sides = [(via, through), (straight, baseline)]
-        for i in range(rounds):
-            for side, out in sides if i % 2 == 0 else sides[::-1]:
-                for _ in range(n):
-                    out.append(once(side))
+        through, baseline = alternated(rounds, n, [lambda: once(via), lambda: once(straight)])
     finally:
         via.close()
         straight.close()

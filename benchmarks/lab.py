@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.alternate import alternated
 from benchmarks.relay import RelayProc
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import Connection, Fleet, Server
@@ -64,16 +65,14 @@ def _timed(conn: Connection, path: str) -> float:
 
 def _latency(local: Connection, relay: Connection, quick: bool) -> Figure:
     rounds, n = (3, 10) if quick else (10, 40)
-    through: list[float] = []
-    straight: list[float] = []
     try:
         for _ in range(3):  # warm both paths (the remote's status cache, the connections)
             _timed(local, "/colab/remote/status"), _timed(relay, "/colab/status")
-        for i in range(rounds):
-            order = [(local, "/colab/remote/status", through), (relay, "/colab/status", straight)]
-            for conn, path, out in order if i % 2 == 0 else order[::-1]:
-                for _ in range(n):
-                    out.append(_timed(conn, path))
+        through, straight = alternated(
+            rounds,
+            n,
+            [lambda: _timed(local, "/colab/remote/status"), lambda: _timed(relay, "/colab/status")],
+        )
     finally:
         local.close()
         relay.close()

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from benchmarks.alternate import alternated, timed_ms
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import REPO, Connection, Fleet, Server, parse_iso
 from jupyter_colab_tunnel.connection_record import connection_record
@@ -115,12 +116,6 @@ def _edge(server: Server, pid: int, field: str = "edge") -> str:
     raise RuntimeError(f"stand-in {pid} has no {field}")
 
 
-def _timed(fn: Any) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return (time.perf_counter() - t0) * 1000
-
-
 def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
     work = fleet.workdir / "relay"
     conn_file = work / "drive" / "colab-tunnel.json"
@@ -190,16 +185,17 @@ def _rest(relay: RelayProc, direct: Connection, quick: bool) -> Figure:
     rounds, n = (3, 20) if quick else (10, 100)
     path = "/api/kernelspecs"
     via = relay.connection()
-    through: list[float] = []
-    straight: list[float] = []
     try:
         for _ in range(2):  # warm both connections
             via.get(path), direct.get(path)
-        for i in range(rounds):
-            order = [(via, through), (direct, straight)]
-            for conn, out in order if i % 2 == 0 else order[::-1]:
-                for _ in range(n):
-                    out.append(_timed(lambda c=conn: _ok(c.get(path))))
+        through, straight = alternated(
+            rounds,
+            n,
+            [
+                lambda: timed_ms(lambda: _ok(via.get(path))),
+                lambda: timed_ms(lambda: _ok(direct.get(path))),
+            ],
+        )
     finally:
         via.close()
         direct.close()
@@ -228,15 +224,16 @@ def _ok(answer: tuple[int, bytes]) -> None:
 
 def _execute(ch_relay: Any, ch_direct: Any, quick: bool) -> Figure:
     rounds, n = (2, 10) if quick else (5, 40)
-    through: list[float] = []
-    straight: list[float] = []
     for ch in (ch_relay, ch_direct):
         ch.execute("pass")
-    for i in range(rounds):
-        order = [(ch_relay, through), (ch_direct, straight)]
-        for ch, out in order if i % 2 == 0 else order[::-1]:
-            for _ in range(n):
-                out.append(_timed(lambda c=ch: c.execute("pass", timeout=30)))
+    through, straight = alternated(
+        rounds,
+        n,
+        [
+            lambda: timed_ms(lambda: ch_relay.execute("pass", timeout=30)),
+            lambda: timed_ms(lambda: ch_direct.execute("pass", timeout=30)),
+        ],
+    )
     value, base = Summary.of(through), Summary.of(straight)
     return Figure(
         key="relay.kernel_rtt",

@@ -28,6 +28,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from benchmarks.alternate import alternated, alternated_async, timed_ms
 from benchmarks.relay import _edge
 from benchmarks.report import Figure, Summary
 from benchmarks.servers import Fleet
@@ -149,38 +150,34 @@ def _sync_paths(base: str, token: str) -> dict[str, tuple[Callable[[], Any], Cal
 
 async def _measure_async(base: str, token: str, n: int, rounds: int) -> dict[str, list[float]]:
     paths = _async_paths(base, token)
-    samples: dict[str, list[float]] = {name: [] for name in paths}
     order = list(paths.items())
     for _, (call, _) in order:  # warm-up: imports, the first connection
         for _ in range(5):
             await call()
-    for i in range(rounds):
-        for name, (call, _) in order if i % 2 == 0 else order[::-1]:
-            for _ in range(n):
-                t0 = time.perf_counter()
-                await call()
-                samples[name].append((time.perf_counter() - t0) * 1000)
+
+    async def timed(call: Callable[[], Awaitable[object]]) -> float:
+        t0 = time.perf_counter()
+        await call()
+        return (time.perf_counter() - t0) * 1000
+
+    measured = await alternated_async(
+        rounds, n, [lambda call=call: timed(call) for _, (call, _) in order]
+    )
     for _, cleanup in paths.values():
         await cleanup()
-    return samples
+    return dict(zip(paths, measured, strict=True))
 
 
 def _measure_sync(base: str, token: str, n: int, rounds: int) -> dict[str, list[float]]:
     paths = _sync_paths(base, token)
-    samples: dict[str, list[float]] = {name: [] for name in paths}
     order = list(paths.items())
     for _, (call, _) in order:
         for _ in range(5):
             call()
-    for i in range(rounds):
-        for name, (call, _) in order if i % 2 == 0 else order[::-1]:
-            for _ in range(n):
-                t0 = time.perf_counter()
-                call()
-                samples[name].append((time.perf_counter() - t0) * 1000)
+    measured = alternated(rounds, n, [lambda call=call: timed_ms(call) for _, (call, _) in order])
     for _, cleanup in paths.values():
         cleanup()
-    return samples
+    return dict(zip(paths, measured, strict=True))
 
 
 def _figure(key: str, title: str, values: list[float], base: list[float], label: str) -> Figure:
