@@ -156,3 +156,48 @@ def test_the_gateway_url_shown_never_holds_credentials() -> None:
     assert gateway_url(Gateway()) == "https://relay.example:8443/base"
     Gateway.url = ""
     assert gateway_url(Gateway()) is None
+
+
+def test_the_gateway_is_asked_at_its_url_as_configured_and_named_without_its_credentials() -> None:
+    """Credentials in GatewayClient.url reach the gateway (as its kernel requests do); the
+    answers and their messages never show them."""
+    import asyncio
+    import base64
+
+    from tornado import web
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    from jupyter_colab_tunnel.local.lab.gateway_reader import LabRefusal, read_remote
+
+    seen: list[str | None] = []
+
+    class Status(web.RequestHandler):
+        def get(self) -> None:
+            seen.append(self.request.headers.get("Authorization"))
+            self.write({"ok": True})
+
+    async def main() -> None:
+        sockets = bind_sockets(0, "127.0.0.1")
+        port = sockets[0].getsockname()[1]
+        server = HTTPServer(web.Application([(r"/gw/colab/status", Status)]))
+        server.add_sockets(sockets)
+
+        class Gateway:
+            url = f"http://user:s3cret@127.0.0.1:{port}/gw/"
+
+            def load_connection_args(self) -> dict[str, Any]:
+                return {}
+
+        try:
+            assert await read_remote(Gateway(), "status") == {"ok": True}
+            with pytest.raises(LabRefusal) as refused:
+                await read_remote(Gateway(), "tunnel")  # 404 there: no_extension
+            assert refused.value.problem.kind == "no_extension"
+            assert "s3cret" not in str(refused.value)
+            assert f"http://127.0.0.1:{port}/gw" in refused.value.problem.message
+        finally:
+            server.stop()
+
+    asyncio.run(main())
+    assert seen == ["Basic " + base64.b64encode(b"user:s3cret").decode()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Literal
 
+from jupyter_server.utils import url_path_join
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from ...problems import ColabTunnelError, Problem
@@ -41,7 +42,8 @@ class LabRefusal(ColabTunnelError):
 
 
 def gateway_url(gateway: Any) -> str | None:
-    """The gateway's base URL (no trailing slash, no credentials), or None outside gateway mode."""
+    """The gateway's base URL as messages name it (no trailing slash, no credentials, no query),
+    or None outside gateway mode."""
     url = getattr(gateway, "url", None)
     if not isinstance(url, str) or not url.strip():
         return None
@@ -103,8 +105,11 @@ async def read_remote(gateway: Any, name: RemotePath) -> JSONObject:
             ),
             404,
         )
+    # Requested where GatewayClient sends kernel requests (its URL as configured); named in
+    # messages without credentials or query.
     url = f"{base}/{GATEWAY_PATHS[name]}"
-    request = HTTPRequest(url, method="GET", **_connection_args(gateway))
+    target = url_path_join(str(gateway.url).strip(), GATEWAY_PATHS[name])
+    request = HTTPRequest(target, method="GET", **_connection_args(gateway))
     try:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
     except Exception as exc:  # every failure to get an answer is named
