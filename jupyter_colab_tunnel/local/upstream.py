@@ -27,6 +27,7 @@ from ..connection_record import (
     safe_origin,
 )
 from ..states import UNKNOWN, as_word
+from .bounded_wait import event_set
 
 T = TypeVar("T")
 
@@ -116,16 +117,14 @@ class UpstreamTracker:
             left = deadline - loop.time()
             if left <= 0:
                 return None
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+            await event_set(self._changed, left)
         return self.current
 
     async def wait_change(self, since: Upstream | None, timeout: float) -> None:
         """Return when the upstream differs from `since`, or after `timeout` seconds."""
         if self.current != since:
             return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+        await event_set(self._changed, timeout)
 
 
 Stamp = tuple[int, int, int]

@@ -8,8 +8,6 @@ HTTP is streamed both ways (forward_http.py), websockets are pumped (forward_soc
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from tornado.routing import Matcher, PathMatches, Rule
 
 from ... import forwarding, http1
 from ...http1 import STREAMED_BODY_LIMIT
+from ..bounded_wait import finished_within
 from . import rules
 from .forward_http import ForwardHandler
 from .forward_socket import ForwardSocket
@@ -166,8 +165,7 @@ class Forward:
             sock.restart("the relay is stopping")
         if self._server is not None:
             self._server.stop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.close_all_connections(), 2)
+            await finished_within(self._server.close_all_connections(), 2)
 
     def status(self) -> dict[str, Any]:
         s = self.stats

@@ -28,6 +28,7 @@ from ...http1 import UpstreamError
 from ...problems import HINTS
 from ...states import known_state
 from ...timefmt import iso_utc
+from ..bounded_wait import event_set
 from ..failures import Failure, classify_exception, classify_status
 
 if TYPE_CHECKING:
@@ -233,8 +234,7 @@ class RemoteLife:
                 self.checked_at = now
                 await self._read_life(upstream)
             self.check_warnings()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), min(interval, TICK) or TICK)
+            await event_set(self._wake, min(interval, TICK) or TICK)
 
     async def _read_life(self, upstream: Any) -> None:
         relay = self.relay

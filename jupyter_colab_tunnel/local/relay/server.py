@@ -4,7 +4,6 @@ HTTP server on 127.0.0.1 that routes to the proxy and kernel-socket handlers."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ from tornado.netutil import bind_sockets
 
 from ...http1 import KeepAliveClient, UpstreamError
 from ...timefmt import iso_utc
+from ..bounded_wait import event_set, finished_within
 from ..failures import Failure
 from ..upstream import Upstream, UpstreamTracker
 from . import rules
@@ -189,8 +189,7 @@ class Relay:
             await forward.close()
         if self._server is not None:
             self._server.stop()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._server.close_all_connections(), 2)
+            await finished_within(self._server.close_all_connections(), 2)
         await self.reachability.close()
         await self.life.close()
         self.client.close()
@@ -200,8 +199,7 @@ class Relay:
         while time.monotonic() < deadline and not stop_now.is_set():
             if kernels <= self._shut_down and time.monotonic() - self._last_request >= 1.0:
                 return
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop_now.wait(), 0.1)
+            await event_set(stop_now, 0.1)
         left = kernels - self._shut_down
         if left:
             self.log.warning(
