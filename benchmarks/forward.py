@@ -21,7 +21,6 @@ import contextlib
 import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 import uuid
@@ -32,8 +31,8 @@ from typing import Any
 from benchmarks.alternate import alternated
 from benchmarks.relay import RelayProc, _edge
 from benchmarks.report import Figure, Summary
-from benchmarks.servers import Fleet, install_standin
-from testkit import edge_tls, forward_app
+from benchmarks.servers import Fleet, install_standin, open_connection
+from testkit import forward_app
 from testkit.processes import free_port, stop_process
 
 MB = 1_000_000
@@ -53,15 +52,7 @@ class KeepAlive:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self.conn is None:
-            if self.tls_name:
-                conn = http.client.HTTPConnection(self.tls_name, timeout=self.timeout)
-                conn.sock = edge_tls.connect(self.port, self.tls_name, self.timeout)
-            else:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                conn.connect()
-                assert conn.sock is not None
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.conn = conn
+            self.conn = open_connection(self.port, self.timeout, self.tls_name)
         return self.conn
 
     def open(self, method: str, path: str) -> http.client.HTTPResponse:

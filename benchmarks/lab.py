@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.alternate import alternated
+from benchmarks.alternate import alternated, timed_ms
 from benchmarks.relay import RelayProc
 from benchmarks.report import Figure, Summary
-from benchmarks.servers import Connection, Fleet, Server
+from benchmarks.servers import Connection, Fleet, Server, ok
 from testkit.relay_process import GATEWAY_ARGS
 
 
@@ -55,12 +55,7 @@ def run(fleet: Fleet, quick: bool, ctx: dict[str, Any]) -> list[Figure]:
 
 
 def _timed(conn: Connection, path: str) -> float:
-    t0 = time.perf_counter()
-    status, body = conn.get(path)
-    elapsed = (time.perf_counter() - t0) * 1000
-    if status != 200:
-        raise RuntimeError(f"GET {path}: {status} {body[:300]!r}")
-    return elapsed
+    return timed_ms(lambda: ok(conn.get(path), f"GET {path}"))
 
 
 def _latency(local: Connection, relay: Connection, quick: bool) -> Figure:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from benchmarks.alternate import alternated, timed_ms
 from benchmarks.report import Figure, Summary
-from benchmarks.servers import REPO, Connection, Fleet, Server, parse_iso
+from benchmarks.servers import REPO, Connection, Fleet, Server, ok, parse_iso
 from jupyter_colab_tunnel.connection_record import connection_record
 from testkit.kernel_channel import KernelChannel
 from testkit.processes import free_port
@@ -192,8 +192,8 @@ def _rest(relay: RelayProc, direct: Connection, quick: bool) -> Figure:
             rounds,
             n,
             [
-                lambda: timed_ms(lambda: _ok(via.get(path))),
-                lambda: timed_ms(lambda: _ok(direct.get(path))),
+                lambda: timed_ms(lambda: ok(via.get(path))),
+                lambda: timed_ms(lambda: ok(direct.get(path))),
             ],
         )
     finally:
@@ -214,12 +214,6 @@ def _rest(relay: RelayProc, direct: Connection, quick: bool) -> Figure:
         compare=f"+{value.median - base.median:.2f} ms",
         notes=f"{rounds} alternated blocks of {n}",
     )
-
-
-def _ok(answer: tuple[int, bytes]) -> None:
-    status, body = answer
-    if status != 200:
-        raise RuntimeError(f"{status} {body[:300]!r}")
 
 
 def _execute(ch_relay: Any, ch_direct: Any, quick: bool) -> Figure:
@@ -265,7 +259,7 @@ def _switch(relay: RelayProc, path: Path, edge: str, remote: Server, quick: bool
             while True:
                 status = conn.get_json("/relay/status")
                 if status["upstream"] == target:
-                    _ok(conn.get("/api/kernelspecs"))
+                    ok(conn.get("/api/kernelspecs"))
                     break
                 if time.perf_counter() - t0 > 10:
                     raise RuntimeError(f"the relay never switched to {target}: {status}")

@@ -91,6 +91,30 @@ def parse_iso(text: str | None) -> float | None:
 LOG_TIME_RE = re.compile(r"^\[\w (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) [^\]]*\] (.*)$")
 
 
+def open_connection(
+    port: int, timeout: float, tls_name: str | None = None
+) -> http.client.HTTPConnection:
+    """A connected HTTP/1.1 connection to 127.0.0.1:`port` (TCP_NODELAY); with `tls_name`, over
+    TLS to a stand-in's TLS edge, verified for that name (testkit/edge_tls.py)."""
+    if tls_name:
+        conn = http.client.HTTPConnection(tls_name, timeout=timeout)
+        conn.sock = edge_tls.connect(port, tls_name, timeout)
+        return conn
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.connect()
+    assert conn.sock is not None
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def ok(answer: tuple[int, bytes], what: str = "") -> bytes:
+    """The body of a 200 answer (a `Connection.get`'s); RuntimeError for any other."""
+    status, body = answer
+    if status != 200:
+        raise RuntimeError(f"{what + ': ' if what else ''}{status} {body[:300]!r}")
+    return body
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection to a server (not thread-safe: one per thread); with
     `tls_name`, over TLS to a stand-in's TLS edge, verified for that name (testkit/edge_tls.py)."""
@@ -106,15 +130,7 @@ class Connection:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            if self.tls_name:
-                conn = http.client.HTTPConnection(self.tls_name, timeout=self.timeout)
-                conn.sock = edge_tls.connect(self.port, self.tls_name, self.timeout)
-            else:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                conn.connect()
-                assert conn.sock is not None
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._conn = conn
+            self._conn = open_connection(self.port, self.timeout, self.tls_name)
         return self._conn
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
